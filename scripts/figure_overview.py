@@ -1,0 +1,14 @@
+"""rule figure_overview: what each model's store holds, and a PCA of its last layer."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))
+
+from convergence.plots.overview import plot_overview
+from convergence.runtime import logged
+from convergence.store import open_store
+
+with logged(snakemake.log[0]):
+    stimuli = open_store(snakemake.input.stimuli)
+    stores = {name: open_store(path) for name, path in snakemake.input.items() if name != "stimuli"}
+    plot_overview(stimuli, stores, [snakemake.output.png, snakemake.output.pdf])

@@ -1,0 +1,14 @@
+"""rule stimuli: materialise one stimulus set."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))
+
+from convergence.runtime import logged
+from convergence.stimuli import build_stimuli
+from convergence.store import write_store
+
+with logged(snakemake.log[0]):
+    ds = build_stimuli(snakemake.wildcards.dataset, snakemake.params.spec)
+    write_store(ds, snakemake.output[0], chunk=1024)
+    print(f"{snakemake.wildcards.dataset}: {ds.sizes['stimulus']} stimuli -> {snakemake.output[0]}")

@@ -1,0 +1,140 @@
+"""Extraction: every layer stored with the right shapes, order and provenance; deterministic; honest errors."""
+import numpy as np
+import pytest
+import torch
+
+from convergence.embed import ExtractionError, extract
+from convergence.models import ImagePreprocessing, ModelLoadError, load_encoder, relative_depths
+from convergence.models.hf_source import mean_pool
+
+
+def test_cnn_stages_are_average_pooled(tiny_specs, emoji_stimuli):
+    enc = load_encoder("cnn", tiny_specs["cnn"], "cpu")
+    assert enc.layer_names == ["act1", "layer1", "layer2", "layer3", "layer4"]
+    ds = extract(enc, emoji_stimuli, batch_size=10, progress=False)
+    assert ds.attrs["layers"] == enc.layer_names
+    assert ds.attrs["depths"] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert ds["layer4"].dims == ("stimulus", "feature_layer4") and ds["layer4"].shape == (24, 512)
+    assert ds["stimulus"].values.tolist() == emoji_stimuli["stimulus"].values.tolist()
+    assert ds.attrs["provenance"]["weights"] == "random-init" and ds.attrs["provenance"]["source"] == "timm"
+    # stage outputs follow ReLUs, so their global average pool is non-negative
+    assert (ds["layer2"].values >= 0).all()
+
+
+def test_extraction_is_deterministic_and_batch_independent(tiny_specs, emoji_stimuli):
+    a = extract(load_encoder("vit", tiny_specs["vit"], "cpu"), emoji_stimuli, batch_size=24, progress=False)
+    b = extract(load_encoder("vit", tiny_specs["vit"], "cpu"), emoji_stimuli, batch_size=5, progress=False)
+    for layer in a.attrs["layers"]:
+        np.testing.assert_allclose(a[layer].values, b[layer].values, rtol=1e-4, atol=1e-5)
+
+
+def test_vit_blocks_cls_and_mean_pooling(tiny_specs, emoji_stimuli):
+    spec = dict(tiny_specs["vit"])
+    enc = load_encoder("vit", spec, "cpu")
+    assert enc.layer_names == [f"block_{i:02d}" for i in range(12)] and enc.pooling == "cls"
+    x = enc.preprocessing(emoji_stimuli["image"].values[:3])
+    _, inter = enc.model.forward_intermediates(x, indices=[11], return_prefix_tokens=True, output_fmt="NLC", norm=False)
+    patches, prefix = inter[0]
+    out = enc.encode(emoji_stimuli["image"].values[:3])
+    np.testing.assert_allclose(out["block_11"], prefix[:, 0].detach().numpy(), rtol=1e-5, atol=1e-6)
+    enc_mean = load_encoder("vit", {**spec, "pooling": "mean", "layers": ["block_11"]}, "cpu")
+    out_mean = enc_mean.encode(emoji_stimuli["image"].values[:3])
+    assert list(out_mean) == ["block_11"]
+    np.testing.assert_allclose(out_mean["block_11"], patches.mean(1).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_layer_selection(tiny_specs):
+    enc = load_encoder("cnn", {**tiny_specs["cnn"], "layers": ["layer2", -1]}, "cpu")
+    assert enc.layer_names == ["layer2", "layer4"] and enc.depths == pytest.approx([0.6, 1.0])
+    assert load_encoder("cnn", {**tiny_specs["cnn"], "layers": "last"}, "cpu").layer_names == ["layer4"]
+    with pytest.raises(ValueError, match="has no layer 'layer9'"):
+        load_encoder("cnn", {**tiny_specs["cnn"], "layers": ["layer9"]}, "cpu")
+
+
+def test_text_features_ignore_padding(tiny_specs):
+    enc = load_encoder("bert", tiny_specs["bert"], "cpu")
+    assert enc.layer_names == ["hidden_00", "hidden_01", "hidden_02"]
+    assert enc.depths == [0.0, 0.5, 1.0]
+    alone = enc.encode(["dog face"])
+    padded = enc.encode(["dog face", "a much longer caption that forces padding of the first one"])
+    for layer in enc.layer_names:
+        np.testing.assert_allclose(alone[layer][0], padded[layer][0], rtol=1e-4, atol=1e-5)
+
+
+def test_mean_pool_uses_mask_only():
+    h = torch.arange(12, dtype=torch.float32).view(1, 4, 3)
+    m = torch.tensor([[1, 1, 0, 0]])
+    np.testing.assert_allclose(mean_pool(h, m).numpy(), [[1.5, 2.5, 3.5]])
+
+
+def test_causal_lm_records_bits_per_byte(tiny_specs, emoji_stimuli):
+    enc = load_encoder("gpt", tiny_specs["gpt"], "cpu")
+    ds = extract(enc, emoji_stimuli, batch_size=8, progress=False)
+    bpb = ds["bits_per_byte"].values
+    assert bpb.shape == (24,) and np.isfinite(bpb).all() and (bpb > 0).all()
+    # an untrained byte-level LM is near-uniform over its 384-token vocabulary: about log2(384) bits a byte
+    assert np.median(bpb) == pytest.approx(np.log2(384), rel=0.25)
+    np.testing.assert_allclose(enc.bits_per_byte(["dog face"]), enc.bits_per_byte(["dog face", "x y z w v"])[:1], rtol=1e-4)
+
+
+def test_language_model_needs_captions(tiny_specs, digits_stimuli):
+    enc = load_encoder("bert", tiny_specs["bert"], "cpu")
+    with pytest.raises(ExtractionError, match="no captions"):
+        extract(enc, digits_stimuli, progress=False)
+
+
+def test_non_finite_features_are_an_error(tiny_specs, emoji_stimuli):
+    enc = load_encoder("cnn", {**tiny_specs["cnn"], "layers": "last"}, "cpu")
+    real = enc.encode
+
+    def broken(batch):
+        out = real(batch)
+        out["layer4"][0, 0] = np.nan
+        return out
+
+    enc.encode = broken
+    with pytest.raises(ExtractionError, match="non-finite"):
+        extract(enc, emoji_stimuli, progress=False)
+
+
+def test_unknown_timm_architecture_and_missing_weights():
+    with pytest.raises(ModelLoadError, match="no architecture"):
+        load_encoder("x", {"source": "timm", "name": "resnet5000", "modality": "vision"}, "cpu")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_encoder("x", {"source": "timm", "name": "resnet18", "weights": "/no/file.safetensors", "modality": "vision"}, "cpu")
+
+
+def test_hub_failure_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="pretrained: false"):
+        load_encoder("x", {"source": "timm", "name": "resnet18", "pretrained": True, "modality": "vision"}, "cpu")
+
+
+def test_local_weights_file_is_loaded_and_hashed(tmp_path, emoji_stimuli):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(7)
+    ref = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    save_file(ref.state_dict(), tmp_path / "w.safetensors")
+    enc = load_encoder("r", {"source": "timm", "name": "resnet18", "weights": str(tmp_path / "w.safetensors"), "modality": "vision", "layers": "last"}, "cpu")
+    assert len(enc.provenance["weights_sha256"]) == 64
+    x = enc.preprocessing(emoji_stimuli["image"].values[:2])
+    with torch.inference_mode():
+        expected = ref.eval()(x).numpy()
+    np.testing.assert_allclose(enc.encode(emoji_stimuli["image"].values[:2])["layer4"], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_preprocessing_resizes_crops_and_normalises():
+    pre = ImagePreprocessing(size=4, crop_pct=1.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    img = np.full((2, 8, 12, 3), 255, np.uint8)
+    x = pre(img)
+    assert x.shape == (2, 3, 4, 4)
+    np.testing.assert_allclose(x.numpy(), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="uint8"):
+        pre(img.astype(np.float32))
+
+
+def test_relative_depths():
+    assert relative_depths(4) == [0.25, 0.5, 0.75, 1.0]
+    assert relative_depths(3, includes_input=True) == [0.0, 0.5, 1.0]

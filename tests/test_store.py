@@ -1,0 +1,49 @@
+"""Stores round-trip with labels and attrs, and a failed write never leaves a store that looks complete."""
+import numpy as np
+import pytest
+import xarray as xr
+
+from convergence.store import open_store, write_store
+
+
+def make_ds(n=5):
+    return xr.Dataset(
+        {"layer_a": (("stimulus", "feature_layer_a"), np.arange(n * 3, dtype=np.float32).reshape(n, 3))},
+        coords={"stimulus": np.array([f"s{i}" for i in range(n)], dtype=object)},
+        attrs={"layers": ["layer_a"], "depths": [np.float64(1.0)], "provenance": {"source": "test"}},
+    )
+
+
+def test_round_trip(tmp_path):
+    path = write_store(make_ds(), tmp_path / "a.zarr")
+    ds = open_store(path, load=True)
+    assert ds["stimulus"].values.tolist() == [f"s{i}" for i in range(5)]
+    assert ds["stimulus"].values.dtype == object
+    assert ds.attrs["provenance"] == {"source": "test"} and ds.attrs["depths"] == [1.0]
+    np.testing.assert_array_equal(ds["layer_a"].values, make_ds()["layer_a"].values)
+
+
+def test_failed_write_leaves_old_store_intact(tmp_path, monkeypatch):
+    path = write_store(make_ds(5), tmp_path / "a.zarr")
+
+    def boom(self, *args, **kwargs):
+        raise RuntimeError("killed mid-write")
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", boom)
+    with pytest.raises(RuntimeError):
+        write_store(make_ds(7), path)
+    monkeypatch.undo()
+    assert open_store(path).sizes["stimulus"] == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["a.zarr"]  # no temporary left behind
+
+
+def test_failed_first_write_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(xr.Dataset, "to_zarr", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    with pytest.raises(RuntimeError):
+        write_store(make_ds(), tmp_path / "b.zarr")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_store_is_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no store"):
+        open_store(tmp_path / "nope.zarr")

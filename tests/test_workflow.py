@@ -1,0 +1,140 @@
+"""The workflow end to end on a tiny config, and its incrementality, read from Snakemake's own dry runs."""
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import xarray as xr
+import yaml
+
+from conftest import ROOT, TINY_BERT, TINY_CNN, TINY_VIT
+
+pytestmark = pytest.mark.workflow
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+
+TINY_CONFIG = {
+    "progress": False,
+    "embed_threads": 1,
+    "datasets": {"emo": {"source": "emoji", "limit": 40, "seed": 1, "image_size": 32}},
+    "models": {"cnn_a": dict(TINY_CNN), "vit_a": dict(TINY_VIT), "text_a": dict(TINY_BERT)},
+    "alignment": {"n_permutations": 5, "n_bootstrap": 5, "k": 5},
+}
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CONVERGENCE_CACHE": str(workdir / "cache")}
+    proc = subprocess.run(
+        [*SNAKEMAKE, "--configfile", str(workdir / "config.yaml"), *args],
+        cwd=workdir, capture_output=True, text=True, env=env, timeout=900,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def scheduled(workdir: Path) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run would execute."""
+    out = snakemake(workdir, "-n")
+    text = out.stdout + out.stderr
+    jobs = set()
+    for block in re.split(r"\n(?=\S*\s*rule \w+:|localrule \w+:)", text):
+        m = re.search(r"(?:local)?rule (\w+):", block)
+        if m:
+            w = re.search(r"wildcards: ([^\n]*)", block)
+            jobs.add((m.group(1), w.group(1).strip() if w else ""))
+    if "Nothing to be done" in text:
+        assert not {j for j in jobs if j[0] != "all"}, text
+        return set()
+    return jobs
+
+
+def write_config(workdir: Path, cfg: dict) -> None:
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("wf")
+    write_config(workdir, TINY_CONFIG)
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_run_writes_labelled_stores(finished_run):
+    stim = xr.open_zarr(finished_run / "results/stimuli/emo.zarr", consolidated=False)
+    ids = stim["stimulus"].values.tolist()
+    assert len(ids) == 40 and "caption" in stim and stim["image"].dtype == "uint8"
+    for model in ("cnn_a", "vit_a", "text_a"):
+        ds = xr.open_zarr(finished_run / f"results/embeddings/emo/{model}.zarr", consolidated=False)
+        assert ds["stimulus"].values.tolist() == ids
+        layers = ds.attrs["layers"]
+        assert set(layers) <= set(ds.data_vars) and len(ds.attrs["depths"]) == len(layers)
+        for layer in layers:
+            assert ds[layer].dims == ("stimulus", f"feature_{layer}") and ds[layer].dtype == "float32"
+        assert ds.attrs["model"] == model and ds.attrs["provenance"]["weights"] == "random-init"
+        assert {"torch", "xarray", "zarr"} <= set(ds.attrs["versions"])
+    assert (finished_run / "results/figures/overview/emo.png").stat().st_size > 10_000
+    assert (finished_run / "results/figures/overview/emo.pdf").exists()
+
+
+def test_rerun_with_no_change_schedules_nothing(finished_run):
+    assert scheduled(finished_run) == set()
+
+
+def test_touching_scripts_and_library_reruns_nothing(finished_run):
+    for path in [ROOT / "scripts/embed.py", ROOT / "scripts/stimuli.py", ROOT / "src/convergence/embed.py"]:
+        os.utime(path)
+    assert scheduled(finished_run) == set()
+
+
+def test_adding_a_model_schedules_only_its_jobs(finished_run):
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["models"]["cnn_b"] = {**TINY_CNN, "name": "resnet10t"}
+    write_config(finished_run, cfg)
+    try:
+        jobs = scheduled(finished_run)
+    finally:
+        write_config(finished_run, TINY_CONFIG)
+    per_model = {j for j in jobs if "model=" in j[1]}
+    assert per_model and all("model=cnn_b" in w for _, w in per_model), jobs
+    assert ("embed", "dataset=emo, model=cnn_b") in jobs
+    assert not any(rule == "stimuli" for rule, _ in jobs)
+    # whatever else runs is an aggregate over models (figures, alignment), never another model's job
+    assert all(rule in AGGREGATE_RULES or rule == "all" for rule, w in jobs - per_model), jobs
+
+
+def test_changing_one_models_parameters_reruns_only_that_model(finished_run):
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["models"]["vit_a"]["pooling"] = "mean"
+    write_config(finished_run, cfg)
+    try:
+        jobs = scheduled(finished_run)
+    finally:
+        write_config(finished_run, TINY_CONFIG)
+    per_model = {j for j in jobs if "model=" in j[1]}
+    assert per_model and all("model=vit_a" in w for _, w in per_model), jobs
+
+
+AGGREGATE_RULES = {"figure_overview", "alignment", "crossmodal", "figure_alignment", "figure_crossmodal", "figure_prh", "competence"}
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["models"]["cnn_a"]["source"] = "timmm"
+    write_config(tmp_path, cfg)
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "config.models.cnn_a.source" in err and "'timmm'" in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_default_config_builds_dag(tmp_path):
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", "--quiet", "rules"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]

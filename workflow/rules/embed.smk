@@ -1,0 +1,20 @@
+rule embed:
+    """Run one dataset through one model; store every requested layer's pooled features."""
+    input:
+        stimuli=lambda w: stimuli_store(w.dataset),
+    output:
+        directory("results/embeddings/{dataset}/{model}.zarr"),
+    params:
+        spec=model_spec,
+        version=STEP_VERSIONS["embed"],
+    log:
+        "logs/embed/{dataset}/{model}.log",
+    threads: config["embed_threads"]
+    resources:
+        gpu=config["embed_gpus"],
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/convergence.yaml"
+    script:
+        "../../scripts/embed.py"

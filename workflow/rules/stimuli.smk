@@ -1,0 +1,13 @@
+rule stimuli:
+    """Materialise one stimulus set (images, captions, labels, ids) as a Zarr store."""
+    output:
+        directory("results/stimuli/{dataset}.zarr"),
+    params:
+        spec=dataset_spec,
+        version=STEP_VERSIONS["stimuli"],
+    log:
+        "logs/stimuli/{dataset}.log",
+    conda:
+        "../../envs/convergence.yaml"
+    script:
+        "../../scripts/stimuli.py"
