@@ -138,3 +138,13 @@ def test_default_config_builds_dag(tmp_path):
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def test_prh_study_builds_dag(tmp_path):
+    """The full PRH setup plans its 24 extractions without touching the hub."""
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", "--quiet", "rules", "--configfile", str(ROOT / "studies/prh.yaml")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert re.search(r"embed\s+24\b", proc.stdout + proc.stderr)

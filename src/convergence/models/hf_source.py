@@ -202,7 +202,7 @@ def load(name: str, spec: dict, device: torch.device) -> Encoder:
             provenance.update(repo=repo, revision=str(spec.get("revision") or "main"))
             loader = AutoModelForCausalLM if kind == "causal_lm" else AutoModel
             model = loader.from_pretrained(
-                repo, revision=spec.get("revision"), trust_remote_code=trust, dtype=torch.float32
+                repo, revision=spec.get("revision"), trust_remote_code=trust, dtype=getattr(torch, spec.get("dtype", "float32"))
             )
         else:
             cfg_fields = dict(spec.get("config") or {})
@@ -220,6 +220,7 @@ def load(name: str, spec: dict, device: torch.device) -> Encoder:
             "Without a model hub, point `name` at a local directory saved with save_pretrained()."
         ) from err
     provenance["parameters"] = int(sum(p.numel() for p in model.parameters()))
+    provenance["weights_dtype"] = str(next(model.parameters()).dtype).replace("torch.", "")
     if kind == "vision":
         from transformers import AutoImageProcessor
 

@@ -119,8 +119,9 @@ def load(name: str, spec: dict, device: torch.device) -> TimmEncoder:
     weights = spec.get("weights")
     pretrained = bool(spec.get("pretrained", True))
     provenance = {"source": "timm", "architecture": arch, "timm_version": timm.__version__}
-    if arch not in timm.list_models():
-        close = timm.list_models(f"*{arch.split('.')[0][:8]}*")[:8]
+    base_arch = arch.split(".")[0]  # "vit_base_patch16_224.augreg_in21k" -> architecture + pretrained tag
+    if base_arch not in timm.list_models():
+        close = timm.list_models(f"*{base_arch[:8]}*")[:8]
         raise ModelLoadError(f"model {name!r}: timm has no architecture {arch!r}; similar names: {close}")
     if weights:
         path = Path(weights)
