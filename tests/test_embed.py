@@ -138,3 +138,19 @@ def test_preprocessing_resizes_crops_and_normalises():
 def test_relative_depths():
     assert relative_depths(4) == [0.25, 0.5, 0.75, 1.0]
     assert relative_depths(3, includes_input=True) == [0.0, 0.5, 1.0]
+
+
+def test_cnn_with_head_conv_exposes_pre_logits():
+    """EfficientNets widen their last stage (320 -> 1280 channels); the pooled classifier input is a layer."""
+    import timm
+
+    enc = load_encoder("e", {"source": "timm", "name": "tf_efficientnet_lite0", "pretrained": False, "modality": "vision", "input_size": 64}, "cpu")
+    assert enc.layer_names[-1] == "pre_logits" and enc.depths[-1] == 1.0
+    x = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    out = enc.encode(x)
+    assert out["pre_logits"].shape == (2, 1280) and out["blocks_6"].shape == (2, 320)
+    with torch.inference_mode():
+        expected = enc.model(enc.preprocessing(x)).numpy()  # num_classes=0: the model returns pre-logits
+    np.testing.assert_allclose(out["pre_logits"], expected, rtol=1e-5, atol=1e-6)
+    # a ResNet's last stage already is the pooled feature: no duplicate layer
+    assert "pre_logits" not in load_encoder("r", {"source": "timm", "name": "resnet18", "pretrained": False, "modality": "vision"}, "cpu").layer_names

