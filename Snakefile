@@ -15,6 +15,8 @@ if not config:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/stimuli.smk"
 include: "workflow/rules/embed.smk"
+include: "workflow/rules/kernels.smk"
+include: "workflow/rules/alignment.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -156,3 +156,17 @@ def models_for(cfg: dict, dataset: str, modality: str | None = None) -> list[str
 
 def embedding_pairs(cfg: dict) -> list[tuple[str, str]]:
     return [(d, m) for d in cfg["datasets"] for m in models_for(cfg, d)]
+
+
+#: Which config keys of the ``alignment`` section feed which metric parameter.
+_CONFIG_PARAMS = {"k": ("k", ("mutual_knn", "cycle_knn", "jaccard_knn", "cknna")), "rbf_sigma": ("sigma", ("cka_rbf",))}
+
+
+def metric_params(metric: str, alignment_config: dict) -> dict:
+    """The parameters ``metric`` takes from the config's ``alignment`` section (and only those, so that
+    changing k never reruns CKA)."""
+    out = {}
+    for key, (param, metrics) in _CONFIG_PARAMS.items():
+        if metric in metrics and key in alignment_config:
+            out[param] = alignment_config[key]
+    return out

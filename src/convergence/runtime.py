@@ -29,17 +29,21 @@ class _Tee:
 @contextlib.contextmanager
 def logged(log_path: str | Path | None, *, threads: int | None = None):
     """Copy stdout/stderr (progress bars included) into ``log_path`` while the block runs, keeping the console;
-    set torch's and BLAS's thread count to ``threads`` when given."""
-    if threads:
-        import os
+    limit torch and the BLAS/OpenMP pools to the job's ``threads`` (Snakemake's ``threads``), since
+    oversubscribed LAPACK calls run many times slower when jobs share cores."""
+    with contextlib.ExitStack() as stack:
+        if threads:
+            from threadpoolctl import threadpool_limits
 
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-        try:
-            import torch
+            stack.enter_context(threadpool_limits(limits=int(threads)))
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(int(threads))
+        stack.enter_context(_tee_to(log_path))
+        yield
 
-            torch.set_num_threads(int(threads))
-        except ImportError:  # pragma: no cover
-            pass
+
+@contextlib.contextmanager
+def _tee_to(log_path: str | Path | None):
     if not log_path:
         yield
         return

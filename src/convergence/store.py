@@ -37,7 +37,11 @@ def _jsonable(value):
 
 
 def write_store(ds: xr.Dataset, path: str | Path, *, chunk: int = STIMULUS_CHUNK) -> Path:
-    """Write ``ds`` to the Zarr v3 store ``path`` atomically; chunk along ``stimulus`` when present."""
+    """Write ``ds`` to the Zarr v3 store ``path`` atomically.
+
+    Chunks: at most ``chunk`` rows along ``stimulus``, one entry along ``layer`` (so one layer of an
+    n x n Gram is read without the others), every other dimension whole.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -48,7 +52,11 @@ def write_store(ds: xr.Dataset, path: str | Path, *, chunk: int = STIMULUS_CHUNK
         ds[name].encoding = {}
     encoding = {}
     for name, var in ds.data_vars.items():
-        chunks = tuple(min(chunk, n) if dim == "stimulus" else n for dim, n in zip(var.dims, var.shape))
+        chunks = tuple(
+            min(chunk, n) if dim == "stimulus" else (min(1, n) if dim == "layer" else n)
+            for dim, n in zip(var.dims, var.shape)
+        )
+        chunks = tuple(max(1, c) for c in chunks)
         if chunks:
             encoding[name] = {"chunks": chunks}
     try:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from convergence.config import ConfigError, embedding_pairs, models_for, validate_config
+from convergence.config import ConfigError, embedding_pairs, metric_params, models_for, validate_config
 from convergence.versions import STEP_VERSIONS
 
 try:
@@ -14,11 +14,13 @@ except ConfigError as err:
 
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
+METRICS = list(config["alignment"]["metrics"])
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     model="|".join(MODELS),
+    metric="|".join(METRICS),
 
 
 def stimuli_store(dataset):
@@ -34,6 +36,29 @@ def embeddings_of(wildcards):
     return {m: embedding_store(wildcards.dataset, m) for m in models_for(config, wildcards.dataset)}
 
 
+def kernels_of(wildcards):
+    """Every kernel store of one dataset, named by model."""
+    return {m: f"results/kernels/{wildcards.dataset}/{m}.zarr" for m in models_for(config, wildcards.dataset)}
+
+
+def kernel_k(wildcards):
+    """Neighbours each kernel stores: the k every kNN-based metric uses."""
+    return config["alignment"]["k"]
+
+
+def alignment_options(wildcards):
+    """What changes this metric's numbers: its own parameters, the null and bootstrap settings."""
+    a = config["alignment"]
+    return {
+        "params": metric_params(wildcards.metric, a),
+        **{key: a[key] for key in ("n_permutations", "n_bootstrap", "seed")},
+    }
+
+
+def has_crossmodal(dataset):
+    return bool(models_for(config, dataset, "vision")) and bool(models_for(config, dataset, "language"))
+
+
 def dataset_spec(wildcards):
     return config["datasets"][wildcards.dataset]
 
@@ -44,6 +69,15 @@ def model_spec(wildcards):
 
 def get_final_output():
     out = [embedding_store(d, m) for d, m in embedding_pairs(config)]
+    reference = config["alignment"].get("reference")
     for d in DATASETS:
         out += expand("results/figures/overview/{dataset}.{ext}", dataset=d, ext=("png", "pdf"))
+        if len(models_for(config, d)) < 2:
+            continue
+        out.append(f"results/competence/{d}.csv")
+        out += expand("results/figures/alignment/{dataset}/{metric}.{ext}", dataset=d, metric=METRICS, ext=("png", "pdf"))
+        if has_crossmodal(d):
+            out += expand("results/figures/crossmodal/{dataset}/{metric}.{ext}", dataset=d, metric=METRICS, ext=("png", "pdf"))
+        if reference in models_for(config, d):
+            out += expand("results/figures/prh/{dataset}/{metric}.{ext}", dataset=d, metric=METRICS, ext=("png", "pdf"))
     return out

@@ -1,0 +1,14 @@
+"""rule figure_alignment: model x model heatmap with the null level."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))
+
+from convergence.plots.alignment import plot_alignment_heatmap
+from convergence.runtime import logged
+from convergence.store import open_store
+
+with logged(snakemake.log[0], threads=snakemake.threads):
+    scores = open_store(snakemake.input.alignment, load=True)
+    title = f"{snakemake.wildcards.dataset}: {scores.attrs['metric']}, best layer pair, n={scores.attrs['n_stimuli']}"
+    plot_alignment_heatmap(scores, [snakemake.output.png, snakemake.output.pdf], title=title)

@@ -1,0 +1,208 @@
+"""The workflow's alignment step: all pairs from kernel stores, each pair's result cached by content.
+
+Adding a model to a study must not recompute the scores of pairs that already exist. Snakemake reruns
+the aggregate ``alignment`` job (one per dataset and metric) whenever a kernel is added, so the pair
+results themselves are cached: each (model_a, model_b) result is stored under a key that hashes
+everything it depends on (both kernels' content fingerprints and names, the metric and its parameters,
+the null and bootstrap settings, the stimuli, the step version). A rerun then computes only the pairs
+whose key is new; the rest is bookkeeping. A stale entry can never be read back, since any change that
+would alter it changes its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..kernels import feature_var
+from ..store import open_store, write_store
+from ..versions import STEP_VERSIONS
+from .pairwise import combine_pairs, pairwise
+from .products import common_stimuli, stimulus_digest
+
+MODEL_FIELDS = ("modality", "objective", "family")
+
+
+def kernel_fingerprint(kernel: xr.Dataset) -> str:
+    """Content hash of what pairwise metrics read from a kernel store: ids, layers, features, neighbours."""
+    digest = hashlib.sha256()
+    layers = [str(x) for x in kernel.attrs["layers"]]
+    header = {
+        "ids": [str(s) for s in kernel["stimulus"].values],
+        "layers": layers,
+        "k": int(kernel.attrs["kernel_k"]),
+        "preprocess": str(kernel.attrs.get("kernel_preprocess", "")),
+        "gram": int(kernel.attrs.get("kernel_has_gram", 0)),
+    }
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for layer in layers:
+        digest.update(np.ascontiguousarray(kernel[feature_var(layer)].values, dtype=np.float32).tobytes())
+    digest.update(np.ascontiguousarray(kernel["neighbors"].values, dtype=np.int32).tobytes())
+    return digest.hexdigest()
+
+
+def model_info(kernel: xr.Dataset) -> dict[str, str]:
+    """Modality, training objective and architecture family recorded in a kernel's provenance."""
+    prov = kernel.attrs.get("provenance", {}) or {}
+    return {
+        "modality": str(kernel.attrs.get("modality", "")),
+        "objective": str(prov.get("objective", "")),
+        "family": str(prov.get("family", "")),
+    }
+
+
+def cached_pairwise(
+    kernels: Mapping[str, xr.Dataset],
+    metric: str,
+    *,
+    cache_dir: str | Path,
+    params: Mapping | None = None,
+    models_a: Sequence[str] | None = None,
+    models_b: Sequence[str] | None = None,
+    n_permutations: int = 100,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+    summaries: Sequence[str] = ("best", "last"),
+    log=print,
+) -> xr.Dataset:
+    """:func:`~convergence.alignment.pairwise` over ``models_a`` x ``models_b``, reusing cached pair results.
+
+    Every pair is scored on the stimuli shared by ALL models given, so cached pairs combine. The result
+    carries ``modality``, ``objective`` and ``family`` of each model as coordinates (``modality_a`` ...).
+    """
+    models = list(kernels)
+    models_a = list(models_a or models)
+    models_b = list(models_b or models)
+    ids = common_stimuli(kernels, models)
+    fingerprints = {m: str(kernels[m].attrs.get("fingerprint") or kernel_fingerprint(kernels[m])) for m in models}
+    settings = json.dumps(
+        {
+            "metric": metric,
+            "params": dict(params or {}),
+            "n_permutations": int(n_permutations),
+            "n_bootstrap": int(n_bootstrap),
+            "seed": int(seed),
+            "summaries": list(summaries),
+            "stimuli": stimulus_digest(ids),
+            "version": STEP_VERSIONS["alignment"],
+        },
+        sort_keys=True,
+    )
+    cache = Path(cache_dir)
+
+    def entry(a: str, b: str) -> Path:
+        key = hashlib.sha256(f"{settings}|{a}|{fingerprints[a]}|{b}|{fingerprints[b]}".encode()).hexdigest()[:32]
+        return cache / f"{key}.zarr"
+
+    results: dict[tuple[str, str], xr.Dataset] = {}
+    missing: dict[str, list[str]] = {}
+    for a in models_a:
+        for b in models_b:
+            path = entry(a, b)
+            if path.exists():
+                results[(a, b)] = open_store(path, load=True)
+            else:
+                missing.setdefault(a, []).append(b)
+    n_missing = sum(len(v) for v in missing.values())
+    log(f"{metric}: {len(models_a) * len(models_b) - n_missing} pair(s) from the cache, {n_missing} to compute")
+
+    options = dict(params=params, stimuli=ids, summaries=summaries, n_permutations=n_permutations,
+                   n_bootstrap=n_bootstrap, seed=seed)
+    if n_missing == len(models_a) * len(models_b):
+        groups = [(models_a, models_b)]  # nothing cached: one all-pairs call prepares each model once
+    else:
+        groups = [([a], bs) for a, bs in missing.items()]
+    for rows, cols in groups:
+        scores = pairwise(kernels, metric, models_a=rows, models_b=cols, **options)
+        for i, a in enumerate(rows):
+            for j, b in enumerate(cols):
+                part = scores.isel(model_a=[i], model_b=[j])
+                write_store(part, entry(a, b))
+                results[(a, b)] = part
+    combined = combine_pairs([results[(a, b)] for a in models_a for b in models_b])
+    return label_models(combined, {m: model_info(kernels[m]) for m in models})
+
+
+def label_models(scores: xr.Dataset, info: Mapping[str, Mapping[str, str]]) -> xr.Dataset:
+    """Attach each model's modality/objective/family as coordinates along ``model_a`` and ``model_b``."""
+    coords = {}
+    for side in ("a", "b"):
+        names = [str(m) for m in scores[f"model_{side}"].values]
+        for field in MODEL_FIELDS:
+            coords[f"{field}_{side}"] = (f"model_{side}", np.array([info[m][field] for m in names], dtype=object))
+    return scores.assign_coords(coords)
+
+
+def crossmodal_block(scores: xr.Dataset) -> xr.Dataset:
+    """The vision (rows) x language (columns) block of a labelled all-pairs result, padding trimmed."""
+    vision = [str(m) for m, mod in zip(scores["model_a"].values, scores["modality_a"].values) if mod == "vision"]
+    language = [str(m) for m, mod in zip(scores["model_b"].values, scores["modality_b"].values) if mod == "language"]
+    if not vision or not language:
+        raise ValueError(f"cross-modal alignment needs vision and language models; got vision={vision}, language={language}")
+    block = scores.sel(model_a=vision, model_b=language)
+    return block.isel(
+        layer_a=slice(0, int(block["n_layers_a"].max())), layer_b=slice(0, int(block["n_layers_b"].max()))
+    )
+
+
+def summary_table(scores: xr.Dataset) -> pd.DataFrame:
+    """One row per (model_a, model_b, summary): score, winning layers and depths, null, z, p, CI."""
+    fields = ["summary_score", "summary_layer_name_a", "summary_layer_name_b", "summary_depth_a", "summary_depth_b",
+              "null_mean", "null_std", "z_score", "p_value", "ci_low", "ci_high"]
+    table = scores[[f for f in fields if f in scores]].to_dataframe().reset_index()
+    keep = ["model_a", "model_b", "summary", *[f for f in fields if f in table]]
+    for side in ("a", "b"):
+        for field in MODEL_FIELDS:
+            name = f"{field}_{side}"
+            if name in scores.coords:
+                table[name] = table[f"model_{side}"].map(dict(zip(scores[f"model_{side}"].values, scores[name].values)))
+                keep.append(name)
+    table = table[keep].rename(columns={"summary_score": "score", "summary_layer_name_a": "layer_a",
+                                        "summary_layer_name_b": "layer_b", "summary_depth_a": "depth_a",
+                                        "summary_depth_b": "depth_b"})
+    table.insert(0, "metric", scores.attrs.get("metric", ""))
+    table["n_stimuli"] = int(scores.attrs.get("n_stimuli", scores.sizes.get("stimulus", 0)))
+    return table
+
+
+def competence_table(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], *, k: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Per model: k-NN and linear-probe accuracy of its last layer on labelled stimuli (vision), and mean
+    bits per byte on the captions (causal LMs). Tidy: one row per (model, measure)."""
+    from .competence import knn_accuracy, linear_probe_accuracy, mean_bits_per_byte
+
+    rows = []
+    labels = stimuli["label"].to_series() if "label" in stimuli else None
+    for name, ds in stores.items():
+        info = {"model": name, "modality": ds.attrs.get("modality", ""),
+                "objective": (ds.attrs.get("provenance") or {}).get("objective", ""),
+                "family": (ds.attrs.get("provenance") or {}).get("family", "")}
+        layer = ds.attrs["layers"][-1]
+        if labels is not None and info["modality"] == "vision":
+            x = ds[layer].values
+            y = labels.reindex([str(s) for s in ds["stimulus"].values]).values
+            smallest = int(pd.Series(y).value_counts().min())
+            rows.append({**info, "measure": "knn_accuracy", "layer": layer,
+                         "value": knn_accuracy(x, y, k=min(k, len(y) - 1))})
+            if smallest >= 2:  # stratified folds need every class at least twice; 5 folds when classes allow
+                rows.append({**info, "measure": "linear_probe_accuracy", "layer": layer,
+                             "value": linear_probe_accuracy(x, y, seed=seed, n_splits=min(5, smallest))})
+        if "bits_per_byte" in ds.data_vars:
+            rows.append({**info, "measure": "bits_per_byte", "layer": "", "value": mean_bits_per_byte(ds)})
+    return pd.DataFrame(rows, columns=["model", "modality", "objective", "family", "measure", "layer", "value"])
+
+
+def prh_competence(table: pd.DataFrame) -> tuple[pd.Series, str]:
+    """The competence the PRH plot uses: ``1 - bits per byte`` when causal LMs recorded it, otherwise the
+    vision models' linear-probe accuracy. Returns (model -> value, axis label); empty when neither exists."""
+    bpb = table[table["measure"] == "bits_per_byte"]
+    if len(bpb):
+        return pd.Series(1.0 - bpb["value"].to_numpy(), index=bpb["model"].to_numpy()), "competence (1 - bits per byte)"
+    probe = table[table["measure"] == "linear_probe_accuracy"]
+    return pd.Series(probe["value"].to_numpy(), index=probe["model"].to_numpy()), "linear-probe accuracy (last layer)"
+

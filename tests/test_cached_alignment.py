@@ -1,0 +1,122 @@
+"""The workflow's alignment step: cached pair results equal a fresh all-pairs run, and only new pairs are computed."""
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from convergence.alignment import pairwise
+from convergence.alignment.cached import (
+    cached_pairwise,
+    competence_table,
+    crossmodal_block,
+    kernel_fingerprint,
+    prh_competence,
+    summary_table,
+)
+from convergence.config import metric_params
+from convergence.kernels import build_kernel
+
+N = 30
+
+
+def store(name, modality, dims, seed, objective="supervised"):
+    rng = np.random.default_rng(seed)
+    base = np.random.default_rng(0).normal(size=(N, 6))  # shared structure so models agree somewhat
+    layers = [f"layer{i}" for i in range(len(dims))]
+    data = {}
+    for layer, d in zip(layers, dims):
+        data[layer] = (("stimulus", f"feature_{layer}"), (base @ rng.normal(size=(6, d)) + 0.5 * rng.normal(size=(N, d))).astype(np.float32))
+    return xr.Dataset(
+        data,
+        coords={"stimulus": np.array([f"s{i:02d}" for i in range(N)], dtype=object)},
+        attrs={"model": name, "modality": modality, "layers": layers, "depths": list(np.linspace(0.5, 1, len(dims))),
+               "provenance": {"objective": objective, "family": "cnn"}},
+    )
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    specs = {"va": ("vision", [8, 5], 1), "vb": ("vision", [7], 2), "la": ("language", [9, 4, 6], 3)}
+    return {m: build_kernel(store(m, mod, dims, seed), k=5) for m, (mod, dims, seed) in specs.items()}
+
+
+def compute_log():
+    lines = []
+    return lines, lines.append
+
+
+def test_cached_equals_fresh_and_reuses_pairs(kernels, tmp_path):
+    opts = dict(params={"k": 5}, n_permutations=10, n_bootstrap=10, seed=3)
+    fresh = pairwise(kernels, "mutual_knn", stimuli=sorted(kernels["va"]["stimulus"].values), **opts)
+    lines, log = compute_log()
+    first = cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, log=log, **opts)
+    assert "9 to compute" in lines[-1]
+    np.testing.assert_allclose(first["summary_score"].values, fresh["summary_score"].values)
+    np.testing.assert_allclose(first["null_mean"].values, fresh["null_mean"].values)
+    second = cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, log=log, **opts)
+    assert "9 pair(s) from the cache, 0 to compute" in lines[-1]
+    xr.testing.assert_allclose(first.drop_vars("stimulus"), second.drop_vars("stimulus"))
+
+
+def test_adding_a_model_computes_only_its_pairs(kernels, tmp_path):
+    opts = dict(params={"k": 5}, n_permutations=5, n_bootstrap=5)
+    two = {m: kernels[m] for m in ("va", "vb")}
+    lines, log = compute_log()
+    cached_pairwise(two, "mutual_knn", cache_dir=tmp_path, log=log, **opts)
+    full = cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, log=log, **opts)
+    assert "4 pair(s) from the cache, 5 to compute" in lines[-1]
+    fresh = cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path / "other", log=log, **opts)
+    np.testing.assert_allclose(full["summary_score"].values, fresh["summary_score"].values)
+
+
+def test_changed_settings_never_read_a_stale_entry(kernels, tmp_path):
+    lines, log = compute_log()
+    cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, params={"k": 5}, n_permutations=5, n_bootstrap=5, log=log)
+    cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, params={"k": 3}, n_permutations=5, n_bootstrap=5, log=log)
+    assert "0 pair(s) from the cache" in lines[-1]
+
+
+def test_fingerprint_tracks_content(kernels):
+    k = kernels["va"]
+    same = k.copy(deep=True)
+    assert kernel_fingerprint(same) == kernel_fingerprint(k)
+    changed = k.copy(deep=True)
+    changed["features_layer0"].values[0, 0] += 1.0
+    assert kernel_fingerprint(changed) != kernel_fingerprint(k)
+
+
+def test_crossmodal_block_and_tables(kernels, tmp_path):
+    scores = cached_pairwise(kernels, "cka_linear", cache_dir=tmp_path, n_permutations=5, n_bootstrap=5)
+    assert list(scores["modality_a"].values) == ["vision", "vision", "language"]
+    block = crossmodal_block(scores)
+    assert list(block["model_a"].values) == ["va", "vb"] and list(block["model_b"].values) == ["la"]
+    assert block.sizes["layer_a"] == 2 and block.sizes["layer_b"] == 3
+    table = summary_table(block)
+    assert len(table) == 2 * 2  # 2 pairs x (best, last)
+    assert set(table.columns) >= {"metric", "model_a", "model_b", "summary", "score", "layer_a", "layer_b",
+                                  "null_mean", "p_value", "ci_low", "ci_high", "modality_a", "objective_b", "n_stimuli"}
+    best = table[(table.summary == "best") & (table.model_a == "va")].iloc[0]
+    assert best["score"] == pytest.approx(float(scores["score"].sel(model_a="va", model_b="la").max()))
+    with pytest.raises(ValueError, match="vision and language"):
+        crossmodal_block(scores.sel(model_b=["va"]))
+
+
+def test_competence_table_and_prh_choice():
+    stim = xr.Dataset({"label": ("stimulus", np.array(["a", "b"] * (N // 2), dtype=object))},
+                      coords={"stimulus": np.array([f"s{i:02d}" for i in range(N)], dtype=object)})
+    lm = store("lm", "language", [4], 5)
+    lm["bits_per_byte"] = ("stimulus", np.full(N, 0.75, np.float32))
+    table = competence_table(stim, {"va": store("va", "vision", [8], 1), "lm": lm}, k=5)
+    assert set(table["measure"]) == {"knn_accuracy", "linear_probe_accuracy", "bits_per_byte"}
+    assert ((table["value"] >= 0) & (table["value"] <= 1)).all()
+    competence, label = prh_competence(table)
+    assert competence.to_dict() == {"lm": pytest.approx(0.25)} and "bits per byte" in label
+    competence, label = prh_competence(table[table.measure != "bits_per_byte"])
+    assert list(competence.index) == ["va"] and "probe" in label
+
+
+def test_metric_params_only_what_the_metric_takes():
+    cfg = {"k": 7, "rbf_sigma": 0.3}
+    assert metric_params("mutual_knn", cfg) == {"k": 7}
+    assert metric_params("cka_rbf", cfg) == {"sigma": 0.3}
+    assert metric_params("cka_linear", cfg) == {}
