@@ -20,7 +20,7 @@ TINY_CONFIG = {
     "embed_threads": 1,
     "datasets": {"emo": {"source": "emoji", "limit": 40, "seed": 1, "image_size": 32}},
     "models": {"cnn_a": dict(TINY_CNN), "vit_a": dict(TINY_VIT), "text_a": dict(TINY_BERT)},
-    "alignment": {"n_permutations": 5, "n_bootstrap": 5, "k": 5},
+    "alignment": {"metrics": ["mutual_knn", "cka_linear"], "n_permutations": 5, "n_bootstrap": 5, "k": 5, "reference": "cnn_a"},
 }
 
 
@@ -80,6 +80,24 @@ def test_run_writes_labelled_stores(finished_run):
     assert (finished_run / "results/figures/overview/emo.pdf").exists()
 
 
+def test_run_writes_alignment_with_null_and_figures(finished_run):
+    import pandas as pd
+
+    for metric in ("mutual_knn", "cka_linear"):
+        scores = xr.open_zarr(finished_run / f"results/alignment/emo/{metric}.zarr", consolidated=False)
+        assert scores["score"].dims == ("model_a", "model_b", "layer_a", "layer_b")
+        assert scores.sizes["model_a"] == scores.sizes["model_b"] == 3
+        assert {"null_mean", "z_score", "p_value", "ci_low", "ci_high"} <= set(scores.data_vars)
+        table = pd.read_csv(finished_run / f"results/alignment/emo/{metric}.csv")
+        assert len(table) == 3 * 3 * 2 and table["p_value"].between(0, 1).all()
+        cross = pd.read_csv(finished_run / f"results/crossmodal/emo/{metric}.csv")
+        assert set(cross["model_a"]) == {"cnn_a", "vit_a"} and set(cross["model_b"]) == {"text_a"}
+        for kind in ("alignment", "crossmodal", "prh"):
+            assert (finished_run / f"results/figures/{kind}/emo/{metric}.png").stat().st_size > 10_000
+    kernel = xr.open_zarr(finished_run / "results/kernels/emo/cnn_a.zarr", consolidated=False)
+    assert kernel["neighbors"].shape == (5, 40, 5) and "gram" in kernel
+
+
 def test_rerun_with_no_change_schedules_nothing(finished_run):
     assert scheduled(finished_run) == set()
 
@@ -90,32 +108,38 @@ def test_touching_scripts_and_library_reruns_nothing(finished_run):
     assert scheduled(finished_run) == set()
 
 
-def test_adding_a_model_schedules_only_its_jobs(finished_run):
+def jobs_after(workdir: Path, mutate) -> set[tuple[str, str]]:
+    """Jobs a dry run schedules after ``mutate(config)``; the config is restored afterwards."""
     cfg = copy.deepcopy(TINY_CONFIG)
-    cfg["models"]["cnn_b"] = {**TINY_CNN, "name": "resnet10t"}
-    write_config(finished_run, cfg)
+    mutate(cfg)
+    write_config(workdir, cfg)
     try:
-        jobs = scheduled(finished_run)
+        return scheduled(workdir)
     finally:
-        write_config(finished_run, TINY_CONFIG)
+        write_config(workdir, TINY_CONFIG)
+
+
+def per_model_jobs(jobs, model: str) -> set[tuple[str, str]]:
     per_model = {j for j in jobs if "model=" in j[1]}
-    assert per_model and all("model=cnn_b" in w for _, w in per_model), jobs
-    assert ("embed", "dataset=emo, model=cnn_b") in jobs
+    assert per_model and all(f"model={model}" in w for _, w in per_model), jobs
+    return per_model
+
+
+def add_cnn_b(cfg):
+    cfg["models"]["cnn_b"] = {**TINY_CNN, "name": "resnet10t"}
+
+
+def test_adding_a_model_schedules_only_its_jobs(finished_run):
+    jobs = jobs_after(finished_run, add_cnn_b)
+    per_model = per_model_jobs(jobs, "cnn_b")
+    assert {("embed", "dataset=emo, model=cnn_b"), ("kernel", "dataset=emo, model=cnn_b")} <= jobs
     assert not any(rule == "stimuli" for rule, _ in jobs)
     # whatever else runs is an aggregate over models (figures, alignment), never another model's job
     assert all(rule in AGGREGATE_RULES or rule == "all" for rule, w in jobs - per_model), jobs
 
 
 def test_changing_one_models_parameters_reruns_only_that_model(finished_run):
-    cfg = copy.deepcopy(TINY_CONFIG)
-    cfg["models"]["vit_a"]["pooling"] = "mean"
-    write_config(finished_run, cfg)
-    try:
-        jobs = scheduled(finished_run)
-    finally:
-        write_config(finished_run, TINY_CONFIG)
-    per_model = {j for j in jobs if "model=" in j[1]}
-    assert per_model and all("model=vit_a" in w for _, w in per_model), jobs
+    per_model_jobs(jobs_after(finished_run, lambda cfg: cfg["models"]["vit_a"].update(pooling="mean")), "vit_a")
 
 
 AGGREGATE_RULES = {"figure_overview", "alignment", "crossmodal", "figure_alignment", "figure_crossmodal", "figure_prh", "competence"}
@@ -148,3 +172,18 @@ def test_prh_study_builds_dag(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert re.search(r"embed\s+24\b", proc.stdout + proc.stderr)
+
+
+def test_added_model_computes_only_its_own_pair_scores(finished_run):
+    """Runs last: after adding a fourth model, the alignment job reuses the 9 existing pair results and
+    computes the 7 pairs that involve the new model (16 ordered pairs in all)."""
+    cfg = copy.deepcopy(TINY_CONFIG)
+    add_cnn_b(cfg)
+    write_config(finished_run, cfg)
+    try:
+        snakemake(finished_run, "--cores", "2")
+    finally:
+        write_config(finished_run, TINY_CONFIG)
+    for metric in TINY_CONFIG["alignment"]["metrics"]:
+        log = (finished_run / f"logs/alignment/emo/{metric}.log").read_text()
+        assert f"{metric}: 9 pair(s) from the cache, 7 to compute" in log, log
