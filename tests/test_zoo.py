@@ -121,7 +121,8 @@ def test_efficientnet_classifies_photos(efficientnet, photos):
     assert 281 <= top[0] <= 285, f"{efficientnet.name}: chelsea classified as {top[0]}, not a cat"
     assert top[1] in (967, 968), f"{efficientnet.name}: coffee classified as {top[1]}, not espresso/cup"
     feats = efficientnet.encode(batch)
-    assert list(feats) == efficientnet.layer_names and len(feats) == 5
+    assert list(feats) == efficientnet.layer_names and len(feats) == 6  # 5 stages + the pooled head
+    assert feats["pre_logits"].shape == (2, 1280)
     assert all(np.isfinite(v).all() and v.shape[0] == 2 for v in feats.values())
 
 
