@@ -5,9 +5,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# The embedded default, unless the user names their own config (--configfile studies/prh.yaml): a
-# study config replaces the default instead of being deep-merged into it.
-if not config:
+# The embedded default, unless the user names their own config file (--configfile studies/prh.yaml):
+# a study config replaces the default instead of being deep-merged into it. --config key=value still
+# overrides single values of whichever file is in use.
+if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
 

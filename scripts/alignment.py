@@ -19,6 +19,7 @@ with logged(snakemake.log[0], threads=snakemake.threads):
         n_permutations=opts["n_permutations"],
         n_bootstrap=opts["n_bootstrap"],
         seed=opts["seed"],
+        model_labels=snakemake.params.labels,
     )
     write_store(scores, snakemake.output.store)
     write_table(summary_table(scores), snakemake.output.table)

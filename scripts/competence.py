@@ -11,4 +11,4 @@ from convergence.store import open_store, write_table
 with logged(snakemake.log[0], threads=snakemake.threads):
     stimuli = open_store(snakemake.input.stimuli)
     stores = {name: open_store(path) for name, path in snakemake.input.items() if name != "stimuli"}
-    write_table(competence_table(stimuli, stores, k=snakemake.params.k, seed=snakemake.params.seed), snakemake.output[0])
+    write_table(competence_table(stimuli, stores, k=snakemake.params.k, seed=snakemake.params.seed, model_labels=snakemake.params.labels), snakemake.output[0])

@@ -120,3 +120,33 @@ def test_metric_params_only_what_the_metric_takes():
     assert metric_params("mutual_knn", cfg) == {"k": 7}
     assert metric_params("cka_rbf", cfg) == {"sigma": 0.3}
     assert metric_params("cka_linear", cfg) == {}
+
+
+def test_changing_k_reuses_feature_metric_pairs(kernels, tmp_path):
+    """kNN pairs depend on the neighbour lists; CKA pairs only on the features, so a new k reuses them."""
+    from convergence.alignment.cached import with_fingerprints
+
+    rebuilt = {m: with_fingerprints(build_kernel(store(m, *spec), k=3)) for m, spec in
+               {"va": ("vision", [8, 5], 1), "vb": ("vision", [7], 2), "la": ("language", [9, 4, 6], 3)}.items()}
+    original = {m: with_fingerprints(k.copy()) for m, k in kernels.items()}
+    lines, log = compute_log()
+    for metric, params in (("cka_linear", {}), ("mutual_knn", {"k": 3})):
+        cached_pairwise(original, metric, cache_dir=tmp_path, params=params, n_permutations=3, n_bootstrap=3, log=log)
+        cached_pairwise(rebuilt, metric, cache_dir=tmp_path, params=params, n_permutations=3, n_bootstrap=3, log=log)
+    cka_second, knn_second = lines[1], lines[3]
+    assert "9 pair(s) from the cache, 0 to compute" in cka_second
+    assert "0 pair(s) from the cache, 9 to compute" in knn_second
+
+
+def test_config_labels_override_provenance(kernels, tmp_path):
+    scores = cached_pairwise(kernels, "cka_linear", cache_dir=tmp_path, n_permutations=0, n_bootstrap=0,
+                             model_labels={"vb": {"objective": "self-supervised"}})
+    objectives = dict(zip(scores["model_a"].values, scores["objective_a"].values))
+    assert objectives == {"va": "supervised", "vb": "self-supervised", "la": "supervised"}
+
+
+def test_one_class_dataset_has_no_classification_competence():
+    stim = xr.Dataset({"label": ("stimulus", np.array(["a"] * N, dtype=object))},
+                      coords={"stimulus": np.array([f"s{i:02d}" for i in range(N)], dtype=object)})
+    table = competence_table(stim, {"va": store("va", "vision", [8], 1)}, k=5)
+    assert table.empty

@@ -154,3 +154,12 @@ def test_cnn_with_head_conv_exposes_pre_logits():
     np.testing.assert_allclose(out["pre_logits"], expected, rtol=1e-5, atol=1e-6)
     # a ResNet's last stage already is the pooled feature: no duplicate layer
     assert "pre_logits" not in load_encoder("r", {"source": "timm", "name": "resnet18", "pretrained": False, "modality": "vision"}, "cpu").layer_names
+
+
+def test_bits_per_byte_of_truncated_captions_counts_kept_bytes(tiny_specs):
+    """A caption cut at max_length is scored on the bytes the model saw, not on the whole text."""
+    short = load_encoder("gpt", {**tiny_specs["gpt"], "max_length": 8}, "cpu")
+    text = "a long caption about a dog face that goes on and on"
+    b_trunc = short.bits_per_byte([text])[0]
+    b_prefix = short.bits_per_byte([text[:7]])[0]  # byte tokenizer: 7 bytes + EOS = 8 tokens, nothing cut
+    assert b_trunc == pytest.approx(b_prefix, rel=1e-4)

@@ -142,6 +142,18 @@ def test_changing_one_models_parameters_reruns_only_that_model(finished_run):
     per_model_jobs(jobs_after(finished_run, lambda cfg: cfg["models"]["vit_a"].update(pooling="mean")), "vit_a")
 
 
+def test_relabelling_a_model_reruns_only_aggregates(finished_run):
+    """A model's objective/family only label it: no extraction or kernel job reruns, only the tables."""
+    jobs = jobs_after(finished_run, lambda cfg: cfg["models"]["vit_a"].update(objective="self-supervised"))
+    assert jobs and all(rule in AGGREGATE_RULES or rule == "all" for rule, _ in jobs), jobs
+    assert ("alignment", "dataset=emo, metric=mutual_knn") in jobs
+
+
+def test_listing_models_on_a_dataset_does_not_rebuild_its_stimuli(finished_run):
+    jobs = jobs_after(finished_run, lambda cfg: cfg["datasets"]["emo"].update(models=["cnn_a", "vit_a", "text_a"]))
+    assert not any(rule in ("stimuli", "embed", "kernel") for rule, _ in jobs), jobs
+
+
 AGGREGATE_RULES = {"figure_overview", "alignment", "crossmodal", "figure_alignment", "figure_crossmodal", "figure_prh", "competence"}
 
 
@@ -157,8 +169,9 @@ def test_bad_config_fails_before_any_job(tmp_path):
 
 
 def test_default_config_builds_dag(tmp_path):
+    """config.yaml plans its jobs; --config overrides one value without dropping the default config."""
     proc = subprocess.run(
-        [*SNAKEMAKE, "-n", "--quiet", "rules"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [*SNAKEMAKE, "-n", "--quiet", "rules", "--config", "device=cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -7,7 +7,6 @@ leaves a store that looks complete; an existing target is replaced only after th
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -105,11 +104,3 @@ def write_table(df, path: str | Path) -> Path:
     os.replace(tmp, path)
     return path
 
-
-def write_json(obj, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True))
-    os.replace(tmp, path)
-    return path

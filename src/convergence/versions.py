@@ -11,4 +11,5 @@ STEP_VERSIONS = {
     "embed": 1,
     "kernel": 1,
     "alignment": 1,
+    "competence": 1,
 }

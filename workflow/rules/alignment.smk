@@ -7,6 +7,7 @@ rule alignment:
         table="results/alignment/{dataset}/{metric}.csv",
     params:
         options=alignment_options,
+        labels=model_labels,
         pair_cache=lambda w: f"results/.cache/pairs/{w.dataset}/{w.metric}",
         version=STEP_VERSIONS["alignment"],
     log:
@@ -42,7 +43,8 @@ rule competence:
     params:
         k=config["alignment"]["k"],
         seed=config["alignment"]["seed"],
-        version=STEP_VERSIONS["alignment"],
+        labels=model_labels,
+        version=STEP_VERSIONS["competence"],
     log:
         "logs/competence/{dataset}.log",
     conda:

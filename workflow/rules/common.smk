@@ -59,12 +59,39 @@ def has_crossmodal(dataset):
     return bool(models_for(config, dataset, "vision")) and bool(models_for(config, dataset, "language"))
 
 
+# Entry fields that only label or route a config entry: changing them must not redo its extraction.
+DATASET_ROUTING = ("models",)
+MODEL_LABELS = ("objective", "family", "parameters")
+
+
 def dataset_spec(wildcards):
-    return config["datasets"][wildcards.dataset]
+    """A dataset entry minus its model list (adding a model to a dataset must not rebuild its stimuli)."""
+    return {k: v for k, v in config["datasets"][wildcards.dataset].items() if k not in DATASET_ROUTING}
 
 
 def model_spec(wildcards):
-    return config["models"][wildcards.model]
+    """A model entry minus its labels (relabelling a model's objective must not re-extract it)."""
+    return {k: v for k, v in config["models"][wildcards.model].items() if k not in MODEL_LABELS}
+
+
+def model_labels(wildcards):
+    """modality / objective / family of every model of the dataset, from the config (aggregates only)."""
+    return {
+        m: {f: config["models"][m].get(f, "") for f in ("modality", "objective", "family")}
+        for m in models_for(config, wildcards.dataset)
+    }
+
+
+def dataset_files(wildcards):
+    """Files a stimulus set is read from, so replacing them reruns it (image folder, CSV, saved HF dataset)."""
+    d = config["datasets"][wildcards.dataset]
+    return [d["path"]] if d.get("path") and d["source"] in ("image_folder", "csv", "huggingface") else []
+
+
+def model_files(wildcards):
+    """Weights files a model is read from (ONNX file, local timm weights), so replacing them reruns it."""
+    m = config["models"][wildcards.model]
+    return [p for p in (m.get("path"), m.get("weights")) if p]
 
 
 def get_final_output():

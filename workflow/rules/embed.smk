@@ -2,6 +2,7 @@ rule embed:
     """Run one dataset through one model; store every requested layer's pooled features."""
     input:
         stimuli=lambda w: stimuli_store(w.dataset),
+        weights=model_files,
     output:
         directory("results/embeddings/{dataset}/{model}.zarr"),
     params:

@@ -1,5 +1,7 @@
 rule stimuli:
     """Materialise one stimulus set (images, captions, labels, ids) as a Zarr store."""
+    input:
+        dataset_files,
     output:
         directory("results/stimuli/{dataset}.zarr"),
     params:

@@ -29,22 +29,41 @@ from .products import common_stimuli, stimulus_digest
 MODEL_FIELDS = ("modality", "objective", "family")
 
 
-def kernel_fingerprint(kernel: xr.Dataset) -> str:
-    """Content hash of what pairwise metrics read from a kernel store: ids, layers, features, neighbours."""
+#: Metrics that read the cached neighbour lists (their results depend on k); the others read features/Grams.
+NEIGHBOUR_METRICS = ("mutual_knn", "cycle_knn", "jaccard_knn", "cknna")
+
+
+def kernel_fingerprint(kernel: xr.Dataset, *, neighbours: bool = True) -> str:
+    """Content hash of what pairwise metrics read from a kernel store: ids, layers, preprocessed features
+    and, with ``neighbours``, the top-k neighbour lists (so changing k invalidates kNN pairs only)."""
     digest = hashlib.sha256()
     layers = [str(x) for x in kernel.attrs["layers"]]
     header = {
         "ids": [str(s) for s in kernel["stimulus"].values],
         "layers": layers,
-        "k": int(kernel.attrs["kernel_k"]),
         "preprocess": str(kernel.attrs.get("kernel_preprocess", "")),
-        "gram": int(kernel.attrs.get("kernel_has_gram", 0)),
     }
+    if neighbours:
+        header["k"] = int(kernel.attrs["kernel_k"])
     digest.update(json.dumps(header, sort_keys=True).encode())
     for layer in layers:
         digest.update(np.ascontiguousarray(kernel[feature_var(layer)].values, dtype=np.float32).tobytes())
-    digest.update(np.ascontiguousarray(kernel["neighbors"].values, dtype=np.int32).tobytes())
+    if neighbours:
+        digest.update(np.ascontiguousarray(kernel["neighbors"].values, dtype=np.int32).tobytes())
     return digest.hexdigest()
+
+
+def with_fingerprints(kernel: xr.Dataset) -> xr.Dataset:
+    """The kernel with its content fingerprints in attrs (computed once, when the kernel is built)."""
+    kernel.attrs["fingerprint"] = kernel_fingerprint(kernel, neighbours=True)
+    kernel.attrs["fingerprint_features"] = kernel_fingerprint(kernel, neighbours=False)
+    return kernel
+
+
+def _fingerprint(kernel: xr.Dataset, metric: str) -> str:
+    neighbours = metric in NEIGHBOUR_METRICS
+    stored = kernel.attrs.get("fingerprint" if neighbours else "fingerprint_features")
+    return str(stored or kernel_fingerprint(kernel, neighbours=neighbours))
 
 
 def model_info(kernel: xr.Dataset) -> dict[str, str]:
@@ -69,18 +88,20 @@ def cached_pairwise(
     n_bootstrap: int = 100,
     seed: int = 0,
     summaries: Sequence[str] = ("best", "last"),
+    model_labels: Mapping[str, Mapping[str, str]] | None = None,
     log=print,
 ) -> xr.Dataset:
     """:func:`~convergence.alignment.pairwise` over ``models_a`` x ``models_b``, reusing cached pair results.
 
     Every pair is scored on the stimuli shared by ALL models given, so cached pairs combine. The result
-    carries ``modality``, ``objective`` and ``family`` of each model as coordinates (``modality_a`` ...).
+    carries ``modality``, ``objective`` and ``family`` of each model as coordinates (``modality_a`` ...),
+    from ``model_labels`` (model -> fields; the workflow passes the config's) or else the kernels' provenance.
     """
     models = list(kernels)
     models_a = list(models_a or models)
     models_b = list(models_b or models)
     ids = common_stimuli(kernels, models)
-    fingerprints = {m: str(kernels[m].attrs.get("fingerprint") or kernel_fingerprint(kernels[m])) for m in models}
+    fingerprints = {m: _fingerprint(kernels[m], metric) for m in models}
     settings = json.dumps(
         {
             "metric": metric,
@@ -126,7 +147,8 @@ def cached_pairwise(
                 write_store(part, entry(a, b))
                 results[(a, b)] = part
     combined = combine_pairs([results[(a, b)] for a in models_a for b in models_b])
-    return label_models(combined, {m: model_info(kernels[m]) for m in models})
+    info = {m: {**model_info(kernels[m]), **{k: v for k, v in (model_labels or {}).get(m, {}).items() if v}} for m in models}
+    return label_models(combined, info)
 
 
 def label_models(scores: xr.Dataset, info: Mapping[str, Mapping[str, str]]) -> xr.Dataset:
@@ -171,9 +193,17 @@ def summary_table(scores: xr.Dataset) -> pd.DataFrame:
     return table
 
 
-def competence_table(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], *, k: int = 10, seed: int = 0) -> pd.DataFrame:
+def competence_table(
+    stimuli: xr.Dataset,
+    stores: Mapping[str, xr.Dataset],
+    *,
+    k: int = 10,
+    seed: int = 0,
+    model_labels: Mapping[str, Mapping[str, str]] | None = None,
+) -> pd.DataFrame:
     """Per model: k-NN and linear-probe accuracy of its last layer on labelled stimuli (vision), and mean
-    bits per byte on the captions (causal LMs). Tidy: one row per (model, measure)."""
+    bits per byte on the captions (causal LMs). Tidy: one row per (model, measure). Model labels come
+    from ``model_labels`` where given, else from the store's provenance."""
     from .competence import knn_accuracy, linear_probe_accuracy, mean_bits_per_byte
 
     rows = []
@@ -182,11 +212,15 @@ def competence_table(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], *, k
         info = {"model": name, "modality": ds.attrs.get("modality", ""),
                 "objective": (ds.attrs.get("provenance") or {}).get("objective", ""),
                 "family": (ds.attrs.get("provenance") or {}).get("family", "")}
+        info.update({f: v for f, v in (model_labels or {}).get(name, {}).items() if v and f in info})
         layer = ds.attrs["layers"][-1]
         if labels is not None and info["modality"] == "vision":
             x = ds[layer].values
             y = labels.reindex([str(s) for s in ds["stimulus"].values]).values
-            smallest = int(pd.Series(y).value_counts().min())
+            counts = pd.Series(y).value_counts()
+            if len(counts) < 2:  # one class: nothing to classify
+                continue
+            smallest = int(counts.min())
             rows.append({**info, "measure": "knn_accuracy", "layer": layer,
                          "value": knn_accuracy(x, y, k=min(k, len(y) - 1))})
             if smallest >= 2:  # stratified folds need every class at least twice; 5 folds when classes allow
@@ -206,3 +240,19 @@ def prh_competence(table: pd.DataFrame) -> tuple[pd.Series, str]:
     probe = table[table["measure"] == "linear_probe_accuracy"]
     return pd.Series(probe["value"].to_numpy(), index=probe["model"].to_numpy()), "linear-probe accuracy (last layer)"
 
+
+
+def prh_table(scores: xr.Dataset, competence: pd.DataFrame, reference: str, summary: str = "best"):
+    """The PRH plot's numbers: (table of alignment to ``reference`` vs competence, linear fit or None,
+    x-axis label). The fit is None when fewer than two models have a competence value."""
+    from .competence import alignment_vs_competence, linear_fit
+
+    values, x_label = prh_competence(competence)
+    table = alignment_vs_competence(scores, values, reference, summary=summary)
+    numeric = [c for c in table.columns if c != "model"]
+    table[numeric] = table[numeric].astype(float)  # an empty table (no competence here) stays numeric
+    try:
+        fit = linear_fit(table["competence"], table["alignment"])
+    except ValueError:
+        fit = None
+    return table, fit, x_label

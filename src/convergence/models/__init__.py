@@ -41,6 +41,9 @@ def load_encoder(name: str, spec: dict, device: str | torch.device = "auto") -> 
     if encoder.modality != spec.get("modality", encoder.modality):
         raise ValueError(f"model {name!r}: config says modality {spec['modality']!r} but the model is {encoder.modality!r}")
     encoder.select_layers(spec.get("layers", "all"))
-    encoder.provenance.setdefault("objective", spec.get("objective", ""))
-    encoder.provenance.setdefault("family", spec.get("family", ""))
+    # The config's labels win over a source's own metadata (a user may relabel a packaged model).
+    for field in ("objective", "family"):
+        if spec.get(field):
+            encoder.provenance[field] = spec[field]
+        encoder.provenance.setdefault(field, "")
     return encoder

@@ -29,7 +29,8 @@ class HFTextEncoder(Encoder):
 
     With ``causal=True`` the model must be a ``*ForCausalLM``; :meth:`bits_per_byte` then gives, per text,
     the summed next-token negative log-likelihood in bits divided by the text's UTF-8 byte count (tokens
-    the model cannot predict, i.e. the first one when the tokenizer adds no BOS, are not counted).
+    the model cannot predict, i.e. the first one when the tokenizer adds no BOS, are not counted; a text
+    cut at ``max_length`` tokens counts the bytes of its kept part only).
     """
 
     def __init__(
@@ -103,7 +104,14 @@ class HFTextEncoder(Encoder):
         nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # nats, (B, T-1)
         valid = (mask[:, 1:] * mask[:, :-1]).to(nll.dtype)
         bits = (nll * valid).sum(dim=1) / math.log(2.0)
-        nbytes = torch.tensor([max(1, len(t.encode("utf-8"))) for t in texts], device=bits.device, dtype=bits.dtype)
+        # Divide by the bytes the model actually saw: a caption cut at max_length counts only its kept part.
+        full_lengths = [len(x) for x in self.tokenizer(list(texts), truncation=False)["input_ids"]]
+        seen = []
+        for text, n_full, row, m in zip(texts, full_lengths, ids, mask):
+            if n_full > self.max_length:
+                text = self.tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True)
+            seen.append(max(1, len(text.encode("utf-8"))))
+        nbytes = torch.tensor(seen, device=bits.device, dtype=bits.dtype)
         return (bits / nbytes).cpu().numpy()
 
     @torch.inference_mode()
@@ -225,9 +233,12 @@ def load(name: str, spec: dict, device: torch.device) -> Encoder:
         from transformers import AutoImageProcessor
 
         try:
-            proc = AutoImageProcessor.from_pretrained(spec.get("processor") or spec["name"])
-            size = proc.crop_size["height"] if getattr(proc, "crop_size", None) else proc.size.get("shortest_edge", 224)
-            pre = ImagePreprocessing(size=int(size), crop_pct=1.0, mean=tuple(proc.image_mean), std=tuple(proc.image_std))
+            proc = AutoImageProcessor.from_pretrained(spec["name"], revision=spec.get("revision"))
+            resize = proc.size.get("shortest_edge") or proc.size.get("height") or 224
+            crop = proc.crop_size["height"] if getattr(proc, "do_center_crop", False) and proc.crop_size else resize
+            pre = ImagePreprocessing(
+                size=int(crop), crop_pct=float(crop) / float(resize), mean=tuple(proc.image_mean), std=tuple(proc.image_std)
+            )
         except Exception:
             pre = ImagePreprocessing(size=int(spec.get("input_size", 224)))
         return HFVisionEncoder(name, model, pre, pooling=spec.get("pooling", "auto"), device=device, provenance=provenance)

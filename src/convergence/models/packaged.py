@@ -585,8 +585,8 @@ def _load_gemma(name: str, key: str, entry: dict, spec: dict, device: torch.devi
     target = entry_dir("packaged", dist, version, CONVERTER_VERSION) / "hf"
     if not (target / "model.safetensors").is_file():
         sweep_stale(target.parent)
-        if target.exists():  # an incomplete folder cannot come from atomic_dir, but be safe
-            shutil.rmtree(target, ignore_errors=True)
+        # No clean-up of an existing target here: another job may have just renamed its finished
+        # conversion into place, and atomic_dir keeps that copy.
         try:
             atomic_dir(target, lambda tmp: convert_gemma(entry, key, tmp))
         except ImportError as err:
