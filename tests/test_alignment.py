@@ -176,10 +176,13 @@ def test_symmetric_metrics_give_symmetric_matrices(kernels):
 
 def test_null_is_near_chance_and_p_value_follows_the_count_rule(kernels):
     ds = pairwise(kernels, "mutual_knn", params={"k": 8}, n_permutations=99, n_bootstrap=0, seed=1)
-    e = ds.sel(model_a="alpha", model_b="beta", summary="best")
-    assert float(e["null_mean"]) == pytest.approx(8 / (N - 1), abs=0.03)
-    assert float(e["p_value"]) == pytest.approx(1 / 100)  # no permutation reaches the aligned score
-    assert float(e["z_score"]) > 5
+    last = ds.sel(model_a="alpha", model_b="beta", summary="last")
+    assert float(last["null_mean"]) == pytest.approx(8 / (N - 1), abs=0.03)  # one fixed layer pair: chance
+    best = ds.sel(model_a="alpha", model_b="beta", summary="best")
+    assert float(best["null_mean"]) > float(last["null_mean"])  # the best of 3 x 4 layer pairs per draw
+    for e in (last, best):
+        assert float(e["p_value"]) == pytest.approx(1 / 100)  # no permutation reaches the aligned score
+        assert float(e["z_score"]) > 5
 
 
 @pytest.mark.parametrize("metric", ["mutual_knn", "cycle_knn", "jaccard_knn", "cka_linear", "cka_linear_unbiased",
@@ -383,3 +386,135 @@ def test_figures_are_written_as_png_and_pdf(kernels, tmp_path):
         paths = [tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"]
         job(paths)
         assert all(p.stat().st_size > 1000 for p in paths)
+
+
+# ------------------------------------------------------------------------- selection-aware null (best)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_null_matrices_score_every_layer_pair_under_the_same_permutation(kernels, metric, monkeypatch):
+    from convergence.alignment import measures
+
+    ids = common_stimuli(kernels, ["alpha", "beta"])
+    measure = make_metric(metric, **PARAMS.get(metric, {}))
+    pa = measure.prepare(ModelProducts.from_kernel("alpha", kernels["alpha"], ids))
+    pb = measure.prepare(ModelProducts.from_kernel("beta", kernels["beta"], ids))
+    perms = np.random.default_rng(0).permuted(np.tile(np.arange(N), (5, 1)), axis=1)
+    got = quiet(measure.null_matrices, pa, pb, perms)
+    assert got.shape == (5, 3, 4)
+    expected = np.stack([np.stack([quiet(measure.null, pa, i, pb, j, perms) for j in range(4)], axis=1)
+                         for i in range(3)], axis=1)
+    assert np.allclose(got, expected, atol=1e-9)
+    if metric.endswith("_knn") or metric == "cknna":  # large n: codes found by binary search, not a table
+        monkeypatch.setattr(measures, "_KNN_LOOKUP_MAX", 0)
+        assert np.allclose(measure.null_matrices(pa, pb, perms), expected, atol=1e-9)
+
+
+def noise_kernels(n_layers=8, n=40, dim=6):
+    """Two models whose layers are independent noise: no layer pair is aligned beyond chance."""
+    ids = np.array([f"s{i:03d}" for i in range(n)], dtype=object)
+    out = {}
+    for seed, name in enumerate(("noise_a", "noise_b")):
+        rng = np.random.default_rng(100 + seed)
+        layers = [f"hidden_{i:02d}" for i in range(n_layers)]
+        data = {layer: (("stimulus", f"feature_{layer}"), rng.normal(size=(n, dim)).astype(np.float32))
+                for layer in layers}
+        out[name] = build_kernel(xr.Dataset(data, coords={"stimulus": ids}, attrs={"model": name, "layers": layers}),
+                                 k=5)
+    return out
+
+
+@pytest.mark.parametrize("metric", ["mutual_knn", "cka_linear"])
+def test_best_of_many_layer_pairs_is_not_significant_for_independent_models(metric):
+    kernels = noise_kernels()
+    params = {"k": 5} if metric == "mutual_knn" else None
+    best = pairwise(kernels, metric, params=params, models_a=["noise_a"], models_b=["noise_b"],
+                    n_permutations=199, n_bootstrap=0, seed=0).sel(model_a="noise_a", model_b="noise_b",
+                                                                   summary="best")
+    winner = {"noise_a": str(best["summary_layer_name_a"].values), "noise_b": str(best["summary_layer_name_b"].values)}
+    # the old null: the winning layer pair, as if it had been chosen in advance
+    fixed = pairwise(kernels, metric, params=params, models_a=["noise_a"], models_b=["noise_b"],
+                     summaries=("named",), named_layers=winner, n_permutations=199, n_bootstrap=0,
+                     seed=0).sel(model_a="noise_a", model_b="noise_b", summary="named")
+    assert float(fixed["summary_score"]) == float(best["summary_score"])
+    assert float(fixed["p_value"]) < 0.05  # the best of 64 chance scores looks significant at its own pair
+    assert float(best["p_value"]) > 0.2  # but not against the best of 64 per permutation
+    assert float(best["null_mean"]) > float(fixed["null_mean"])
+
+
+@pytest.mark.parametrize("metric", ["mutual_knn", "cycle_knn", "cka_linear", "cknna", "procrustes", "rsa"])
+def test_aligned_models_keep_the_smallest_p_value_and_the_best_null_dominates_the_fixed_one(kernels, metric):
+    n_perm = 39
+    ds = quiet(pairwise, kernels, metric, params=PARAMS.get(metric), n_permutations=n_perm, n_bootstrap=20,
+               seed=2, models_a=["alpha", "beta"], models_b=["beta", "alpha"])
+    assert "best: max over all layer pairs per permutation" in ds.attrs["null_method"]
+    assert "best: at the winning layer pair" in ds.attrs["bootstrap_method"]
+    e = ds.sel(model_a="alpha", model_b="beta", summary="best")
+    assert float(e["p_value"]) == pytest.approx(1 / (1 + n_perm))  # truly aligned: no draw reaches it
+    winner = {"alpha": str(e["summary_layer_name_a"].values), "beta": str(e["summary_layer_name_b"].values)}
+    fixed = quiet(pair_scores, kernels, "alpha", "beta", metric, params=PARAMS.get(metric), n_permutations=n_perm,
+                  n_bootstrap=20, seed=2, summaries=("best", "named"), named_layers=winner)
+    named = fixed.sel(model_a="alpha", model_b="beta", summary="named")
+    same = fixed.sel(model_a="alpha", model_b="beta", summary="best")
+    assert float(same["null_mean"]) == pytest.approx(float(e["null_mean"]))  # per pair: no other model matters
+    # the same permutations: every draw of the best is at least that of the winning layer pair
+    sign = 1 if ds.attrs["higher_is_better"] else -1
+    assert sign * float(same["null_mean"]) >= sign * float(named["null_mean"]) - 1e-12
+    # the interval of best stays at the winning layer pair
+    assert float(same["ci_low"]) == float(named["ci_low"]) and float(same["ci_high"]) == float(named["ci_high"])
+
+
+# ------------------------------------------------------------------------------------- constant layers
+
+
+@pytest.fixture(scope="module")
+def constant_kernels():
+    """Two aligned models whose first layer is constant across stimuli."""
+    out = {}
+    for seed, name in enumerate(("flat_a", "flat_b")):
+        emb = embedding_store(name, 3, 8, 0.3, 20 + seed)
+        emb["hidden_00"] = emb["hidden_00"] * 0 + 1.0
+        with pytest.warns(UserWarning, match="hidden_00.*constant across stimuli; its alignment scores will be NaN"):
+            out[name] = build_kernel(emb, k=8)
+        assert out[name].attrs["kernel_constant_layers"] == ["hidden_00"]
+    return out
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_constant_layers_score_nan_and_never_win_best(constant_kernels, metric):
+    old_store = {m: k.copy() for m, k in constant_kernels.items()}  # written before the attribute existed
+    for k in old_store.values():
+        del k.attrs["kernel_constant_layers"]
+    for kernels, stimuli in ((constant_kernels, None), (old_store, None), (constant_kernels, IDS[:40])):
+        ds = quiet(pairwise, kernels, metric, params=PARAMS.get(metric), stimuli=stimuli, n_permutations=9,
+                   n_bootstrap=9)
+        for a in kernels:
+            for b in kernels:
+                grid = ds["score"].sel(model_a=a, model_b=b).values
+                assert np.isnan(grid[0, :]).all() and np.isnan(grid[:, 0]).all()  # no score from ties
+                assert np.isfinite(grid[1:, 1:]).all()
+                best = ds.sel(model_a=a, model_b=b, summary="best")
+                assert int(best["summary_layer_a"]) > 0 and int(best["summary_layer_b"]) > 0
+                assert np.isfinite(float(best["p_value"])) and np.isfinite(float(best["null_mean"]))
+
+
+def test_best_p_value_counts_every_permutation_whose_best_layer_pair_ties_or_beats_the_observed():
+    from convergence.alignment.pairwise import _pair_rng
+
+    kernels = noise_kernels(n_layers=4)
+    ds = pairwise(kernels, "mutual_knn", params={"k": 5}, models_a=["noise_a"], models_b=["noise_b"],
+                  n_permutations=99, n_bootstrap=0, seed=4)
+    e = ds.sel(model_a="noise_a", model_b="noise_b", summary="best")
+    # kNN scores are exact multiples of 1 / (n k), so ties with null draws are common and must count
+    score = ds["score"].values[0, 0, :4, :4]
+    assert np.allclose(score * 40 * 5, np.round(score * 40 * 5), rtol=0, atol=1e-9)
+    ids = common_stimuli(kernels, ["noise_a", "noise_b"])
+    measure = make_metric("mutual_knn", k=5)
+    pa, pb = (measure.prepare(ModelProducts.from_kernel(m, kernels[m], ids)) for m in ("noise_a", "noise_b"))
+    perms = _pair_rng(4, "noise_a", "noise_b").permuted(np.tile(np.arange(40), (99, 1)), axis=1)
+    maxima = np.max([[measure.null(pa, i, pb, j, perms) for j in range(4)] for i in range(4)], axis=(0, 1))
+    observed = float(e["summary_score"])
+    assert observed == pytest.approx(score.max())
+    assert np.any(np.isclose(maxima, observed))  # the case at hand has ties
+    assert float(e["p_value"]) == pytest.approx((1 + np.sum(maxima >= observed - 1e-12)) / 100)
+    assert float(e["null_mean"]) == pytest.approx(maxima.mean())

@@ -108,8 +108,22 @@ def test_constant_layer_is_reported(rng):
     emb = embedding_store(rng)
     layer = emb.attrs["layers"][0]
     emb[layer] = emb[layer] * 0 + 1.0
-    with pytest.warns(UserWarning, match="constant"):
-        build_kernel(emb, k=3, preprocess="none")
+    with pytest.warns(UserWarning, match="constant across stimuli; its alignment scores will be NaN"):
+        ker = build_kernel(emb, k=3, preprocess="none")
+    assert ker.attrs["kernel_constant_layers"] == [layer]  # read by convergence.alignment: NaN scores
+    healthy = build_kernel(embedding_store(rng), k=3)
+    assert healthy.attrs["kernel_constant_layers"] == []
+
+
+def test_constant_layer_list_survives_a_zarr_round_trip(rng, tmp_path):
+    emb = embedding_store(rng)
+    emb["block_01"] = emb["block_01"] * 0 + 2.0
+    with pytest.warns(UserWarning, match="block_01"):
+        ker = build_kernel(emb, k=3)
+    for name, store in (("flat", ker), ("healthy", build_kernel(embedding_store(rng), k=3))):
+        store.to_zarr(tmp_path / f"{name}.zarr", consolidated=False)
+        back = xr.open_zarr(tmp_path / f"{name}.zarr", chunks=None, consolidated=False)
+        assert list(back.attrs["kernel_constant_layers"]) == list(store.attrs["kernel_constant_layers"])
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,10 @@ Layout of a kernel store (``xarray.Dataset``), for a model with layers ``l_1 .. 
   preprocessed features; present only when ``n <= gram_max_n`` (otherwise metrics work in feature space
   and nothing n x n is stored).
 - attrs: the embedding store's provenance, unchanged, plus ``kernel_*`` entries recording how the
-  products were made (k, preprocessing, clamp value, gram threshold).
+  products were made (k, preprocessing, clamp value, gram threshold) and ``kernel_constant_layers``: the
+  layers whose preprocessed features are constant across stimuli (``is_constant``). Their neighbour lists
+  are pure ties (lowest positions) and their Grams are zero, so every pairwise score involving such a
+  layer is NaN (``convergence.alignment``); the list is empty for a healthy model.
 """
 
 from __future__ import annotations
@@ -37,6 +40,14 @@ DEFAULT_GRAM_MAX_N = 5000
 def feature_var(layer: str) -> str:
     """Name of the preprocessed-features variable of ``layer`` in a kernel store."""
     return f"features_{layer}"
+
+
+def is_constant(x: np.ndarray) -> bool:
+    """Whether the rows of ``x`` (n, d) are all equal up to round-off (relative 1e-12): such a layer carries
+    no information about the stimuli and cannot be compared."""
+    x = np.asarray(x, dtype=np.float64)
+    xc = x - x.mean(axis=0)
+    return not np.any(np.abs(xc) > 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0))))
 
 
 def _layers_of(embeddings: xr.Dataset) -> list[str]:
@@ -154,13 +165,16 @@ def build_kernel(
     data_vars: dict[str, xr.Variable] = {}
     neighbors = np.empty((len(layers), n, k), dtype=np.int32)
     grams = np.empty((len(layers), n, n), dtype=np.float32) if with_gram else None
+    constant: list[str] = []
     for i, layer in enumerate(layers):
         x32 = processed[layer].astype(np.float32)
         x = x32.astype(np.float64)  # neighbours and Gram from exactly the stored values
         xc = x - x.mean(axis=0)
-        if not np.any(np.abs(xc) > 1e-12 * max(1.0, float(np.abs(x).max()))):
+        if is_constant(x):
+            constant.append(layer)
             warnings.warn(f"model {model!r}, layer {layer!r} is constant across stimuli; "
-                          "its alignment scores will be NaN", stacklevel=2)
+                          "its alignment scores will be NaN (every metric; it never wins a 'best' summary)",
+                          stacklevel=2)
         neighbors[i] = knn_indices(x, k, block_rows=block_rows)
         if with_gram:
             grams[i] = xc @ xc.T
@@ -190,6 +204,7 @@ def build_kernel(
         kernel_gram="centred linear Gram H X X^T H of the preprocessed features" if with_gram
                     else f"not stored (n={n} > gram_max_n={gram_max_n}); metrics use feature space",
         kernel_depth_source=depth_source,
+        kernel_constant_layers=list(constant),
     )
     if clip is not None:
         attrs["kernel_clip_value"] = float(clip)

@@ -10,6 +10,6 @@ STEP_VERSIONS = {
     "stimuli": 1,
     "embed": 1,
     "kernel": 1,
-    "alignment": 1,
+    "alignment": 2,
     "competence": 1,
 }

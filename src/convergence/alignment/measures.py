@@ -6,6 +6,12 @@ Every metric object
 - ``score_matrices(prepared, pairs)`` -> for each (model_a, model_b) the (L_a, L_b) score matrix,
   vectorised over layers (and, for Gram-based metrics, over all models at once),
 - ``null(pa, la, pb, lb, perms)`` -> the score of one layer pair with model b's stimulus order permuted,
+- ``null_matrices(pa, pb, perms, valid)`` -> the scores of ALL layer pairs under each permutation (one
+  permutation shared by every layer pair of a draw), shape (P, L_a, L_b): the null of a summary that
+  searches over layer pairs (``best``). Vectorised over layer pairs: kNN (one sparse product per batch
+  of permutations), CKNNA (only the neighbour pairs both models share), CKA and RSA with n x n kernels
+  (flattened inner products against the permuted kernels of all layers). SVCCA, Procrustes and CKA in
+  feature space call ``null`` per layer pair: each draw costs as much as the observed all-pairs scoring,
 - ``bootstrap(pa, la, pb, lb, weights)`` -> the score of one layer pair on stimulus resamples given as
   multiplicities (each row of ``weights`` counts how often each stimulus was drawn; rows sum to n).
 
@@ -51,6 +57,7 @@ METRICS = (
 )
 
 _BLOCK_BYTES = 256 * 2**20  # working memory of one block of the all-pairs matrix products
+_KNN_LOOKUP_MAX = 2**25  # kNN nulls map neighbour codes (i * n + j) to columns by a table up to n^2 this big
 
 
 class PairMetric:
@@ -87,6 +94,16 @@ class PairMetric:
     def null(self, pa, la, pb, lb, perms: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def null_matrices(self, pa, pb, perms: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Null scores of every layer pair, (P, L_a, L_b): draw t permutes model b's stimuli by ``perms[t]``
+        for ALL layer pairs at once. Layer pairs where ``valid`` (L_a, L_b) is False may be skipped (NaN)."""
+        out = np.full((perms.shape[0], pa.n_layers, pb.n_layers), np.nan)
+        for i in range(pa.n_layers):
+            for j in range(pb.n_layers):
+                if valid is None or valid[i, j]:
+                    out[:, i, j] = self.null(pa, i, pb, j, perms)
+        return out
+
     def bootstrap(self, pa, la, pb, lb, weights: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -113,6 +130,63 @@ def _inverse_perms(perms: np.ndarray) -> np.ndarray:
 
 def _resample_indices(weights_row: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(weights_row.size), weights_row.astype(np.int64))
+
+
+def _permuted_inners(pa, pb, perms: np.ndarray) -> np.ndarray:
+    """``<A_i, P_t B_j P_t^T>_F`` for the SYMMETRIC n x n kernels of every layer of two ``_GramPrepared``
+    (their ``sources``) and every permutation ``perms[t]`` (``(P_t B P_t^T)[r, s] = B[perm[r], perm[s]]``):
+    (P, L_a, L_b).
+
+    The model with fewer layers is the one permuted (``<A, P B P^T> = <P^T A P, B>``) and held in memory
+    (float32, as stored); the other is read in row blocks, each once. One matrix product per row block and
+    permutation covers all layer pairs. Symmetry halves the work as in ``_flat_inner``: rows ``[s, e)``
+    take the columns ``[s, n)`` only, those right of the block counted twice.
+    """
+    if pa.n_layers < pb.n_layers:
+        return _permuted_inners(pb, pa, _inverse_perms(perms)).transpose(0, 2, 1)
+    la, lb, n = pa.n_layers, pb.n_layers, pa.n
+    stack_b = np.stack(pb.matrices) if pb.matrices is not None else np.stack([np.asarray(src(0, n))
+                                                                              for src in pb.sources])
+    out = np.zeros((perms.shape[0], la, lb))
+    rows = max(1, min(n, (_BLOCK_BYTES // 4) // max(1, 8 * (la + lb) * n)))
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        block_a = np.stack([np.asarray(src(start, stop))[:, start:] for src in pa.sources]).astype(np.float64)
+        block_a[:, :, stop - start:] *= 2.0
+        flat_a = block_a.reshape(la, -1)
+        buf = np.empty((lb, stop - start, n - start))
+        for t, perm in enumerate(perms):
+            np.copyto(buf, np.take(np.take(stack_b, perm[start:stop], axis=1), perm[start:], axis=2))
+            out[t] += flat_a @ buf.reshape(lb, -1).T
+    return out
+
+
+def _code_finder(space: np.ndarray, n: int) -> Callable:
+    """``find(codes) -> (pos, hit)``: positions of neighbour codes ``i * n + j`` in the sorted ``space`` and
+    whether each is there; by a table when n^2 <= ``_KNN_LOOKUP_MAX``, else by binary search."""
+    if n * n <= _KNN_LOOKUP_MAX:
+        table = np.full(n * n, -1, dtype=np.int32)
+        table[space] = np.arange(space.size, dtype=np.int32)
+
+        def find(codes):
+            pos = table[codes]
+            return pos, pos >= 0
+    else:
+        def find(codes):
+            pos = np.minimum(np.searchsorted(space, codes), space.size - 1)
+            return pos, space[pos] == codes
+    return find
+
+
+def _permuted_neighbours(nbrs: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """Neighbour lists (L, n, k) of a model whose stimulus order is permuted by each of ``perms`` (P, n):
+    (P, L, n, k). Stimulus i of the permuted model is its stimulus perm[i]; its neighbours are relabelled."""
+    inv = _inverse_perms(perms)
+    return inv[np.arange(perms.shape[0])[:, None, None, None], nbrs[:, perms].transpose(1, 0, 2, 3)]
+
+
+def _batch_size(per_draw: int, budget: int = 4_000_000) -> int:
+    return max(1, budget // max(1, per_draw))
 
 
 # ----------------------------------------------------------------------------------------------- kNN
@@ -188,7 +262,8 @@ class KnnMetric(PairMetric):
         out = {}
         for a, b in pairs:
             pa, pb = prepared[a], prepared[b]
-            counts = (rows_a[a] @ cols_b[b]).toarray().reshape(pa.n_layers, pa.n, pb.n_layers)
+            # exact integer counts; averaged in float64 like the null's, so that equal scores compare equal
+            counts = (rows_a[a] @ cols_b[b]).toarray().astype(np.float64).reshape(pa.n_layers, pa.n, pb.n_layers)
             out[(a, b)] = self._from_counts(counts, axis=1)
         return out
 
@@ -217,6 +292,46 @@ class KnnMetric(PairMetric):
             else:
                 counts = (na[None, :, :, None] == nbp[:, :, None, :]).sum(axis=(2, 3))
                 out[start : start + step] = self._from_counts(counts, axis=1)
+        return out
+
+    def null_matrices(self, pa, pb, perms, valid=None):
+        """All layer pairs per permutation from sparse products, as ``score_matrices``: the neighbour codes of
+        model a (all layers) are fixed, those of the permuted model b (all layers, a batch of permutations)
+        form the rows of a sparse matrix, and ``B_perm @ A^T`` counts the shared neighbours of every
+        (draw, layer_b, layer_a, stimulus); only stimuli with a shared neighbour appear in it."""
+        n, k, n_a, n_b = pa.n, self.k, pa.n_layers, pb.n_layers
+        transposed = self.kind == "cycle"
+        codes_a = self._codes(pa, transposed)
+        if transposed:  # row (l, j) holds pairs (j, i) with j in N_l(i)
+            rows_a = np.arange(n_a)[:, None, None] * n + pa.nbrs
+        else:
+            rows_a = np.broadcast_to(np.arange(n_a)[:, None, None] * n + np.arange(n)[None, :, None], pa.nbrs.shape)
+        space, pos_a = np.unique(codes_a.ravel(), return_inverse=True)
+        c = space.size
+        a_t = sp.csr_matrix((np.ones(pos_a.size, np.float32), (pos_a.ravel(), rows_a.ravel())), shape=(c, n_a * n))
+        find = _code_finder(space, n)
+        out = np.empty((perms.shape[0], n_a, n_b))
+        step = _batch_size(n_b * n * k)
+        stim = np.arange(n, dtype=np.int64)[None, None, :, None] * n
+        for start in range(0, perms.shape[0], step):
+            perm = perms[start : start + step]
+            n_p = perm.shape[0]
+            codes_b = (stim + _permuted_neighbours(pb.nbrs, perm)).reshape(n_p * n_b, n * k)  # rows (draw, layer)
+            pos, hit = find(codes_b)
+            indptr = np.concatenate([[0], np.cumsum(hit.sum(axis=1))])
+            b_rows = sp.csr_matrix((np.ones(int(indptr[-1]), np.float32), pos[hit], indptr), shape=(n_p * n_b, c))
+            shared = (b_rows @ a_t).tocsr()  # (draw, layer_b) x (layer_a, stimulus): neighbour counts
+            row = np.repeat(np.arange(n_p * n_b), np.diff(shared.indptr))
+            counts = shared.data.astype(np.float64)
+            if self.kind == "mutual":
+                value = counts / (n * k)
+            elif self.kind == "jaccard":
+                value = counts / (2 * k - counts) / n
+            else:
+                value = np.full(counts.size, 1.0 / n)
+            key = row * n_a + shared.indices // n
+            sums = np.bincount(key, weights=value, minlength=n_p * n_b * n_a)
+            out[start : start + n_p] = sums.reshape(n_p, n_b, n_a).transpose(0, 2, 1)
         return out
 
     def bootstrap(self, pa, la, pb, lb, weights):
@@ -416,6 +531,22 @@ class CkaMetric(PairMetric):
             out[t] = hsic_from_products(inner, da @ db[perm], da.sum(), db.sum(), n, self.unbiased) / denom
         return out
 
+    def null_matrices(self, pa, pb, perms, valid=None):
+        """With n x n kernels (stored Grams, RBF, or Grams built in memory): ``<Ka, P Kb P^T>`` of all layer
+        pairs per permutation (``_permuted_inners``), then the HSIC and CKA elementwise. In feature space
+        (no Gram; n > gram_max_n): per layer pair."""
+        if pa.sources is None or pb.sources is None:
+            return super().null_matrices(pa, pb, perms, valid)
+        n = pa.n
+        inner = _permuted_inners(pa, pb, perms)
+        diag_dot = np.stack([pa.diag @ pb.diag[:, perm].T for perm in perms])
+        hab = hsic_from_products(inner, diag_dot, pa.diag.sum(axis=1)[:, None], pb.diag.sum(axis=1)[None, :], n,
+                                 self.unbiased)
+        ha = np.array([self._self_hsic(pa, i) for i in range(pa.n_layers)])[:, None]
+        hb = np.array([self._self_hsic(pb, j) for j in range(pb.n_layers)])[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where((ha > 0) & (hb > 0), hab / np.sqrt(np.abs(ha * hb)), np.nan)
+
     def bootstrap(self, pa, la, pb, lb, weights):
         ka, kb = self._full(pa, la), self._full(pb, lb)
         if ka is None or kb is None:  # large n, no n x n matrices: recompute in feature space per resample
@@ -554,6 +685,54 @@ class CknnaMetric(PairMetric):
         return np.array([cknna_hsic(*args_a, inv[t][nb[perm]], vb[perm], rb[perm]) / denom
                          for t, perm in enumerate(perms)])
 
+    def null_matrices(self, pa, pb, perms, valid=None):
+        """All layer pairs per permutation from the MATCHES only: a pair (i, j) enters the masked kernels
+        iff j is a neighbour of i in both models, which under a permutation is rare (about k^2 / n per
+        stimulus and layer pair). The (stimulus, neighbour) codes of every layer of model a are indexed once;
+        each permuted layer of model b looks its codes up, and the terms of ``metrics.cknna_hsic`` (trace,
+        sums, row and column sums) are accumulated per (draw, layer_a, layer_b) from the matched pairs."""
+        n, k, n_a, n_b = pa.n, self.k, pa.n_layers, pb.n_layers
+        stim = np.arange(n, dtype=np.int64)[:, None]
+        codes_a = (stim * n + pa.nbrs).ravel()  # (layer_a, i, p) flattened
+        order = np.argsort(codes_a, kind="stable")
+        space, first, per_code = np.unique(codes_a[order], return_index=True, return_counts=True)
+        layer_a = (np.arange(codes_a.size) // (n * k))[order]  # entries grouped by code
+        value_a, recip_a = pa.values.ravel()[order], pa.recip.ravel()[order]
+        find = _code_finder(space, n)
+        denom = np.sqrt(np.abs(pa.self_hsic[:, None] * pb.self_hsic[None, :]))
+        ok = (pa.self_hsic[:, None] > 0) & (pb.self_hsic[None, :] > 0)
+        out = np.empty((perms.shape[0], n_a, n_b))
+        step = _batch_size(n_a * n_b * n)
+        for start in range(0, perms.shape[0], step):
+            perm = perms[start : start + step]
+            n_p = perm.shape[0]
+            codes_b = stim[None, None] * n + _permuted_neighbours(pb.nbrs, perm)  # (draw, layer_b, i, q)
+            pos, hit = find(codes_b)
+            rows = np.flatnonzero(hit)  # flat (draw, layer_b, i, q) of b entries whose code model a has
+            code = codes_b.ravel()[rows]
+            value_b = pb.values[:, perm].transpose(1, 0, 2, 3).ravel()[rows]
+            recip_b = pb.recip[:, perm].transpose(1, 0, 2, 3).ravel()[rows]
+            # expand each b entry over the layers of model a that share its code
+            at = pos[hit].astype(np.int64)
+            count = per_code[at]
+            rep = np.repeat(np.arange(rows.size), count)
+            idx = np.repeat(first[at], count) + np.arange(rep.size) - np.repeat(np.cumsum(count) - count, count)
+            group = (rows[rep] // (n * k)) * n_a + layer_a[idx]  # (draw, layer_b, layer_a)
+            i, j = code[rep] // n, code[rep] % n
+            p_val, q_val = value_a[idx], value_b[rep]
+            both = recip_a[idx] & recip_b[rep]  # (j, i) is masked in as well
+            size = n_p * n_b * n_a
+            tr_pq = np.bincount(group, weights=p_val * q_val * both, minlength=size)
+            sum_p = np.bincount(group, weights=p_val, minlength=size)
+            sum_q = np.bincount(group, weights=q_val, minlength=size)
+            col_p = np.bincount(group * n + j, weights=p_val, minlength=size * n)
+            row_q = np.bincount(group * n + i, weights=q_val, minlength=size * n)
+            pq = (col_p * row_q).reshape(size, n).sum(axis=1)
+            hsic = (tr_pq + sum_p * sum_q / ((n - 1) * (n - 2)) - 2.0 * pq / (n - 2)) / (n * (n - 3))
+            out[start : start + n_p] = hsic.reshape(n_p, n_b, n_a).transpose(0, 2, 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(ok[None], out / denom[None], np.nan)
+
     def bootstrap(self, pa, la, pb, lb, weights):
         a = (pa.nbrs[la], pa.values[la], pa.recip[la])
         b = (pb.nbrs[lb], pb.values[lb], pb.recip[lb])
@@ -597,6 +776,10 @@ class SvccaMetric(PairMetric):
     def prepare(self, model):
         bases, reduced = [], []
         for i in range(len(model.layers)):
+            if model.constant[i]:  # a placeholder: pairwise reports NaN for every pair with this layer
+                bases.append(np.zeros((model.n, 1)))
+                reduced.append(np.zeros((model.n, 1)))
+                continue
             u, s = _principal(model.centred_features(i))
             if s.size == 0:
                 raise ValueError(f"svcca: {model.name!r} layer {model.layers[i]!r} is constant across stimuli")
@@ -646,6 +829,9 @@ class ProcrustesMetric(PairMetric):
     def prepare(self, model):
         reduced = []
         for i in range(len(model.layers)):
+            if model.constant[i]:  # a placeholder: pairwise reports NaN for every pair with this layer
+                reduced.append(np.zeros((model.n, 1)))
+                continue
             xc = model.centred_features(i)
             norm = np.linalg.norm(xc)
             if norm == 0:
@@ -706,8 +892,9 @@ class RsaMetric(PairMetric):
         if model.n > model.gram_max_n:
             raise ValueError(f"rsa builds n x n RDMs; n={model.n} exceeds gram_max_n={model.gram_max_n} "
                              f"of {model.name!r}")
-        mats = [standardised_upper(rdm(model.features(i), self.distance, model.layers[i]), self.compare,
-                                   f"RDM of {model.name}:{model.layers[i]}").astype(np.float32)
+        mats = [np.zeros((model.n, model.n), np.float32) if model.constant[i]  # placeholder; pairwise: NaN
+                else standardised_upper(rdm(model.features(i), self.distance, model.layers[i]), self.compare,
+                                        f"RDM of {model.name}:{model.layers[i]}").astype(np.float32)
                 for i in range(len(model.layers))]
         return _matrix_prepared(model, mats)
 
@@ -719,6 +906,9 @@ class RsaMetric(PairMetric):
         za = pa.matrices[la].astype(np.float64)
         zb = pb.matrices[lb].astype(np.float64)
         return np.array([0.5 * np.sum(za * zb[np.ix_(perm, perm)]) for perm in perms])
+
+    def null_matrices(self, pa, pb, perms, valid=None):
+        return 0.5 * _permuted_inners(pa, pb, perms)
 
     def bootstrap(self, pa, la, pb, lb, weights):
         za = pa.matrices[la].astype(np.float64)

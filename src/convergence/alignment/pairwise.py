@@ -21,8 +21,22 @@ attrs
     ``bootstrap_method``, ``p_value_rule``.
 
 Summaries: ``best`` = the layer pair with the highest score (lowest for distances such as procrustes;
-scores within 1e-9 of the best count as tied and the first in row-major order, i.e. the shallowest, wins);
-``last`` = the deepest layer of each model; ``named`` = the layers given in ``named_layers``.
+scores within 1e-9 of the best count as tied and the first in row-major order, i.e. the shallowest, wins;
+NaN layer pairs never win); ``last`` = the deepest layer of each model; ``named`` = the layers given in
+``named_layers``.
+
+Nulls (``_null_and_bootstrap``): the same ``n_permutations`` permutations of model_b's stimulus order
+serve every summary of a pair. ``best`` is a maximum over all L_a x L_b layer pairs, so its null is
+selection-aware: each permutation scores ALL layer pairs (the same permutation for every layer pair of
+that draw) and keeps their maximum (minimum for distances); ``null_mean``/``null_std``/``z_score``/
+``p_value`` of ``best`` come from these maxima. Layer pairs whose observed score is NaN are left out of
+the maxima. ``last`` and ``named`` involve no search: their null is the metric at their fixed layer pair.
+Bootstrap intervals are at the summary's layer pair for every summary (for ``best``: the winning pair of
+the full set; the search is not repeated per resample).
+
+Layers constant across the stimuli (``ModelProducts.constant``) score NaN with every layer of the other
+model, for every metric (a kNN metric would otherwise see pure ties, i.e. the lowest positions, as
+neighbours and report a spurious agreement).
 
 Symmetric metrics are computed once per unordered pair and mirrored, so ``(b, a)`` is exactly ``(a, b)``
 with the layer axes swapped (nulls and intervals included). Random draws for a pair depend only on
@@ -45,7 +59,15 @@ from .products import ModelProducts, common_stimuli, stimulus_digest
 
 SUMMARIES = ("best", "last", "named")
 _SUMMARY_FIELDS = ("null_mean", "null_std", "z_score", "p_value", "ci_low", "ci_high")
-P_VALUE_RULE = "(1 + number of null scores at least as similar as the observed) / (1 + n_permutations); one-sided"
+P_VALUE_RULE = ("(1 + number of null scores at least as similar as the observed) / (1 + n_permutations); one-sided; "
+                "a null score within 1e-9 (relative) of the observed counts as a tie, i.e. as at least as similar")
+SELECTION_NULL = (
+    "best: max over all layer pairs per permutation (min for distances): each permutation of model_b's "
+    "stimulus order scores every layer pair and the null draw is the best of them, so the null accounts for "
+    "the search over layer pairs (layer pairs with a NaN observed score left out); last/named: the null at "
+    "that fixed layer pair"
+)
+SELECTION_BOOTSTRAP = "best: at the winning layer pair of the full set (the layer search is not repeated per resample)"
 
 
 @dataclass
@@ -131,7 +153,8 @@ def pairwise(
     named_layers : mapping model -> layer name
         The layer of each model for the ``named`` summary.
     n_permutations, n_bootstrap : int
-        Draws for the null (model_b's stimulus order permuted) and the bootstrap; 0 skips (NaN fields).
+        Draws for the null (model_b's stimulus order permuted; for ``best`` each draw scores every layer
+        pair and keeps the best, see the module docstring) and the bootstrap; 0 skips (NaN fields).
     ci : float
         Central bootstrap interval (0.95 -> 2.5 and 97.5 percentiles).
     seed : int
@@ -181,13 +204,19 @@ def pairwise(
     for (a, b), pair in oriented.items():
         scores = np.asarray(matrices[pair], dtype=np.float64)
         result = _PairResult(scores if pair == (a, b) else scores.T.copy())
+        constant = products[a].constant[:, None] | products[b].constant[None, :]
+        result.scores[constant] = np.nan  # no fake scores from tied neighbours or zero Grams
         layer_pairs = {s: _summary_layers(s, result.scores, measure, named.get(a), named.get(b)) for s in summaries}
-        stats = _null_and_bootstrap(measure, prepared[a], prepared[b], set(layer_pairs.values()), result.scores,
-                                    _pair_rng(seed, a, b), ids.size, n_permutations, n_bootstrap, ci)
+        stats, best_null = _null_and_bootstrap(measure, prepared[a], prepared[b], set(layer_pairs.values()),
+                                               result.scores, _pair_rng(seed, a, b), ids.size, n_permutations,
+                                               n_bootstrap, ci, best=layer_pairs.get("best"),
+                                               null_pairs={p for s, p in layer_pairs.items() if s != "best"})
         for s, (i, j) in layer_pairs.items():
             entry = {"layer_a": i, "layer_b": j}
             entry["score"] = result.scores[i, j] if i >= 0 else np.nan
             entry.update(stats.get((i, j), dict.fromkeys(_SUMMARY_FIELDS, np.nan)))
+            if s == "best":
+                entry.update(best_null)
             result.summary[s] = entry
         computed[(a, b)] = result
     results = {pair: computed[c] if c == pair else computed[c].transposed() for pair, c in canonical.items()}
@@ -205,8 +234,8 @@ def pairwise(
         "n_bootstrap": n_bootstrap,
         "ci": float(ci),
         "seed": int(seed),
-        "null_method": measure.null_method,
-        "bootstrap_method": measure.bootstrap_method,
+        "null_method": f"{measure.null_method}; {SELECTION_NULL}",
+        "bootstrap_method": f"{measure.bootstrap_method}; {SELECTION_BOOTSTRAP}",
         "p_value_rule": P_VALUE_RULE,
         "layer_index": "layer_a/layer_b are positions into each model's layers (shallow to deep); "
                        "names in layer_name_a/_b; NaN beyond a model's n_layers",
@@ -254,8 +283,40 @@ def _summary_layers(summary: str, scores: np.ndarray, measure: PairMetric, named
     return int(i), int(j)
 
 
-def _null_and_bootstrap(measure, pa, pb, layer_pairs, scores, rng, n, n_perm, n_boot, ci) -> dict:
-    """Null and bootstrap statistics for each (layer_a, layer_b); the same draws for every layer pair."""
+def _null_stats(null: np.ndarray, score: float, higher_is_better: bool) -> dict:
+    """null_mean, null_std, z_score and p_value of ``score`` against the finite draws of ``null``."""
+    entry = dict.fromkeys(("null_mean", "null_std", "z_score", "p_value"), np.nan)
+    null = null[np.isfinite(null)]
+    if null.size and np.isfinite(score):
+        tol = 1e-9 * max(1.0, abs(score))  # ties (discrete kNN scores) must not depend on summation order
+        as_similar = null >= score - tol if higher_is_better else null <= score + tol
+        entry["null_mean"] = float(null.mean())
+        entry["null_std"] = float(null.std(ddof=1)) if null.size > 1 else np.nan
+        if entry["null_std"] > 0:
+            entry["z_score"] = (score - entry["null_mean"]) / entry["null_std"]
+        entry["p_value"] = (1.0 + as_similar.sum()) / (1.0 + null.size)
+    return entry
+
+
+def _selection_null(measure, pa, pb, scores, perms) -> np.ndarray:
+    """One null draw per permutation: the best score over all layer pairs (with a finite observed score)
+    of model_b permuted by that permutation; NaN where no layer pair has a finite null score."""
+    valid = np.isfinite(scores)
+    nulls = np.asarray(measure.null_matrices(pa, pb, perms, valid), dtype=np.float64).reshape(perms.shape[0], -1)
+    oriented = nulls if measure.higher_is_better else -nulls
+    oriented = np.where(valid.ravel()[None, :] & np.isfinite(oriented), oriented, -np.inf).max(axis=1)
+    best = oriented if measure.higher_is_better else -oriented
+    return np.where(np.isfinite(best), best, np.nan)
+
+
+def _null_and_bootstrap(measure, pa, pb, layer_pairs, scores, rng, n, n_perm, n_boot, ci, best=None,
+                        null_pairs=None):
+    """Bootstrap statistics for each (layer_a, layer_b) of ``layer_pairs`` and the fixed-pair null for those
+    also in ``null_pairs`` (default: all); given ``best`` (the winning layer pair), the null statistics of
+    the ``best`` summary (best over all layer pairs per permutation). The same permutations serve every
+    layer pair and the selection null; the draws are made in the same order as before the selection null
+    existed, so fixed-pair nulls and all intervals are unchanged."""
+    null_pairs = set(layer_pairs) if null_pairs is None else set(null_pairs)
     perms = rng.permuted(np.tile(np.arange(n), (n_perm, 1)), axis=1) if n_perm else None
     if n_boot:
         draws = rng.integers(0, n, size=(n_boot, n))
@@ -267,23 +328,20 @@ def _null_and_bootstrap(measure, pa, pb, layer_pairs, scores, rng, n, n_perm, n_
         entry = dict.fromkeys(_SUMMARY_FIELDS, np.nan)
         score = scores[i, j] if i >= 0 else np.nan
         if i >= 0 and np.isfinite(score):
-            if n_perm:
+            if n_perm and (i, j) in null_pairs:
                 null = np.asarray(measure.null(pa, i, pb, j, perms), dtype=np.float64)
-                null = null[np.isfinite(null)]
-                if null.size:
-                    as_similar = null >= score if measure.higher_is_better else null <= score
-                    entry["null_mean"] = float(null.mean())
-                    entry["null_std"] = float(null.std(ddof=1)) if null.size > 1 else np.nan
-                    if entry["null_std"] > 0:
-                        entry["z_score"] = (score - entry["null_mean"]) / entry["null_std"]
-                    entry["p_value"] = (1.0 + as_similar.sum()) / (1.0 + null.size)
+                entry.update(_null_stats(null, score, measure.higher_is_better))
             if n_boot:
                 boot = np.asarray(measure.bootstrap(pa, i, pb, j, weights), dtype=np.float64)
                 boot = boot[np.isfinite(boot)]
                 if boot.size:
                     entry["ci_low"], entry["ci_high"] = (float(v) for v in np.percentile(boot, [lo, hi]))
         out[(i, j)] = entry
-    return out
+    best_null = dict.fromkeys(("null_mean", "null_std", "z_score", "p_value"), np.nan)
+    if best is not None and best[0] >= 0 and n_perm:
+        best_null = _null_stats(_selection_null(measure, pa, pb, scores, perms), float(scores[best]),
+                                measure.higher_is_better)
+    return out, best_null
 
 
 def _assemble(info: Mapping[str, _ModelInfo], results: Mapping, models_a, models_b, summaries, ids, attrs):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from ..kernels import check_kernel, feature_var, has_gram, stimulus_ids
+from ..kernels import check_kernel, feature_var, has_gram, is_constant, stimulus_ids
 from ..metrics import knn_indices
 
 
@@ -63,6 +63,10 @@ class ModelProducts:
         Positions into the common order.
     gram_max_n : int
         The store's threshold for n x n matrices.
+    constant : array (L,) of bool
+        Layers constant across the common stimuli (``kernels.is_constant``): every score involving one is
+        NaN. On the store's full stimulus set read from its ``kernel_constant_layers``; on a subset (or for
+        a store written before that attribute existed) checked on the features.
     """
 
     name: str
@@ -75,6 +79,7 @@ class ModelProducts:
     k_max: int = field(init=False)
     neighbors: np.ndarray = field(init=False)
     gram_max_n: int = field(init=False)
+    constant: np.ndarray = field(init=False)
 
     def __post_init__(self):
         attrs = self.kernel.attrs
@@ -93,6 +98,12 @@ class ModelProducts:
         else:
             self.k_max = min(stored.shape[2], self.n - 1)
             self.neighbors = np.stack([knn_indices(self.features(i), self.k_max) for i in range(len(self.layers))])
+        recorded = attrs.get("kernel_constant_layers")
+        if self.full and recorded is not None:
+            names = {str(x) for x in np.asarray(recorded, dtype=object).ravel()}
+            self.constant = np.array([layer in names for layer in self.layers], dtype=bool)
+        else:  # a subset can be constant where the full set is not
+            self.constant = np.array([is_constant(self.features(i)) for i in range(len(self.layers))], dtype=bool)
 
     @classmethod
     def from_kernel(cls, name: str, kernel: xr.Dataset, ids: np.ndarray) -> ModelProducts:
