@@ -30,10 +30,10 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from .metrics import knn_indices, preprocess_layers
+from .metrics import PREPROCESSING, knn_indices, preprocess_layers
 from .metrics._checks import check_choice, check_fraction, check_k
 
-KERNEL_PREPROCESSING = ("prh", "l2", "none")
+KERNEL_PREPROCESSING = PREPROCESSING  # the kernel offers exactly the metrics package's modes
 DEFAULT_GRAM_MAX_N = 5000
 
 
