@@ -154,6 +154,12 @@ def test_listing_models_on_a_dataset_does_not_rebuild_its_stimuli(finished_run):
     assert not any(rule in ("stimuli", "embed", "kernel") for rule, _ in jobs), jobs
 
 
+def test_one_figure_regenerates_alone_from_cached_numbers(finished_run):
+    out = snakemake(finished_run, "-n", "-f", "results/figures/alignment/emo/mutual_knn.png", "--allowed-rules", "figure_alignment")
+    text = out.stdout + out.stderr
+    assert re.search(r"figure_alignment\s+1\b", text) and re.search(r"total\s+1\b", text), text
+
+
 AGGREGATE_RULES = {"figure_overview", "alignment", "crossmodal", "figure_alignment", "figure_crossmodal", "figure_prh", "competence"}
 
 
