@@ -19,6 +19,7 @@ with logged(snakemake.log[0], threads=snakemake.threads):
         n_permutations=opts["n_permutations"],
         n_bootstrap=opts["n_bootstrap"],
         seed=opts["seed"],
+        named_layers=opts["named_layers"],
         model_labels=snakemake.params.labels,
     )
     write_store(scores, snakemake.output.store)

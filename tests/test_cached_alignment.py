@@ -150,3 +150,16 @@ def test_one_class_dataset_has_no_classification_competence():
                       coords={"stimulus": np.array([f"s{i:02d}" for i in range(N)], dtype=object)})
     table = competence_table(stim, {"va": store("va", "vision", [8], 1)}, k=5)
     assert table.empty
+
+
+def test_named_layers_add_a_named_summary(kernels, tmp_path):
+    scores = cached_pairwise(kernels, "cka_linear", cache_dir=tmp_path, n_permutations=3, n_bootstrap=3,
+                             named_layers={"la": "layer1"})
+    assert list(scores["summary"].values) == ["best", "last", "named"]
+    named = scores.sel(summary="named")
+    assert named["summary_layer_name_b"].sel(model_a="va", model_b="la").item() == "layer1"
+    assert named["summary_layer_name_b"].sel(model_a="va", model_b="va").item() == "layer1"  # va: its last layer
+    expected = scores["score"].sel(model_a="va", model_b="la").values[1, 1]
+    assert named["summary_score"].sel(model_a="va", model_b="la").item() == pytest.approx(expected)
+    table = summary_table(scores)
+    assert set(table["summary"]) == {"best", "last", "named"}

@@ -87,3 +87,8 @@ def test_default_config_is_valid():
     with open(ROOT / "config.yaml") as fh:
         cfg = validate_config(yaml.safe_load(fh), base_dir=ROOT)
     assert cfg["models"] and cfg["datasets"]
+
+
+def test_named_layers_must_name_configured_models():
+    msg = bad(lambda c: c.update(alignment={"named_layers": {"cnx": "layer2"}}))
+    assert "config.alignment.named_layers" in msg and "'cnx'" in msg

@@ -20,7 +20,8 @@ TINY_CONFIG = {
     "embed_threads": 1,
     "datasets": {"emo": {"source": "emoji", "limit": 40, "seed": 1, "image_size": 32}},
     "models": {"cnn_a": dict(TINY_CNN), "vit_a": dict(TINY_VIT), "text_a": dict(TINY_BERT)},
-    "alignment": {"metrics": ["mutual_knn", "cka_linear"], "n_permutations": 5, "n_bootstrap": 5, "k": 5, "reference": "cnn_a"},
+    "alignment": {"metrics": ["mutual_knn", "cka_linear"], "n_permutations": 5, "n_bootstrap": 5, "k": 5, "reference": "cnn_a",
+                  "named_layers": {"cnn_a": "layer2"}},
 }
 
 
@@ -89,7 +90,9 @@ def test_run_writes_alignment_with_null_and_figures(finished_run):
         assert scores.sizes["model_a"] == scores.sizes["model_b"] == 3
         assert {"null_mean", "z_score", "p_value", "ci_low", "ci_high"} <= set(scores.data_vars)
         table = pd.read_csv(finished_run / f"results/alignment/emo/{metric}.csv")
-        assert len(table) == 3 * 3 * 2 and table["p_value"].between(0, 1).all()
+        assert len(table) == 3 * 3 * 3 and table["p_value"].between(0, 1).all()  # best, last, named
+        named = table[(table.summary == "named") & (table.model_a == "cnn_a")]
+        assert set(named["layer_a"]) == {"layer2"}
         cross = pd.read_csv(finished_run / f"results/crossmodal/emo/{metric}.csv")
         assert set(cross["model_a"]) == {"cnn_a", "vit_a"} and set(cross["model_b"]) == {"text_a"}
         for kind in ("alignment", "crossmodal", "prh"):

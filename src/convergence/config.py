@@ -116,6 +116,9 @@ def _check_references(cfg: dict, base: Path) -> None:
             p = Path(m["weights"])
             if not (p if p.is_absolute() else base / p).is_file():
                 raise ConfigError(f"config.models.{mname}.weights: {m['weights']!r} does not exist")
+    for m in cfg.get("alignment", {}).get("named_layers", {}):
+        if m not in models:
+            raise ConfigError(f"config.alignment.named_layers: unknown model {m!r}; configured models: {sorted(models)}")
     ref = cfg.get("alignment", {}).get("reference")
     if ref is not None and ref not in models:
         raise ConfigError(f"config.alignment.reference: unknown model {ref!r}; configured models: {sorted(models)}")

@@ -49,8 +49,10 @@ def kernel_k(wildcards):
 def alignment_options(wildcards):
     """What changes this metric's numbers: its own parameters, the null and bootstrap settings."""
     a = config["alignment"]
+    named = {m: layer for m, layer in a.get("named_layers", {}).items() if m in models_for(config, wildcards.dataset)}
     return {
         "params": metric_params(wildcards.metric, a),
+        "named_layers": named,
         **{key: a[key] for key in ("n_permutations", "n_bootstrap", "seed")},
     }
 

@@ -89,6 +89,7 @@ def cached_pairwise(
     seed: int = 0,
     summaries: Sequence[str] = ("best", "last"),
     model_labels: Mapping[str, Mapping[str, str]] | None = None,
+    named_layers: Mapping[str, str] | None = None,
     log=print,
 ) -> xr.Dataset:
     """:func:`~convergence.alignment.pairwise` over ``models_a`` x ``models_b``, reusing cached pair results.
@@ -96,11 +97,17 @@ def cached_pairwise(
     Every pair is scored on the stimuli shared by ALL models given, so cached pairs combine. The result
     carries ``modality``, ``objective`` and ``family`` of each model as coordinates (``modality_a`` ...),
     from ``model_labels`` (model -> fields; the workflow passes the config's) or else the kernels' provenance.
+    With ``named_layers`` (model -> layer name; unlisted models use their last layer) a ``named`` summary is
+    added to ``summaries``.
     """
     models = list(kernels)
     models_a = list(models_a or models)
     models_b = list(models_b or models)
     ids = common_stimuli(kernels, models)
+    named = None
+    if named_layers:
+        named = {m: str(named_layers.get(m) or kernels[m].attrs["layers"][-1]) for m in models}
+        summaries = tuple(dict.fromkeys([*summaries, "named"]))
     fingerprints = {m: _fingerprint(kernels[m], metric) for m in models}
     settings = json.dumps(
         {
@@ -118,7 +125,9 @@ def cached_pairwise(
     cache = Path(cache_dir)
 
     def entry(a: str, b: str) -> Path:
-        key = hashlib.sha256(f"{settings}|{a}|{fingerprints[a]}|{b}|{fingerprints[b]}".encode()).hexdigest()[:32]
+        # named layers enter per pair (only the two models' own), so adding a model keeps other pairs' keys
+        na, nb = (named or {}).get(a, ""), (named or {}).get(b, "")
+        key = hashlib.sha256(f"{settings}|{a}|{fingerprints[a]}|{na}|{b}|{fingerprints[b]}|{nb}".encode()).hexdigest()[:32]
         return cache / f"{key}.zarr"
 
     results: dict[tuple[str, str], xr.Dataset] = {}
@@ -134,7 +143,7 @@ def cached_pairwise(
     log(f"{metric}: {len(models_a) * len(models_b) - n_missing} pair(s) from the cache, {n_missing} to compute")
 
     options = dict(params=params, stimuli=ids, summaries=summaries, n_permutations=n_permutations,
-                   n_bootstrap=n_bootstrap, seed=seed)
+                   n_bootstrap=n_bootstrap, seed=seed, named_layers=named)
     if n_missing == len(models_a) * len(models_b):
         groups = [(models_a, models_b)]  # nothing cached: one all-pairs call prepares each model once
     else:
