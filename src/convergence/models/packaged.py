@@ -60,6 +60,7 @@ import torch
 
 from .base import Encoder, ImagePreprocessing, ModelLoadError
 from .cache import atomic_dir, atomic_file, entry_dir, sweep_stale
+from .timm_source import file_sha256
 
 #: Bump when a conversion changes, so caches made by older code are never reused.
 CONVERTER_VERSION = 1
@@ -232,14 +233,6 @@ def package_version(dist: str) -> str:
         return "unknown"
 
 
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _one_file(folder: Path, pattern: str, key: str) -> Path:
     found = sorted(folder.glob(pattern))
     if len(found) != 1:
@@ -266,14 +259,14 @@ def _cached_state_dict(
             "package": dist,
             "package_version": package_version(dist),
             "source_file": source.name,
-            "source_sha256": _sha256(source),
+            "source_sha256": file_sha256(source),
             "converter_version": str(CONVERTER_VERSION),
         }
         with atomic_file(target, suffix=".safetensors") as tmp:
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
     with safe_open(str(target), framework="pt") as fh:
         meta = dict(fh.metadata() or {})
-    meta.update(converted_file=str(target), converted_sha256=_sha256(target))
+    meta.update(converted_file=str(target), converted_sha256=file_sha256(target))
     return load_file(str(target)), meta
 
 
@@ -466,7 +459,7 @@ def _load_open_nsfw(name: str, key: str, entry: dict, spec: dict, device: torch.
         size=224, crop_pct=224 / 256, mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0),
         interpolation="bilinear", channel_order="BGR", scale=255.0,
     )
-    prov = {"weights_file": str(source), "weights_sha256": _sha256(source)}
+    prov = {"weights_file": str(source), "weights_sha256": file_sha256(source)}
     return OnnxEncoder(
         name, onnx.load(str(source)), entry["tensors"], modality="vision", preprocessing=pre, input_layout="NHWC",
         feature_layout="NHWC", device=device, provenance=prov,
@@ -491,7 +484,7 @@ def _load_paraphrase(name: str, key: str, entry: dict, spec: dict, device: torch
     source = _one_file(folder / "model", "*.onnx", key)
     tok_dir = _minilm_dir(entry, key)
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
-    prov = {"weights_file": str(source), "weights_sha256": _sha256(source), "tokenizer": str(tok_dir)}
+    prov = {"weights_file": str(source), "weights_sha256": file_sha256(source), "tokenizer": str(tok_dir)}
     return OnnxEncoder(
         name, onnx.load(str(source)), entry["tensors"], modality="language", tokenizer=tokenizer,
         max_length=int(spec.get("max_length", 128)), includes_input=True, device=device, provenance=prov,
@@ -508,7 +501,7 @@ def _load_minilm(name: str, key: str, entry: dict, spec: dict, device: torch.dev
     model = AutoModel.from_pretrained(str(folder), dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     weights = folder / "model.safetensors"
-    prov = {"weights_file": str(weights), "weights_sha256": _sha256(weights)}
+    prov = {"weights_file": str(weights), "weights_sha256": file_sha256(weights)}
     return HFTextEncoder(
         name, model, tokenizer, causal=False, device=device, max_length=int(spec.get("max_length", 128)),
         provenance=prov,
@@ -551,7 +544,7 @@ def convert_gemma(entry: dict, key: str, out_dir: Path) -> None:
         model = AutoModelForCausalLM.from_pretrained(
             tmp, gguf_file=gguf.name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
         )
-        expected_sha = _sha256(gguf)
+        expected_sha = file_sha256(gguf)
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
