@@ -1,5 +1,7 @@
 # convergence: how similarly do neural networks represent the same stimuli?
 # This file is a table of contents; rules live in workflow/rules/, logic in src/convergence/.
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -13,12 +15,18 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
+# The stages every analysis builds on: stimuli -> embed -> kernel.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/stimuli.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/kernels.smk"
-include: "workflow/rules/alignment.smk"
-include: "workflow/rules/figures.smk"
+
+
+# The analyses: one rules file each (its rules, its figures, its target function), one config section
+# each. Every file in workflow/rules/analyses/ is included, so adding an analysis edits nothing here.
+for analysis_rules in sorted(Path(workflow.basedir, "workflow", "rules", "analyses").glob("*.smk")):
+
+    include: analysis_rules
 
 
 rule all:

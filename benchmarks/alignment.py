@@ -6,7 +6,7 @@ every ordered (model_a, model_b) pair and every (layer_a, layer_b) pair: 16 * 16
 pairs per metric.
 
 - cached: ``convergence.kernels.build_kernel`` once per model (neighbour lists, centred Grams), then
-  ``convergence.alignment.pairwise`` (sparse neighbour-overlap products, one blocked Gram product).
+  ``convergence.pairwise`` (sparse neighbour-overlap products, one blocked Gram product).
 - naive: for every (model pair, layer pair), both models' similarity matrices, full argsort neighbours and
   centred Grams recomputed, then the two scores. Too slow to run in full on a laptop, so a measured subset
   of layer pairs is timed and the total extrapolated linearly (each layer pair costs the same).
@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import warnings
 
 import numpy as np
 import xarray as xr
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
-
-from convergence.alignment import pairwise  # noqa: E402
-from convergence.kernels import build_kernel  # noqa: E402
+from convergence.kernels import build_kernel
+from convergence.pairwise import pairwise
 
 
 def make_stores(n_models: int, n_layers: int, n: int, dim: int, seed: int = 0) -> dict[str, xr.Dataset]:

@@ -1,9 +1,6 @@
 """rule embed: one dataset through one model, every requested layer stored."""
 import os
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))
 
 from convergence.embed import extract
 from convergence.models import load_encoder

@@ -1,9 +1,4 @@
 """rule figure_alignment: model x model heatmap with the null level."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))
-
 from convergence.plots.alignment import plot_alignment_heatmap
 from convergence.runtime import logged
 from convergence.store import open_store

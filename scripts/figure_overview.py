@@ -1,9 +1,4 @@
 """rule figure_overview: what each model's store holds, and a PCA of its last layer."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))
-
 from convergence.plots.overview import plot_overview
 from convergence.runtime import logged
 from convergence.store import open_store

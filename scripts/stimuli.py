@@ -1,9 +1,4 @@
 """rule stimuli: materialise one stimulus set."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))
-
 from convergence.runtime import logged
 from convergence.stimuli import build_stimuli
 from convergence.store import write_store

@@ -1,4 +1,4 @@
-"""Claims of convergence.alignment: all-pairs scores from cached products equal the per-pair metrics,
+"""Claims of convergence.pairwise (and the competence/PRH analyses): all-pairs scores from cached products equal the per-pair metrics,
 models are joined on stimulus ids, and every summary carries a null and a confidence interval."""
 
 from __future__ import annotations
@@ -11,17 +11,14 @@ import pytest
 import xarray as xr
 
 from convergence import metrics as M
-from convergence.alignment import (
+from convergence.analyses.competence import knn_accuracy, linear_probe_accuracy, mean_bits_per_byte
+from convergence.analyses.prh import alignment_vs_competence, linear_fit
+from convergence.pairwise import (
     METRICS,
     ModelProducts,
-    alignment_vs_competence,
     combine_pairs,
     common_stimuli,
-    knn_accuracy,
-    linear_fit,
-    linear_probe_accuracy,
     make_metric,
-    mean_bits_per_byte,
     pair_scores,
     pairwise,
 )
@@ -393,7 +390,7 @@ def test_figures_are_written_as_png_and_pdf(kernels, tmp_path):
 
 @pytest.mark.parametrize("metric", METRICS)
 def test_null_matrices_score_every_layer_pair_under_the_same_permutation(kernels, metric, monkeypatch):
-    from convergence.alignment import measures
+    from convergence.pairwise import measures
 
     ids = common_stimuli(kernels, ["alpha", "beta"])
     measure = make_metric(metric, **PARAMS.get(metric, {}))
@@ -499,7 +496,7 @@ def test_constant_layers_score_nan_and_never_win_best(constant_kernels, metric):
 
 
 def test_best_p_value_counts_every_permutation_whose_best_layer_pair_ties_or_beats_the_observed():
-    from convergence.alignment.pairwise import _pair_rng
+    from convergence.inference import rng_for
 
     kernels = noise_kernels(n_layers=4)
     ds = pairwise(kernels, "mutual_knn", params={"k": 5}, models_a=["noise_a"], models_b=["noise_b"],
@@ -511,7 +508,7 @@ def test_best_p_value_counts_every_permutation_whose_best_layer_pair_ties_or_bea
     ids = common_stimuli(kernels, ["noise_a", "noise_b"])
     measure = make_metric("mutual_knn", k=5)
     pa, pb = (measure.prepare(ModelProducts.from_kernel(m, kernels[m], ids)) for m in ("noise_a", "noise_b"))
-    perms = _pair_rng(4, "noise_a", "noise_b").permuted(np.tile(np.arange(40), (99, 1)), axis=1)
+    perms = rng_for(4, "noise_a", "noise_b").permuted(np.tile(np.arange(40), (99, 1)), axis=1)
     maxima = np.max([[measure.null(pa, i, pb, j, perms) for j in range(4)] for i in range(4)], axis=(0, 1))
     observed = float(e["summary_score"])
     assert observed == pytest.approx(score.max())

@@ -4,17 +4,13 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from convergence.alignment import pairwise
-from convergence.alignment.cached import (
-    cached_pairwise,
-    competence_table,
-    crossmodal_block,
-    kernel_fingerprint,
-    prh_competence,
-    summary_table,
-)
+from convergence.analyses.alignment import alignment, summary_table
+from convergence.analyses.competence import competence_table
+from convergence.analyses.crossmodal import crossmodal
+from convergence.analyses.prh import prh_competence
 from convergence.config import metric_params
-from convergence.kernels import build_kernel
+from convergence.kernels import build_kernel, kernel_fingerprint
+from convergence.pairwise import cached_pairwise, pairwise
 
 N = 30
 
@@ -40,40 +36,45 @@ def kernels():
     return {m: build_kernel(store(m, mod, dims, seed), k=5) for m, (mod, dims, seed) in specs.items()}
 
 
-def compute_log():
-    lines = []
-    return lines, lines.append
+def computed(cache_dir, run):
+    """How many pair results ``run()`` computed: each computed pair adds one entry to the cache."""
+    before = set(cache_dir.glob("*.zarr")) if cache_dir.exists() else set()
+    result = run()
+    return len(set(cache_dir.glob("*.zarr")) - before), result
+
+
+def quiet(*_):
+    pass
 
 
 def test_cached_equals_fresh_and_reuses_pairs(kernels, tmp_path):
-    opts = dict(params={"k": 5}, n_permutations=10, n_bootstrap=10, seed=3)
-    fresh = pairwise(kernels, "mutual_knn", stimuli=sorted(kernels["va"]["stimulus"].values), **opts)
-    lines, log = compute_log()
-    first = cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, log=log, **opts)
-    assert "9 to compute" in lines[-1]
+    opts = dict(params={"k": 5}, n_permutations=10, n_bootstrap=10, seed=3, log=quiet)
+    fresh = pairwise(kernels, "mutual_knn", stimuli=sorted(kernels["va"]["stimulus"].values),
+                     **{k: v for k, v in opts.items() if k != "log"})
+    n_first, first = computed(tmp_path, lambda: cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, **opts))
+    assert n_first == 9
     np.testing.assert_allclose(first["summary_score"].values, fresh["summary_score"].values)
     np.testing.assert_allclose(first["null_mean"].values, fresh["null_mean"].values)
-    second = cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, log=log, **opts)
-    assert "9 pair(s) from the cache, 0 to compute" in lines[-1]
+    n_second, second = computed(tmp_path, lambda: cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, **opts))
+    assert n_second == 0
     xr.testing.assert_allclose(first.drop_vars("stimulus"), second.drop_vars("stimulus"))
 
 
 def test_adding_a_model_computes_only_its_pairs(kernels, tmp_path):
-    opts = dict(params={"k": 5}, n_permutations=5, n_bootstrap=5)
+    opts = dict(params={"k": 5}, n_permutations=5, n_bootstrap=5, log=quiet)
     two = {m: kernels[m] for m in ("va", "vb")}
-    lines, log = compute_log()
-    cached_pairwise(two, "mutual_knn", cache_dir=tmp_path, log=log, **opts)
-    full = cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, log=log, **opts)
-    assert "4 pair(s) from the cache, 5 to compute" in lines[-1]
-    fresh = cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path / "other", log=log, **opts)
+    assert computed(tmp_path, lambda: cached_pairwise(two, "mutual_knn", cache_dir=tmp_path, **opts))[0] == 4
+    n_new, full = computed(tmp_path, lambda: cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, **opts))
+    assert n_new == 5  # (la, va), (la, vb), (va, la), (vb, la), (la, la)
+    fresh = cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path / "other", **opts)
     np.testing.assert_allclose(full["summary_score"].values, fresh["summary_score"].values)
 
 
 def test_changed_settings_never_read_a_stale_entry(kernels, tmp_path):
-    lines, log = compute_log()
-    cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, params={"k": 5}, n_permutations=5, n_bootstrap=5, log=log)
-    cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, params={"k": 3}, n_permutations=5, n_bootstrap=5, log=log)
-    assert "0 pair(s) from the cache" in lines[-1]
+    opts = dict(n_permutations=5, n_bootstrap=5, log=quiet)
+    cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, params={"k": 5}, **opts)
+    n_new, _ = computed(tmp_path, lambda: cached_pairwise(kernels, "mutual_knn", cache_dir=tmp_path, params={"k": 3}, **opts))
+    assert n_new == 9
 
 
 def test_fingerprint_tracks_content(kernels):
@@ -86,9 +87,9 @@ def test_fingerprint_tracks_content(kernels):
 
 
 def test_crossmodal_block_and_tables(kernels, tmp_path):
-    scores = cached_pairwise(kernels, "cka_linear", cache_dir=tmp_path, n_permutations=5, n_bootstrap=5)
+    scores = alignment(kernels, "cka_linear", cache_dir=tmp_path, n_permutations=5, n_bootstrap=5, log=quiet)
     assert list(scores["modality_a"].values) == ["vision", "vision", "language"]
-    block = crossmodal_block(scores)
+    block = crossmodal(scores)
     assert list(block["model_a"].values) == ["va", "vb"] and list(block["model_b"].values) == ["la"]
     assert block.sizes["layer_a"] == 2 and block.sizes["layer_b"] == 3
     table = summary_table(block)
@@ -98,7 +99,7 @@ def test_crossmodal_block_and_tables(kernels, tmp_path):
     best = table[(table.summary == "best") & (table.model_a == "va")].iloc[0]
     assert best["score"] == pytest.approx(float(scores["score"].sel(model_a="va", model_b="la").max()))
     with pytest.raises(ValueError, match="vision and language"):
-        crossmodal_block(scores.sel(model_b=["va"]))
+        crossmodal(scores.sel(model_b=["va"]))
 
 
 def test_competence_table_and_prh_choice():
@@ -124,23 +125,19 @@ def test_metric_params_only_what_the_metric_takes():
 
 def test_changing_k_reuses_feature_metric_pairs(kernels, tmp_path):
     """kNN pairs depend on the neighbour lists; CKA pairs only on the features, so a new k reuses them."""
-    from convergence.alignment.cached import with_fingerprints
-
-    rebuilt = {m: with_fingerprints(build_kernel(store(m, *spec), k=3)) for m, spec in
+    rebuilt = {m: build_kernel(store(m, *spec), k=3) for m, spec in
                {"va": ("vision", [8, 5], 1), "vb": ("vision", [7], 2), "la": ("language", [9, 4, 6], 3)}.items()}
-    original = {m: with_fingerprints(k.copy()) for m, k in kernels.items()}
-    lines, log = compute_log()
+    second = {}
     for metric, params in (("cka_linear", {}), ("mutual_knn", {"k": 3})):
-        cached_pairwise(original, metric, cache_dir=tmp_path, params=params, n_permutations=3, n_bootstrap=3, log=log)
-        cached_pairwise(rebuilt, metric, cache_dir=tmp_path, params=params, n_permutations=3, n_bootstrap=3, log=log)
-    cka_second, knn_second = lines[1], lines[3]
-    assert "9 pair(s) from the cache, 0 to compute" in cka_second
-    assert "0 pair(s) from the cache, 9 to compute" in knn_second
+        opts = dict(params=params, n_permutations=3, n_bootstrap=3, log=quiet, cache_dir=tmp_path / metric)
+        cached_pairwise(kernels, metric, **opts)
+        second[metric], _ = computed(tmp_path / metric, lambda: cached_pairwise(rebuilt, metric, **opts))
+    assert second == {"cka_linear": 0, "mutual_knn": 9}
 
 
 def test_config_labels_override_provenance(kernels, tmp_path):
-    scores = cached_pairwise(kernels, "cka_linear", cache_dir=tmp_path, n_permutations=0, n_bootstrap=0,
-                             model_labels={"vb": {"objective": "self-supervised"}})
+    scores = alignment(kernels, "cka_linear", cache_dir=tmp_path, n_permutations=0, n_bootstrap=0, log=quiet,
+                       model_labels={"vb": {"objective": "self-supervised"}})
     objectives = dict(zip(scores["model_a"].values, scores["objective_a"].values))
     assert objectives == {"va": "supervised", "vb": "self-supervised", "la": "supervised"}
 
@@ -153,8 +150,8 @@ def test_one_class_dataset_has_no_classification_competence():
 
 
 def test_named_layers_add_a_named_summary(kernels, tmp_path):
-    scores = cached_pairwise(kernels, "cka_linear", cache_dir=tmp_path, n_permutations=3, n_bootstrap=3,
-                             named_layers={"la": "layer1"})
+    scores = alignment(kernels, "cka_linear", cache_dir=tmp_path, n_permutations=3, n_bootstrap=3, log=quiet,
+                       named_layers={"la": "layer1"})
     assert list(scores["summary"].values) == ["best", "last", "named"]
     named = scores.sel(summary="named")
     assert named["summary_layer_name_b"].sel(model_a="va", model_b="la").item() == "layer1"

@@ -2,6 +2,7 @@
 import copy
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,9 @@ TINY_CONFIG = {
     "embed_threads": 1,
     "datasets": {"emo": {"source": "emoji", "limit": 40, "seed": 1, "image_size": 32}},
     "models": {"cnn_a": dict(TINY_CNN), "vit_a": dict(TINY_VIT), "text_a": dict(TINY_BERT)},
-    "alignment": {"metrics": ["mutual_knn", "cka_linear"], "n_permutations": 5, "n_bootstrap": 5, "k": 5, "reference": "cnn_a",
+    "alignment": {"metrics": ["mutual_knn", "cka_linear"], "n_permutations": 5, "n_bootstrap": 5, "k": 5,
                   "named_layers": {"cnn_a": "layer2"}},
+    "prh": {"reference": "cnn_a"},
 }
 
 
@@ -163,7 +165,8 @@ def test_one_figure_regenerates_alone_from_cached_numbers(finished_run):
     assert re.search(r"figure_alignment\s+1\b", text) and re.search(r"total\s+1\b", text), text
 
 
-AGGREGATE_RULES = {"figure_overview", "alignment", "crossmodal", "figure_alignment", "figure_crossmodal", "figure_prh", "competence"}
+AGGREGATE_RULES = {"figure_overview", "alignment", "crossmodal", "figure_alignment", "figure_crossmodal", "prh", "figure_prh",
+                   "competence"}
 
 
 def test_bad_config_fails_before_any_job(tmp_path):
@@ -196,16 +199,20 @@ def test_prh_study_builds_dag(tmp_path):
     assert re.search(r"embed\s+24\b", proc.stdout + proc.stderr)
 
 
-def test_added_model_computes_only_its_own_pair_scores(finished_run):
-    """Runs last: after adding a fourth model, the alignment job reuses the 9 existing pair results and
-    computes the 7 pairs that involve the new model (16 ordered pairs in all)."""
+def test_added_model_computes_only_its_own_pair_scores(finished_run, tmp_path):
+    """After adding a fourth model, the alignment job reuses the 9 existing pair results and computes the
+    7 pairs that involve the new model (16 ordered pairs in all): the pair cache gains exactly 7 entries.
+    Works on a copy of the finished run, so the other tests see it unchanged whatever the order."""
+    workdir = tmp_path / "wf"
+    shutil.copytree(finished_run, workdir, symlinks=True)
     cfg = copy.deepcopy(TINY_CONFIG)
     add_cnn_b(cfg)
-    write_config(finished_run, cfg)
-    try:
-        snakemake(finished_run, "--cores", "2")
-    finally:
-        write_config(finished_run, TINY_CONFIG)
-    for metric in TINY_CONFIG["alignment"]["metrics"]:
-        log = (finished_run / f"logs/alignment/emo/{metric}.log").read_text()
-        assert f"{metric}: 9 pair(s) from the cache, 7 to compute" in log, log
+    write_config(workdir, cfg)
+    caches = {m: workdir / f"results/.cache/pairs/emo/{m}" for m in TINY_CONFIG["alignment"]["metrics"]}
+    before = {m: set(c.glob("*.zarr")) for m, c in caches.items()}
+    assert all(len(entries) == 9 for entries in before.values()), before
+    snakemake(workdir, "--cores", "2")
+    for metric, cache in caches.items():
+        assert len(set(cache.glob("*.zarr")) - before[metric]) == 7, metric
+        scores = xr.open_zarr(workdir / f"results/alignment/emo/{metric}.zarr", consolidated=False)
+        assert scores.sizes["model_a"] == 4

@@ -1,20 +1,30 @@
 """Validate a workflow config and derive the plan the Snakemake rules are generated from.
 
-:func:`validate_config` checks the config against ``workflow/schemas/config.schema.yaml`` (JSON Schema),
-fills the schema's defaults, then checks what a schema cannot: cross-references between entries, paths
-that must exist, packaged model names. Any problem is ONE :class:`ConfigError` whose message names the
-entry and the allowed values.
+:func:`validate_config` checks the config against the package's ``schemas/config.schema.yaml`` (JSON
+Schema; the allowed metric names are filled in from :mod:`convergence.metrics.registry`), fills the
+schema's defaults, then checks what a schema cannot: cross-references between entries, paths that must
+exist, packaged model names. Any problem is ONE :class:`ConfigError` whose message names the entry and the
+allowed values.
+
+This module is imported whenever the workflow's DAG is built, so it imports no deep-learning library:
+packaged model names come from :mod:`convergence.models.zoo`.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+from importlib import resources
 from pathlib import Path
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+from .metrics.registry import METRIC_NAMES, get_metric
+
+#: The config schema, shipped inside the package (found the same way from a wheel or a checkout).
+SCHEMA_RESOURCE = "schemas/config.schema.yaml"
+#: The fields that label a model entry for the analyses (never for its extraction).
+MODEL_FIELDS = ("modality", "objective", "family")
 
 
 class ConfigError(ValueError):
@@ -22,8 +32,15 @@ class ConfigError(ValueError):
 
 
 def load_schema(path: str | Path | None = None) -> dict:
-    with open(path or SCHEMA_PATH) as fh:
-        return yaml.safe_load(fh)
+    """The config schema (the package's own unless ``path`` is given), with the registry's metric names."""
+    if path is None:
+        schema = yaml.safe_load(resources.files("convergence").joinpath(SCHEMA_RESOURCE).read_text())
+    else:
+        schema = yaml.safe_load(Path(path).read_text())
+    metrics = schema.get("properties", {}).get("alignment", {}).get("properties", {}).get("metrics")
+    if metrics is not None:
+        metrics["items"] = {"enum": list(METRIC_NAMES)}
+    return schema
 
 
 def _where(path) -> str:
@@ -101,7 +118,7 @@ def _check_references(cfg: dict, base: Path) -> None:
             raise ConfigError(f"config.datasets.{dname}: this dataset has no captions, so it cannot list language models")
     for mname, m in models.items():
         if m["source"] == "packaged":
-            from .models.packaged import PACKAGED
+            from .models.zoo import PACKAGED
 
             if m["name"] not in PACKAGED:
                 close = difflib.get_close_matches(m["name"], list(PACKAGED), n=1)
@@ -119,9 +136,9 @@ def _check_references(cfg: dict, base: Path) -> None:
     for m in cfg.get("alignment", {}).get("named_layers", {}):
         if m not in models:
             raise ConfigError(f"config.alignment.named_layers: unknown model {m!r}; configured models: {sorted(models)}")
-    ref = cfg.get("alignment", {}).get("reference")
+    ref = cfg.get("prh", {}).get("reference")
     if ref is not None and ref not in models:
-        raise ConfigError(f"config.alignment.reference: unknown model {ref!r}; configured models: {sorted(models)}")
+        raise ConfigError(f"config.prh.reference: unknown model {ref!r}; configured models: {sorted(models)}")
 
 
 # ----------------------------------------------------------------------------------------------- plan
@@ -161,15 +178,12 @@ def embedding_pairs(cfg: dict) -> list[tuple[str, str]]:
     return [(d, m) for d in cfg["datasets"] for m in models_for(cfg, d)]
 
 
-#: Which config keys of the ``alignment`` section feed which metric parameter.
-_CONFIG_PARAMS = {"k": ("k", ("mutual_knn", "cycle_knn", "jaccard_knn", "cknna")), "rbf_sigma": ("sigma", ("cka_rbf",))}
-
-
 def metric_params(metric: str, alignment_config: dict) -> dict:
-    """The parameters ``metric`` takes from the config's ``alignment`` section (and only those, so that
-    changing k never reruns CKA)."""
-    out = {}
-    for key, (param, metrics) in _CONFIG_PARAMS.items():
-        if metric in metrics and key in alignment_config:
-            out[param] = alignment_config[key]
-    return out
+    """The parameters ``metric`` takes from the config's ``alignment`` section, as the metric registry
+    declares them (and only those, so that changing k never reruns CKA)."""
+    return get_metric(metric).from_config(alignment_config)
+
+
+def analysis_enabled(cfg: dict, name: str) -> bool:
+    """Whether the analysis with config section ``name`` is switched on (``enabled``, true by default)."""
+    return bool(cfg.get(name, {}).get("enabled", True))

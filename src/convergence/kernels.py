@@ -25,15 +25,16 @@ Layout of a kernel store (``xarray.Dataset``), for a model with layers ``l_1 .. 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 
 import numpy as np
 import xarray as xr
 
 from .metrics import PREPROCESSING, knn_indices, preprocess_layers
-from .metrics._checks import check_choice, check_fraction, check_k
+from .metrics._checks import check_choice, check_fraction, check_int, check_k
 
-KERNEL_PREPROCESSING = PREPROCESSING  # the kernel offers exactly the metrics package's modes
 DEFAULT_GRAM_MAX_N = 5000
 
 
@@ -112,6 +113,7 @@ def build_kernel(
     k: int = 10,
     preprocess: str = "prh",
     gram_max_n: int = DEFAULT_GRAM_MAX_N,
+    gram: bool = True,
     clip_quantile: float = 0.95,
     block_rows: int = 1024,
 ) -> xr.Dataset:
@@ -131,6 +133,9 @@ def build_kernel(
         per layer. ``l2``: only the normalisation. ``none``: raw features.
     gram_max_n : int
         Store the n x n centred Gram per layer only when ``n <= gram_max_n`` (memory ``4 L n^2`` bytes).
+    gram : bool
+        Whether any metric reads the stored Gram (``metrics.registry.kernel_needs``); without it none is
+        stored whatever n is.
     clip_quantile : float
         The quantile of the PRH clamp.
     block_rows : int
@@ -143,10 +148,9 @@ def build_kernel(
     """
     if not isinstance(embeddings, xr.Dataset):
         raise ValueError(f"embeddings must be an xarray.Dataset; got {type(embeddings).__name__}")
-    check_choice(preprocess, KERNEL_PREPROCESSING, "preprocess")
+    check_choice(preprocess, PREPROCESSING, "preprocess")
     check_fraction(clip_quantile, "clip_quantile")
-    if isinstance(gram_max_n, bool) or not isinstance(gram_max_n, (int, np.integer)) or gram_max_n < 0:
-        raise ValueError(f"gram_max_n must be a non-negative integer; got {gram_max_n!r}")
+    check_int(gram_max_n, "gram_max_n", minimum=0)
     model = str(embeddings.attrs.get("model", "?"))
     layers = _layers_of(embeddings)
     ids = _stimulus_ids(embeddings)
@@ -161,7 +165,7 @@ def build_kernel(
         raise ValueError(f"model {model!r}: {err}") from None
     del raw
 
-    with_gram = n <= gram_max_n
+    with_gram = bool(gram) and n <= gram_max_n
     data_vars: dict[str, xr.Variable] = {}
     neighbors = np.empty((len(layers), n, k), dtype=np.int32)
     grams = np.empty((len(layers), n, n), dtype=np.float32) if with_gram else None
@@ -202,13 +206,48 @@ def build_kernel(
         kernel_neighbors="inner product of the preprocessed features; self excluded; most similar first; "
                          "ties to the lower stimulus position",
         kernel_gram="centred linear Gram H X X^T H of the preprocessed features" if with_gram
-                    else f"not stored (n={n} > gram_max_n={gram_max_n}); metrics use feature space",
+                    else (f"not stored (n={n} > gram_max_n={gram_max_n}); metrics use feature space" if gram
+                          else "not stored (no configured metric reads it)"),
         kernel_depth_source=depth_source,
         kernel_constant_layers=list(constant),
     )
     if clip is not None:
         attrs["kernel_clip_value"] = float(clip)
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    return with_fingerprints(xr.Dataset(data_vars, coords=coords, attrs=attrs))
+
+
+def kernel_fingerprint(kernel: xr.Dataset, *, neighbours: bool = True) -> str:
+    """Content hash of what pairwise metrics read from a kernel store: ids, layers, preprocessed features
+    and, with ``neighbours``, the top-k neighbour lists (so changing k invalidates kNN results only)."""
+    digest = hashlib.sha256()
+    layers = [str(x) for x in kernel.attrs["layers"]]
+    header = {
+        "ids": [str(s) for s in kernel["stimulus"].values],
+        "layers": layers,
+        "preprocess": str(kernel.attrs.get("kernel_preprocess", "")),
+    }
+    if neighbours:
+        header["k"] = int(kernel.attrs["kernel_k"])
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for layer in layers:
+        digest.update(np.ascontiguousarray(kernel[feature_var(layer)].values, dtype=np.float32).tobytes())
+    if neighbours:
+        digest.update(np.ascontiguousarray(kernel["neighbors"].values, dtype=np.int32).tobytes())
+    return digest.hexdigest()
+
+
+def with_fingerprints(kernel: xr.Dataset) -> xr.Dataset:
+    """The kernel with its content fingerprints in attrs: ``fingerprint`` (features and neighbours) and
+    ``fingerprint_features`` (features only); computed once, when the kernel is built."""
+    kernel.attrs["fingerprint"] = kernel_fingerprint(kernel, neighbours=True)
+    kernel.attrs["fingerprint_features"] = kernel_fingerprint(kernel, neighbours=False)
+    return kernel
+
+
+def fingerprint(kernel: xr.Dataset, *, neighbours: bool) -> str:
+    """The stored fingerprint a metric depends on (recomputed for a store written without one)."""
+    stored = kernel.attrs.get("fingerprint" if neighbours else "fingerprint_features")
+    return str(stored or kernel_fingerprint(kernel, neighbours=neighbours))
 
 
 def check_kernel(kernel: xr.Dataset, name: str = "?") -> None:

@@ -104,3 +104,15 @@ def write_table(df, path: str | Path) -> Path:
     os.replace(tmp, path)
     return path
 
+
+
+def write_json(obj, path: str | Path) -> Path:
+    """Write a small JSON document (numbers a figure reads besides a table) atomically."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True, allow_nan=True) + "\n")
+    os.replace(tmp, path)
+    return path

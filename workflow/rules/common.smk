@@ -1,10 +1,16 @@
 # Validation and the helper functions every rule calls. No rule lives here.
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-
-from convergence.config import ConfigError, embedding_pairs, metric_params, models_for, validate_config
+from convergence.config import (
+    ConfigError,
+    MODEL_FIELDS,
+    analysis_enabled,
+    embedding_pairs,
+    metric_params,
+    models_for,
+    validate_config,
+)
+from convergence.metrics.registry import kernel_needs
 from convergence.versions import STEP_VERSIONS
 
 try:
@@ -23,12 +29,24 @@ wildcard_constraints:
     metric="|".join(METRICS),
 
 
+# ------------------------------------------------------------------------------------------ paths
+
+
 def stimuli_store(dataset):
     return f"results/stimuli/{dataset}.zarr"
 
 
 def embedding_store(dataset, model):
     return f"results/embeddings/{dataset}/{model}.zarr"
+
+
+def kernel_store(dataset, model):
+    return f"results/kernels/{dataset}/{model}.zarr"
+
+
+def figure(name, *parts):
+    """Both formats of one figure: results/figures/<name>/<parts...>.{png,pdf}."""
+    return [f"results/figures/{name}/{'/'.join(parts)}.{ext}" for ext in ("png", "pdf")]
 
 
 def embeddings_of(wildcards):
@@ -38,30 +56,13 @@ def embeddings_of(wildcards):
 
 def kernels_of(wildcards):
     """Every kernel store of one dataset, named by model."""
-    return {m: f"results/kernels/{wildcards.dataset}/{m}.zarr" for m in models_for(config, wildcards.dataset)}
+    return {m: kernel_store(wildcards.dataset, m) for m in models_for(config, wildcards.dataset)}
 
 
-def kernel_k(wildcards):
-    """Neighbours each kernel stores: the k every kNN-based metric uses."""
-    return config["alignment"]["k"]
+# ------------------------------------------------------------------------------- per-entry params
 
-
-def alignment_options(wildcards):
-    """What changes this metric's numbers: its own parameters, the null and bootstrap settings."""
-    a = config["alignment"]
-    named = {m: layer for m, layer in a.get("named_layers", {}).items() if m in models_for(config, wildcards.dataset)}
-    return {
-        "params": metric_params(wildcards.metric, a),
-        "named_layers": named,
-        **{key: a[key] for key in ("n_permutations", "n_bootstrap", "seed")},
-    }
-
-
-def has_crossmodal(dataset):
-    return bool(models_for(config, dataset, "vision")) and bool(models_for(config, dataset, "language"))
-
-
-# Entry fields that only label or route a config entry: changing them must not redo its extraction.
+# Entry fields that only route or label a config entry: changing them must not redo its extraction
+# (a model's modality stays in: it decides how the model is run).
 DATASET_ROUTING = ("models",)
 MODEL_LABELS = ("objective", "family", "parameters")
 
@@ -79,7 +80,7 @@ def model_spec(wildcards):
 def model_labels(wildcards):
     """modality / objective / family of every model of the dataset, from the config (aggregates only)."""
     return {
-        m: {f: config["models"][m].get(f, "") for f in ("modality", "objective", "family")}
+        m: {f: config["models"][m].get(f, "") for f in MODEL_FIELDS}
         for m in models_for(config, wildcards.dataset)
     }
 
@@ -96,17 +97,48 @@ def model_files(wildcards):
     return [p for p in (m.get("path"), m.get("weights")) if p]
 
 
+def kernel_products(wildcards):
+    """What every kernel store holds, from the metric registry: the largest k any configured neighbour
+    metric uses, and whether any configured metric reads the stored Grams."""
+    a = config["alignment"]
+    needs = kernel_needs(METRICS, a)
+    return {"k": needs["k"] or a["k"], "gram": needs["gram"]}
+
+
+def has_crossmodal(dataset):
+    return bool(models_for(config, dataset, "vision")) and bool(models_for(config, dataset, "language"))
+
+
+def compared_datasets():
+    """Datasets with at least two models: the ones pairwise analyses run on."""
+    return [d for d in DATASETS if len(models_for(config, d)) >= 2]
+
+
+# ------------------------------------------------------------------------------------------ targets
+
+# Each analysis (workflow/rules/analyses/<name>.smk, config section <name>) registers the function that
+# lists its final outputs; `rule all` asks every enabled one. Adding an analysis touches nothing here.
+ANALYSIS_TARGETS = {}
+
+
+def analysis(name):
+    """Register the decorated function as the target function of the analysis with config section `name`."""
+
+    def register(targets):
+        if name not in config:
+            raise WorkflowError(f"analysis {name!r} has rules but no config section {name!r} in the schema")
+        ANALYSIS_TARGETS[name] = targets
+        return targets
+
+    return register
+
+
 def get_final_output():
+    """Every embedding store and overview figure, then the targets of every enabled analysis."""
     out = [embedding_store(d, m) for d, m in embedding_pairs(config)]
-    reference = config["alignment"].get("reference")
     for d in DATASETS:
-        out += expand("results/figures/overview/{dataset}.{ext}", dataset=d, ext=("png", "pdf"))
-        if len(models_for(config, d)) < 2:
-            continue
-        out.append(f"results/competence/{d}.csv")
-        out += expand("results/figures/alignment/{dataset}/{metric}.{ext}", dataset=d, metric=METRICS, ext=("png", "pdf"))
-        if has_crossmodal(d):
-            out += expand("results/figures/crossmodal/{dataset}/{metric}.{ext}", dataset=d, metric=METRICS, ext=("png", "pdf"))
-        if reference in models_for(config, d):
-            out += expand("results/figures/prh/{dataset}/{metric}.{ext}", dataset=d, metric=METRICS, ext=("png", "pdf"))
+        out += figure("overview", d)
+    for name, targets in ANALYSIS_TARGETS.items():
+        if analysis_enabled(config, name):
+            out += targets()
     return out

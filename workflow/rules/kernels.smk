@@ -5,7 +5,7 @@ rule kernel:
     output:
         directory("results/kernels/{dataset}/{model}.zarr"),
     params:
-        k=kernel_k,
+        products=kernel_products,
         preprocess=config["alignment"]["preprocess"],
         gram_max_n=config["alignment"]["gram_max_n"],
         version=STEP_VERSIONS["kernel"],

@@ -9,9 +9,11 @@ row counts, ``k`` outside ``[1, n - 1]``, unknown options.
 - ``cka``: ``hsic`` (biased, unbiased), ``cka`` (linear, RBF), ``cka_linear_features``, ``cknna``.
 - ``subspace``: ``svcca``, ``procrustes_distance``.
 - ``rsa``: ``rdm``, ``rsa``.
+- ``registry``: every measure declared once (``METRICS``, ``get_metric``): its pair function here, its
+  all-pairs engine, what it reads from a kernel store, parameters, range and direction.
 
 All-pairs computation over many models and layers from cached per-model products lives in
-``convergence.alignment``; it reuses the building blocks exported here.
+``convergence.pairwise``; it reuses the building blocks exported here.
 """
 
 from .cka import (
@@ -33,11 +35,24 @@ from .cka import (
 from .knn import KNN_KINDS, cycle_knn, jaccard_knn, knn_indices, knn_terms, mutual_knn, reciprocal_neighbors
 from .preprocess import PREPROCESSING, l2_normalise, outlier_clip_value, preprocess_layers, prh_preprocess
 from .rsa import RDM_COMPARISONS, RDM_DISTANCES, rdm, rsa, standardised_upper
-from .subspace import procrustes_basis, procrustes_distance, procrustes_from_bases, svcca, svcca_basis, svcca_from_bases
+from .subspace import (
+    leading_components,
+    principal_axes,
+    procrustes_basis,
+    procrustes_distance,
+    procrustes_from_bases,
+    svcca,
+    svcca_basis,
+    svcca_from_bases,
+)
+from .registry import METRIC_NAMES, METRICS, Metric, get_metric
 
 __all__ = [
     "KERNELS",
     "KNN_KINDS",
+    "METRICS",
+    "METRIC_NAMES",
+    "Metric",
     "PREPROCESSING",
     "RDM_COMPARISONS",
     "RDM_DISTANCES",
@@ -48,16 +63,19 @@ __all__ = [
     "cknna",
     "cknna_hsic",
     "cycle_knn",
+    "get_metric",
     "hsic",
     "hsic_from_products",
     "jaccard_knn",
     "knn_indices",
     "knn_terms",
+    "leading_components",
     "l2_normalise",
     "linear_kernel",
     "median_sigma",
     "mutual_knn",
     "outlier_clip_value",
+    "principal_axes",
     "preprocess_layers",
     "prh_preprocess",
     "procrustes_basis",

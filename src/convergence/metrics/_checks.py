@@ -45,14 +45,25 @@ def as_square(k, name: str = "K") -> np.ndarray:
     return arr
 
 
+def check_int(value, what: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """An integer (not a bool) in ``[minimum, maximum]``; anything else raises one ``ValueError``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{what} must be an integer; got {value!r}")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        allowed = f"{minimum} <= {what}" + (f" <= {maximum}" if maximum is not None else "")
+        raise ValueError(f"{what}={value} is out of range; allowed: {allowed}")
+    return value
+
+
 def check_k(k, n: int, *, minimum: int = 1, what: str = "k") -> int:
     """A neighbour count with ``minimum <= k <= n - 1`` (a point is never its own neighbour)."""
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"{what} must be an integer; got {k!r}")
-    k = int(k)
-    if k < minimum or k > n - 1:
-        raise ValueError(f"{what}={k} is not allowed for n={n} stimuli; allowed: {minimum} <= {what} <= {n - 1}")
-    return k
+    try:
+        return check_int(k, what, minimum=minimum, maximum=n - 1)
+    except ValueError as err:
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+            raise
+        raise ValueError(f"{what}={int(k)} is not allowed for n={n} stimuli; allowed: {minimum} <= {what} <= {n - 1}") from err
 
 
 def check_choice(value, allowed: Iterable[str], what: str) -> str:

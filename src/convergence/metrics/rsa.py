@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 from ._checks import as_features, as_pair, check_choice
 
@@ -52,6 +51,8 @@ def standardised_upper(d: np.ndarray, compare: str = "spearman", name: str = "RD
     iu = np.triu_indices(n, k=1)
     v = d[iu].astype(np.float64)
     if compare == "spearman":
+        from scipy.stats import rankdata  # imported here: building the workflow's DAG imports this package
+
         v = rankdata(v)
     v = v - v.mean()
     norm = np.linalg.norm(v)

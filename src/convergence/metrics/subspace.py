@@ -17,6 +17,21 @@ def _centred(x, name: str) -> np.ndarray:
     return xc
 
 
+def principal_axes(xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Left singular vectors (n, r) and singular values (r,) of ``xc`` (n, d), directions whose singular
+    value is numerically zero (``<= 1e-10`` of the largest) dropped."""
+    u, s, _ = np.linalg.svd(xc, full_matrices=False)
+    r = int(np.sum(s > (s[0] if s.size else 0) * 1e-10))
+    return u[:, :r], s[:r]
+
+
+def leading_components(s: np.ndarray, variance: float) -> int:
+    """The fewest leading components whose share of the total variance (singular values ``s``, descending)
+    reaches ``variance``."""
+    energy = np.cumsum(s**2) / np.sum(s**2)
+    return min(int(np.searchsorted(energy, variance - 1e-12) + 1), len(s))
+
+
 def svcca_basis(x, variance: float = 0.99, name: str = "X") -> np.ndarray:
     """Orthonormal basis of the leading principal subspace of ``x`` (the SV step of SVCCA).
 
@@ -32,20 +47,18 @@ def svcca_basis(x, variance: float = 0.99, name: str = "X") -> np.ndarray:
         ``U_r``: left singular vectors of the column-centred ``x``; columns orthonormal and centred.
     """
     variance = check_fraction(variance, "variance")
-    xc = _centred(x, name)
-    u, s, _ = np.linalg.svd(xc, full_matrices=False)
-    energy = np.cumsum(s**2) / np.sum(s**2)
-    r = int(np.searchsorted(energy, variance - 1e-12) + 1)
-    return u[:, : min(r, len(s))]
+    u, s = principal_axes(_centred(x, name))
+    return u[:, : leading_components(s, variance)]
 
 
-def svcca_from_bases(ua: np.ndarray, ub: np.ndarray) -> float:
+def svcca_from_bases(ua: np.ndarray, ub: np.ndarray, *, warn: bool = True) -> float:
     """Mean canonical correlation of two reduced representations given orthonormal bases (n, r_a), (n, r_b).
 
     The canonical correlations are the singular values of ``U_a^T U_b`` (all ``min(r_a, r_b)`` of them).
+    With ``warn``, too many components for the number of stimuli give a warning.
     """
     n = ua.shape[0]
-    if ua.shape[1] + ub.shape[1] > n - 1:
+    if warn and ua.shape[1] + ub.shape[1] > n - 1:
         warnings.warn(
             f"SVCCA keeps {ua.shape[1]} + {ub.shape[1]} components for n={n} stimuli; the subspaces must intersect "
             "and some canonical correlations are 1 by construction. Use more stimuli.",
@@ -86,10 +99,8 @@ def procrustes_basis(x, name: str = "X") -> np.ndarray:
     ``min(n, d)``.
     """
     xc = _centred(x, name)
-    xc = xc / np.linalg.norm(xc)
-    u, s, _ = np.linalg.svd(xc, full_matrices=False)
-    r = int(np.sum(s > s[0] * 1e-10))
-    return u[:, :r] * s[:r]
+    u, s = principal_axes(xc / np.linalg.norm(xc))
+    return u * s
 
 
 def procrustes_from_bases(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,4 +1,8 @@
-"""Model competence (how good a model is at its own job), to set against its alignment (the PRH plot)."""
+"""The ``competence`` analysis: how good each model is at its own job, to set against its alignment.
+
+:func:`competence_table` (the rule's numbers): per model, k-NN and linear-probe accuracy of the last layer
+on labelled stimuli, and the mean bits per byte of causal language models on the captions.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from ..metrics._checks import as_features, check_k
+from . import MODEL_FIELDS, labels_of
 
 
 def _labels(labels, n: int) -> np.ndarray:
@@ -90,43 +95,34 @@ def mean_bits_per_byte(embeddings: xr.Dataset) -> float:
     return float(values.mean())
 
 
-def alignment_vs_competence(scores: xr.Dataset, competence: Mapping[str, float] | pd.Series, reference: str,
-                            summary: str = "best") -> pd.DataFrame:
-    """One row per model: its alignment to ``reference`` and its competence (the PRH plot's numbers).
-
-    ``reference`` may be a ``model_a`` (the models are then the ``model_b`` entries) or a ``model_b``.
-    Columns: model, competence, alignment, ci_low, ci_high, null_mean, p_value. Models without a
-    competence value are left out; the reference itself is left out.
-    """
-    competence = pd.Series(competence, dtype=np.float64)
-    if reference in scores["model_a"].values:
-        sub = scores.sel(model_a=reference, summary=summary)
-        models = [str(m) for m in sub["model_b"].values]
-        dim = "model_b"
-    elif reference in scores["model_b"].values:
-        sub = scores.sel(model_b=reference, summary=summary)
-        models = [str(m) for m in sub["model_a"].values]
-        dim = "model_a"
-    else:
-        raise ValueError(f"reference {reference!r} is not a model of these scores")
+def competence_table(
+    stimuli: xr.Dataset,
+    stores: Mapping[str, xr.Dataset],
+    *,
+    k: int = 10,
+    seed: int = 0,
+    model_labels: Mapping[str, Mapping[str, str]] | None = None,
+) -> pd.DataFrame:
+    """Per model: k-NN and linear-probe accuracy of its last layer on labelled stimuli (vision), and mean
+    bits per byte on the captions (causal LMs). Tidy: one row per (model, measure). Model labels come
+    from ``model_labels`` where given, else from the store's provenance (``labels_of``)."""
     rows = []
-    for m in models:
-        if m == reference or m not in competence.index:
-            continue
-        at = sub.sel({dim: m})
-        rows.append({"model": m, "competence": float(competence[m]), "alignment": float(at["summary_score"]),
-                     "ci_low": float(at["ci_low"]), "ci_high": float(at["ci_high"]),
-                     "null_mean": float(at["null_mean"]), "p_value": float(at["p_value"])})
-    return pd.DataFrame(rows, columns=["model", "competence", "alignment", "ci_low", "ci_high", "null_mean", "p_value"])
-
-
-def linear_fit(x, y) -> dict:
-    """Least-squares line ``y = slope x + intercept`` and Pearson r of finite pairs (needs >= 2 points)."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 2 or np.ptp(x[ok]) == 0:
-        raise ValueError(f"a line needs at least 2 points with distinct x; got {int(ok.sum())}")
-    slope, intercept = np.polyfit(x[ok], y[ok], 1)
-    r = float(np.corrcoef(x[ok], y[ok])[0, 1]) if np.ptp(y[ok]) > 0 else np.nan
-    return {"slope": float(slope), "intercept": float(intercept), "r": r, "n": int(ok.sum())}
+    labels = stimuli["label"].to_series() if "label" in stimuli else None
+    for name, ds in stores.items():
+        info = {"model": name, **labels_of(ds, (model_labels or {}).get(name))}
+        layer = ds.attrs["layers"][-1]
+        if labels is not None and info["modality"] == "vision":
+            x = ds[layer].values
+            y = labels.reindex([str(s) for s in ds["stimulus"].values]).values
+            counts = pd.Series(y).value_counts()
+            if len(counts) < 2:  # one class: nothing to classify
+                continue
+            smallest = int(counts.min())
+            rows.append({**info, "measure": "knn_accuracy", "layer": layer,
+                         "value": knn_accuracy(x, y, k=min(k, len(y) - 1))})
+            if smallest >= 2:  # stratified folds need every class at least twice; 5 folds when classes allow
+                rows.append({**info, "measure": "linear_probe_accuracy", "layer": layer,
+                             "value": linear_probe_accuracy(x, y, seed=seed, n_splits=min(5, smallest))})
+        if "bits_per_byte" in ds.data_vars:
+            rows.append({**info, "measure": "bits_per_byte", "layer": "", "value": mean_bits_per_byte(ds)})
+    return pd.DataFrame(rows, columns=["model", *MODEL_FIELDS, "measure", "layer", "value"])

@@ -15,7 +15,10 @@ Every metric object
 - ``bootstrap(pa, la, pb, lb, weights)`` -> the score of one layer pair on stimulus resamples given as
   multiplicities (each row of ``weights`` counts how often each stimulus was drawn; rows sum to n).
 
-``make_metric(name, **params)`` builds one from its name; ``METRICS`` lists the names.
+``make_metric(name, **params)`` builds one from its name. Which engine serves which measure, with its
+name, parameters, direction and symmetry, is declared once in :mod:`convergence.metrics.registry`; the
+engines reuse the pair functions' building blocks (``convergence.metrics``), so each measure has one
+definition and this module only organises it over many models, layers, permutations and resamples.
 """
 
 from __future__ import annotations
@@ -27,41 +30,38 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from ..inference import resample_indices
 from ..metrics import (
     KNN_KINDS,
     cknna_hsic,
     hsic_from_products,
     knn_terms,
+    leading_components,
+    principal_axes,
+    procrustes_basis,
+    procrustes_from_bases,
     rbf_sigma,
     rdm,
     reciprocal_neighbors,
     squared_distances,
     standardised_upper,
     svcca_basis,
+    svcca_from_bases,
 )
-from ..metrics._checks import check_choice, check_fraction, check_positive
+from ..metrics._checks import check_choice, check_fraction, check_int, check_positive
+from ..metrics.registry import METRIC_NAMES, get_metric
 from ..metrics.rsa import RDM_COMPARISONS, RDM_DISTANCES
 from .products import ModelProducts
 
-METRICS = (
-    "mutual_knn",
-    "cycle_knn",
-    "jaccard_knn",
-    "cka_linear",
-    "cka_linear_unbiased",
-    "cka_rbf",
-    "cknna",
-    "svcca",
-    "procrustes",
-    "rsa",
-)
+METRICS = METRIC_NAMES  # the names, from the registry
 
 _BLOCK_BYTES = 256 * 2**20  # working memory of one block of the all-pairs matrix products
 _KNN_LOOKUP_MAX = 2**25  # kNN nulls map neighbour codes (i * n + j) to columns by a table up to n^2 this big
 
 
 class PairMetric:
-    """Base class; see the module docstring."""
+    """Base class; see the module docstring. ``name``, ``symmetric`` and ``higher_is_better`` are set from
+    the registry by ``make_metric``."""
 
     name: str = ""
     symmetric: bool = True
@@ -115,21 +115,11 @@ class _Prepared:
     n: int
 
 
-def _neighbour_count(k, minimum: int = 1) -> int:
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < minimum:
-        raise ValueError(f"k must be an integer >= {minimum}; got {k!r}")
-    return int(k)
-
-
 def _inverse_perms(perms: np.ndarray) -> np.ndarray:
     inv = np.empty_like(perms)
     rows = np.arange(perms.shape[0])[:, None]
     inv[rows, perms] = np.arange(perms.shape[1])[None, :]
     return inv
-
-
-def _resample_indices(weights_row: np.ndarray) -> np.ndarray:
-    return np.repeat(np.arange(weights_row.size), weights_row.astype(np.int64))
 
 
 def _permuted_inners(pa, pb, perms: np.ndarray) -> np.ndarray:
@@ -215,9 +205,7 @@ class KnnMetric(PairMetric):
 
     def __init__(self, kind: str, k: int = 10):
         self.kind = check_choice(kind, KNN_KINDS, "kind")
-        self.name = f"{kind}_knn"
-        self.k = _neighbour_count(k)
-        self.symmetric = kind != "cycle"
+        self.k = check_int(k, "k", minimum=1)
 
     def params(self) -> dict:
         return {"k": self.k}
@@ -430,14 +418,12 @@ class CkaMetric(PairMetric):
         if kernel == "linear":
             if sigma is not None or sigma_factor is not None:
                 raise ValueError("sigma and sigma_factor apply to cka_rbf only")
-            self.name = "cka_linear_unbiased" if unbiased else "cka_linear"
         else:
             if (sigma is None) == (sigma_factor is None):
                 raise ValueError(f"cka_rbf needs exactly one of sigma (absolute) or sigma_factor (median rule); "
                                  f"got sigma={sigma!r}, sigma_factor={sigma_factor!r}")
             self.sigma = None if sigma is None else check_positive(sigma, "sigma")
             self.sigma_factor = None if sigma_factor is None else check_positive(sigma_factor, "sigma_factor")
-            self.name = "cka_rbf"
 
     def params(self) -> dict:
         out = {"kernel": self.kernel, "unbiased": int(self.unbiased)}
@@ -554,7 +540,7 @@ class CkaMetric(PairMetric):
 
             xa, xb = pa.model.features(la), pb.model.features(lb)
             return np.array([_safe(lambda: cka_linear_features(xa[idx], xb[idx], self.unbiased))
-                             for idx in map(_resample_indices, weights)])
+                             for idx in map(resample_indices, weights)])
         w = np.asarray(weights, dtype=np.float64)
         n = pa.n
         qa, qb, qab, qaa, qbb = _weighted_quadratics(w, [ka, kb, ka * kb, ka * ka, kb * kb])
@@ -639,8 +625,6 @@ class CknnaMetric(PairMetric):
     Not exactly symmetric (the masked kernels are not symmetric), so both orders are computed.
     """
 
-    symmetric = False
-    name = "cknna"
     bootstrap_method = (
         "stimuli resampled with replacement; CKNNA recomputed on the resample with the neighbour relation of "
         "the full set held fixed (a resampled pair of copies of (i, j) is masked in iff j is a neighbour of i in "
@@ -648,7 +632,7 @@ class CknnaMetric(PairMetric):
     )
 
     def __init__(self, k: int = 10):
-        self.k = _neighbour_count(k, minimum=2)
+        self.k = check_int(k, "k", minimum=2)
 
     def params(self) -> dict:
         return {"k": self.k}
@@ -752,17 +736,8 @@ class _BasisPrepared(_Prepared):
     reduced: list  # per layer (n, rank): the centred features in their principal axes (for resampling)
 
 
-def _principal(xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Left singular vectors and singular values of ``xc`` (n, d), numerically zero directions dropped."""
-    u, s, _ = np.linalg.svd(xc, full_matrices=False)
-    r = int(np.sum(s > (s[0] if s.size else 0) * 1e-10))
-    return u[:, :r], s[:r]
-
-
 class SvccaMetric(PairMetric):
     """SVCCA (``metrics.svcca``): each layer's principal basis once per model, one small SVD per pair."""
-
-    name = "svcca"
 
     def __init__(self, variance: float = 0.99):
         self.variance = check_fraction(variance, "variance")
@@ -780,12 +755,10 @@ class SvccaMetric(PairMetric):
                 bases.append(np.zeros((model.n, 1)))
                 reduced.append(np.zeros((model.n, 1)))
                 continue
-            u, s = _principal(model.centred_features(i))
+            u, s = principal_axes(model.centred_features(i))
             if s.size == 0:
                 raise ValueError(f"svcca: {model.name!r} layer {model.layers[i]!r} is constant across stimuli")
-            energy = np.cumsum(s**2) / np.sum(s**2)
-            keep = int(np.searchsorted(energy, self.variance - 1e-12) + 1)  # as metrics.svcca_basis
-            bases.append(u[:, :keep])
+            bases.append(u[:, : leading_components(s, self.variance)])
             reduced.append(u * s)
         return _BasisPrepared(model, len(bases), model.n, bases, reduced)
 
@@ -800,7 +773,7 @@ class SvccaMetric(PairMetric):
 
     @staticmethod
     def _score(ua, ub) -> float:
-        return float(np.mean(np.clip(np.linalg.svd(ua.T @ ub, compute_uv=False), 0.0, 1.0)))
+        return svcca_from_bases(ua, ub, warn=False)
 
     def _pair_score(self, pa, la, pb, lb):
         return self._score(pa.bases[la], pb.bases[lb])
@@ -811,7 +784,7 @@ class SvccaMetric(PairMetric):
 
     def bootstrap(self, pa, la, pb, lb, weights):
         out = []
-        for idx in map(_resample_indices, weights):
+        for idx in map(resample_indices, weights):
             ra, rb = pa.reduced[la][idx], pb.reduced[lb][idx]
             out.append(_safe(lambda: self._score(svcca_basis(ra, self.variance), svcca_basis(rb, self.variance))))
         return np.asarray(out)
@@ -820,32 +793,16 @@ class SvccaMetric(PairMetric):
 class ProcrustesMetric(PairMetric):
     """Angular Procrustes distance (``metrics.procrustes_distance``); lower is more similar."""
 
-    name = "procrustes"
-    higher_is_better = False
-
     def min_stimuli(self) -> int:
         return 3
 
     def prepare(self, model):
-        reduced = []
-        for i in range(len(model.layers)):
-            if model.constant[i]:  # a placeholder: pairwise reports NaN for every pair with this layer
-                reduced.append(np.zeros((model.n, 1)))
-                continue
-            xc = model.centred_features(i)
-            norm = np.linalg.norm(xc)
-            if norm == 0:
-                raise ValueError(f"procrustes: {model.name!r} layer {model.layers[i]!r} is constant across stimuli")
-            xc = xc / norm
-            if xc.shape[1] > xc.shape[0]:  # wider than tall: the principal axes bound the width by n
-                u, s = _principal(xc)
-                xc = u * s
-            reduced.append(xc)
+        # a constant layer gets a placeholder: pairwise reports NaN for every pair with it
+        reduced = [np.zeros((model.n, 1)) if model.constant[i] else procrustes_basis(model.features(i), model.layers[i])
+                   for i in range(len(model.layers))]
         return _BasisPrepared(model, len(reduced), model.n, reduced, reduced)
 
-    @staticmethod
-    def _score(a, b) -> float:
-        return float(np.arccos(np.clip(np.sum(np.linalg.svd(a.T @ b, compute_uv=False)), -1.0, 1.0)))
+    _score = staticmethod(procrustes_from_bases)
 
     def _pair_score(self, pa, la, pb, lb):
         return self._score(pa.bases[la], pb.bases[lb])
@@ -855,12 +812,8 @@ class ProcrustesMetric(PairMetric):
         return np.array([self._score(a, b[perm]) for perm in perms])
 
     def bootstrap(self, pa, la, pb, lb, weights):
-        def unit(x):
-            x = x - x.mean(axis=0)
-            return x / np.linalg.norm(x)
-
-        return np.array([_safe(lambda: self._score(unit(pa.bases[la][idx]), unit(pb.bases[lb][idx])))
-                         for idx in map(_resample_indices, weights)])
+        return np.array([_safe(lambda: self._score(procrustes_basis(pa.bases[la][idx]), procrustes_basis(pb.bases[lb][idx])))
+                         for idx in map(resample_indices, weights)])
 
 
 # ------------------------------------------------------------------------------------------------ RSA
@@ -871,7 +824,6 @@ class RsaMetric(PairMetric):
     n <= gram_max_n); all pairs from one blocked matrix product (Pearson of upper triangles = half the
     Frobenius inner product of the standardised symmetric matrices)."""
 
-    name = "rsa"
     bootstrap_method = (
         "stimuli resampled with replacement; the RDM correlation recomputed over the resampled stimulus "
         "pairs (pairs of copies of one stimulus excluded) as a weighted Pearson correlation of the full-set "
@@ -924,44 +876,11 @@ class RsaMetric(PairMetric):
 # ------------------------------------------------------------------------------------------- registry
 
 
-_PARAMS = {
-    "mutual_knn": ("k",),
-    "cycle_knn": ("k",),
-    "jaccard_knn": ("k",),
-    "cka_linear": (),
-    "cka_linear_unbiased": (),
-    "cka_rbf": ("sigma", "sigma_factor", "unbiased"),
-    "cknna": ("k",),
-    "svcca": ("variance",),
-    "procrustes": (),
-    "rsa": ("distance", "compare"),
-}
-
-
 def make_metric(name: str, **params) -> PairMetric:
-    """The pairwise metric ``name`` (one of ``METRICS``) with its parameters.
-
-    Parameters per metric: ``mutual_knn``/``cycle_knn``/``jaccard_knn``/``cknna``: ``k`` (10);
-    ``cka_rbf``: ``sigma`` (absolute) or ``sigma_factor`` (times the median distance), ``unbiased``;
-    ``svcca``: ``variance`` (0.99); ``rsa``: ``distance`` ("correlation", "euclidean") and ``compare``
-    ("spearman", "pearson"). Unknown names or parameters raise ``ValueError`` listing the allowed ones.
-    """
-    check_choice(name, METRICS, "metric")
-    unknown = sorted(set(params) - set(_PARAMS[name]))
-    if unknown:
-        raise ValueError(f"metric {name!r} takes no parameter(s) {unknown}; allowed: {list(_PARAMS[name]) or 'none'}")
-    if name.endswith("_knn"):
-        return KnnMetric(name[: -len("_knn")], **params)
-    if name == "cka_linear":
-        return CkaMetric("linear")
-    if name == "cka_linear_unbiased":
-        return CkaMetric("linear", unbiased=True)
-    if name == "cka_rbf":
-        return CkaMetric("rbf", **params)
-    if name == "cknna":
-        return CknnaMetric(**params)
-    if name == "svcca":
-        return SvccaMetric(**params)
-    if name == "procrustes":
-        return ProcrustesMetric()
-    return RsaMetric(**params)
+    """The all-pairs engine of metric ``name`` (a key of ``convergence.metrics.registry.METRICS``) with its
+    parameters; its name, direction and symmetry come from the registry. Unknown names or parameters raise
+    ``ValueError`` listing the allowed ones."""
+    spec = get_metric(name)
+    engine = spec.make_engine(**params)
+    engine.name, engine.symmetric, engine.higher_is_better = spec.name, spec.symmetric, spec.higher_is_better
+    return engine

@@ -45,7 +45,6 @@ with the layer axes swapped (nulls and intervals included). Random draws for a p
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -53,14 +52,23 @@ import numpy as np
 import xarray as xr
 
 from .. import __version__
+from ..inference import (
+    NULL_FIELDS,
+    P_VALUE_RULE,
+    Z_RULE,
+    bootstrap_weights,
+    check_count,
+    null_summary,
+    percentile_interval,
+    permutations,
+    rng_for,
+)
 from ..kernels import check_kernel
 from .measures import PairMetric, make_metric
 from .products import ModelProducts, common_stimuli, stimulus_digest
 
 SUMMARIES = ("best", "last", "named")
-_SUMMARY_FIELDS = ("null_mean", "null_std", "z_score", "p_value", "ci_low", "ci_high")
-P_VALUE_RULE = ("(1 + number of null scores at least as similar as the observed) / (1 + n_permutations); one-sided; "
-                "a null score within 1e-9 (relative) of the observed counts as a tie, i.e. as at least as similar")
+_SUMMARY_FIELDS = (*NULL_FIELDS, "ci_low", "ci_high")
 SELECTION_NULL = (
     "best: max over all layer pairs per permutation (min for distances): each permutation of model_b's "
     "stimulus order scores every layer pair and the null draw is the best of them, so the null accounts for "
@@ -90,22 +98,6 @@ class _PairResult:
             e["layer_a"], e["layer_b"] = entry["layer_b"], entry["layer_a"]
             flipped[name] = e
         return _PairResult(self.scores.T.copy(), flipped)
-
-
-def _stable_hash(text: str) -> int:
-    return zlib.crc32(text.encode("utf-8"))
-
-
-def _pair_rng(seed: int, a: str, b: str) -> np.random.Generator:
-    """A generator that depends only on (seed, model_a, model_b): per-pair results never depend on which
-    other models take part in a call."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), _stable_hash(a), _stable_hash(b)]))
-
-
-def _check_count(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{what} must be a non-negative integer; got {value!r}")
-    return int(value)
 
 
 def _model_list(kernels: Mapping, names, what: str) -> list[str]:
@@ -174,8 +166,8 @@ def pairwise(
     for s in summaries:
         if s not in SUMMARIES:
             raise ValueError(f"summary {s!r} is not known; allowed: {SUMMARIES}")
-    n_permutations = _check_count(n_permutations, "n_permutations")
-    n_bootstrap = _check_count(n_bootstrap, "n_bootstrap")
+    n_permutations = check_count(n_permutations, "n_permutations")
+    n_bootstrap = check_count(n_bootstrap, "n_bootstrap")
     if not 0 < float(ci) < 1:
         raise ValueError(f"ci={ci!r} is out of range; allowed: 0 < ci < 1")
     involved = list(dict.fromkeys(models_a + models_b))
@@ -208,7 +200,7 @@ def pairwise(
         result.scores[constant] = np.nan  # no fake scores from tied neighbours or zero Grams
         layer_pairs = {s: _summary_layers(s, result.scores, measure, named.get(a), named.get(b)) for s in summaries}
         stats, best_null = _null_and_bootstrap(measure, prepared[a], prepared[b], set(layer_pairs.values()),
-                                               result.scores, _pair_rng(seed, a, b), ids.size, n_permutations,
+                                               result.scores, rng_for(seed, a, b), ids.size, n_permutations,
                                                n_bootstrap, ci, best=layer_pairs.get("best"),
                                                null_pairs={p for s, p in layer_pairs.items() if s != "best"})
         for s, (i, j) in layer_pairs.items():
@@ -237,6 +229,7 @@ def pairwise(
         "null_method": f"{measure.null_method}; {SELECTION_NULL}",
         "bootstrap_method": f"{measure.bootstrap_method}; {SELECTION_BOOTSTRAP}",
         "p_value_rule": P_VALUE_RULE,
+        "z_rule": Z_RULE,
         "layer_index": "layer_a/layer_b are positions into each model's layers (shallow to deep); "
                        "names in layer_name_a/_b; NaN beyond a model's n_layers",
         "convergence_version": __version__,
@@ -283,21 +276,6 @@ def _summary_layers(summary: str, scores: np.ndarray, measure: PairMetric, named
     return int(i), int(j)
 
 
-def _null_stats(null: np.ndarray, score: float, higher_is_better: bool) -> dict:
-    """null_mean, null_std, z_score and p_value of ``score`` against the finite draws of ``null``."""
-    entry = dict.fromkeys(("null_mean", "null_std", "z_score", "p_value"), np.nan)
-    null = null[np.isfinite(null)]
-    if null.size and np.isfinite(score):
-        tol = 1e-9 * max(1.0, abs(score))  # ties (discrete kNN scores) must not depend on summation order
-        as_similar = null >= score - tol if higher_is_better else null <= score + tol
-        entry["null_mean"] = float(null.mean())
-        entry["null_std"] = float(null.std(ddof=1)) if null.size > 1 else np.nan
-        if entry["null_std"] > 0:
-            entry["z_score"] = (score - entry["null_mean"]) / entry["null_std"]
-        entry["p_value"] = (1.0 + as_similar.sum()) / (1.0 + null.size)
-    return entry
-
-
 def _selection_null(measure, pa, pb, scores, perms) -> np.ndarray:
     """One null draw per permutation: the best score over all layer pairs (with a finite observed score)
     of model_b permuted by that permutation; NaN where no layer pair has a finite null score."""
@@ -317,29 +295,23 @@ def _null_and_bootstrap(measure, pa, pb, layer_pairs, scores, rng, n, n_perm, n_
     layer pair and the selection null; the draws are made in the same order as before the selection null
     existed, so fixed-pair nulls and all intervals are unchanged."""
     null_pairs = set(layer_pairs) if null_pairs is None else set(null_pairs)
-    perms = rng.permuted(np.tile(np.arange(n), (n_perm, 1)), axis=1) if n_perm else None
-    if n_boot:
-        draws = rng.integers(0, n, size=(n_boot, n))
-        weights = np.bincount((draws + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n)
-        weights = weights.reshape(n_boot, n).astype(np.float64)
+    perms = permutations(rng, n, n_perm)
+    weights = bootstrap_weights(rng, n, n_boot)
     out = {}
-    lo, hi = 100 * (1 - ci) / 2, 100 * (1 + ci) / 2
     for i, j in sorted(layer_pairs):
         entry = dict.fromkeys(_SUMMARY_FIELDS, np.nan)
         score = scores[i, j] if i >= 0 else np.nan
         if i >= 0 and np.isfinite(score):
             if n_perm and (i, j) in null_pairs:
                 null = np.asarray(measure.null(pa, i, pb, j, perms), dtype=np.float64)
-                entry.update(_null_stats(null, score, measure.higher_is_better))
+                entry.update(null_summary(null, score, measure.higher_is_better))
             if n_boot:
-                boot = np.asarray(measure.bootstrap(pa, i, pb, j, weights), dtype=np.float64)
-                boot = boot[np.isfinite(boot)]
-                if boot.size:
-                    entry["ci_low"], entry["ci_high"] = (float(v) for v in np.percentile(boot, [lo, hi]))
+                boot = measure.bootstrap(pa, i, pb, j, weights)
+                entry["ci_low"], entry["ci_high"] = percentile_interval(boot, ci)
         out[(i, j)] = entry
-    best_null = dict.fromkeys(("null_mean", "null_std", "z_score", "p_value"), np.nan)
+    best_null = dict.fromkeys(NULL_FIELDS, np.nan)
     if best is not None and best[0] >= 0 and n_perm:
-        best_null = _null_stats(_selection_null(measure, pa, pb, scores, perms), float(scores[best]),
+        best_null = null_summary(_selection_null(measure, pa, pb, scores, perms), float(scores[best]),
                                 measure.higher_is_better)
     return out, best_null
 

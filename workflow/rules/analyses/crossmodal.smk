@@ -1,0 +1,36 @@
+# Analysis `crossmodal`: vision models against language models on captioned stimuli.
+
+
+@analysis("crossmodal")
+def crossmodal_targets():
+    return [p for d in compared_datasets() if has_crossmodal(d) for m in METRICS for p in figure("crossmodal", d, m)]
+
+
+rule crossmodal:
+    """Every vision model x every language model on one captioned dataset: the image-caption block of the alignment."""
+    input:
+        alignment="results/alignment/{dataset}/{metric}.zarr",
+    output:
+        store=directory("results/crossmodal/{dataset}/{metric}.zarr"),
+        table="results/crossmodal/{dataset}/{metric}.csv",
+    log:
+        "logs/crossmodal/{dataset}/{metric}.log",
+    conda:
+        "../../../envs/convergence.yaml"
+    script:
+        "../../../scripts/crossmodal.py"
+
+
+rule figure_crossmodal:
+    """Heatmap of vision x language alignment on captioned stimuli, with the null level."""
+    input:
+        crossmodal="results/crossmodal/{dataset}/{metric}.zarr",
+    output:
+        png="results/figures/crossmodal/{dataset}/{metric}.png",
+        pdf="results/figures/crossmodal/{dataset}/{metric}.pdf",
+    log:
+        "logs/figures/crossmodal/{dataset}/{metric}.log",
+    conda:
+        "../../../envs/convergence.yaml"
+    script:
+        "../../../scripts/figure_crossmodal.py"
