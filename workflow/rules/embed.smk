@@ -5,18 +5,18 @@ rule embed:
         weights=model_files,
     output:
         directory("results/embeddings/{dataset}/{model}.zarr"),
-    params:
-        spec=model_spec,
-        version=STEP_VERSIONS["embed"],
     log:
         "logs/embed/{dataset}/{model}.log",
+    conda:
+        "../../envs/convergence.yaml"
     threads: config["embed_threads"]
     resources:
         gpu=config["embed_gpus"],
         mem_mb=8000,
         runtime=120,
-    conda:
-        "../../envs/convergence.yaml"
+    params:
+        spec=model_spec,
+        version=STEP_VERSIONS["embed"],
     script:
         "../../scripts/embed.py"
 

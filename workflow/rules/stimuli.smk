@@ -4,12 +4,12 @@ rule stimuli:
         dataset_files,
     output:
         directory("results/stimuli/{dataset}.zarr"),
-    params:
-        spec=dataset_spec,
-        version=STEP_VERSIONS["stimuli"],
     log:
         "logs/stimuli/{dataset}.log",
     conda:
         "../../envs/convergence.yaml"
+    params:
+        spec=dataset_spec,
+        version=STEP_VERSIONS["stimuli"],
     script:
         "../../scripts/stimuli.py"

@@ -1,21 +1,10 @@
 # Analysis `alignment`: every model pair on every dataset, each metric, all layer pairs.
 
 
-@analysis("alignment")
-def alignment_targets():
-    return [p for d in compared_datasets() for m in METRICS for p in figure("alignment", d, m)]
-
-
-def alignment_options(wildcards):
-    """What changes this metric's numbers: its own parameters (from the registry), the null and bootstrap
-    settings, the named layers of this dataset's models."""
-    a = config["alignment"]
-    models = models_for(config, wildcards.dataset)
-    return {
-        "params": metric_params(wildcards.metric, a),
-        "named_layers": {m: layer for m, layer in a.get("named_layers", {}).items() if m in models},
-        **{key: a[key] for key in ("n_permutations", "n_bootstrap", "seed")},
-    }
+register_targets(
+    "alignment",
+    lambda: [p for d in compared_datasets() for m in METRICS for p in figure("alignment", d, m)],
+)
 
 
 rule alignment:
@@ -25,16 +14,20 @@ rule alignment:
     output:
         store=directory("results/alignment/{dataset}/{metric}.zarr"),
         table="results/alignment/{dataset}/{metric}.csv",
+    log:
+        "logs/alignment/{dataset}/{metric}.log",
+    conda:
+        "../../../envs/convergence.yaml"
+    threads: 2
     params:
-        options=alignment_options,
+        options=lambda w: {
+            "params": metric_params(w.metric, config["alignment"]),
+            "named_layers": named_layers(w.dataset),
+            **{key: config["alignment"][key] for key in ("n_permutations", "n_bootstrap", "seed")},
+        },
         labels=model_labels,
         pair_cache=lambda w: f"results/.cache/pairs/{w.dataset}/{w.metric}",
         version=STEP_VERSIONS["alignment"],
-    log:
-        "logs/alignment/{dataset}/{metric}.log",
-    threads: 2
-    conda:
-        "../../../envs/convergence.yaml"
     script:
         "../../../scripts/alignment.py"
 

@@ -1,9 +1,10 @@
 # Analysis `competence`: how good each model is on its own (probe accuracy, bits per byte).
 
 
-@analysis("competence")
-def competence_targets():
-    return [f"results/competence/{d}.csv" for d in compared_datasets()]
+register_targets(
+    "competence",
+    lambda: [f"results/competence/{d}.csv" for d in compared_datasets()],
+)
 
 
 rule competence:
@@ -12,14 +13,14 @@ rule competence:
         unpack(lambda w: {"stimuli": stimuli_store(w.dataset), **embeddings_of(w)}),
     output:
         "results/competence/{dataset}.csv",
+    log:
+        "logs/competence/{dataset}.log",
+    conda:
+        "../../../envs/convergence.yaml"
     params:
         k=config["competence"]["k"],
         seed=config["competence"]["seed"],
         labels=model_labels,
         version=STEP_VERSIONS["competence"],
-    log:
-        "logs/competence/{dataset}.log",
-    conda:
-        "../../../envs/convergence.yaml"
     script:
         "../../../scripts/competence.py"

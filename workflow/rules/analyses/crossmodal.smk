@@ -1,9 +1,10 @@
 # Analysis `crossmodal`: vision models against language models on captioned stimuli.
 
 
-@analysis("crossmodal")
-def crossmodal_targets():
-    return [p for d in compared_datasets() if has_crossmodal(d) for m in METRICS for p in figure("crossmodal", d, m)]
+register_targets(
+    "crossmodal",
+    lambda: [p for d in compared_datasets() if has_crossmodal(d) for m in METRICS for p in figure("crossmodal", d, m)],
+)
 
 
 rule crossmodal:

@@ -1,11 +1,16 @@
 # Analysis `prh`: each model's alignment to a reference model against its competence.
 
 
-@analysis("prh")
-def prh_targets():
-    reference = config["prh"].get("reference")
-    datasets = [d for d in compared_datasets() if reference in models_for(config, d)]
-    return [p for d in datasets for m in METRICS for p in figure("prh", d, m)]
+register_targets(
+    "prh",
+    lambda: [
+        p
+        for d in compared_datasets()
+        if config["prh"].get("reference") in models_for(config, d)
+        for m in METRICS
+        for p in figure("prh", d, m)
+    ],
+)
 
 
 rule prh:
@@ -16,13 +21,13 @@ rule prh:
     output:
         table="results/prh/{dataset}/{metric}.csv",
         fit="results/prh/{dataset}/{metric}.json",
-    params:
-        reference=config["prh"].get("reference"),
-        summary=config["prh"]["summary"],
     log:
         "logs/prh/{dataset}/{metric}.log",
     conda:
         "../../../envs/convergence.yaml"
+    params:
+        reference=config["prh"].get("reference"),
+        summary=config["prh"]["summary"],
     script:
         "../../../scripts/prh.py"
 

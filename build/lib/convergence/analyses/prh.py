@@ -1,0 +1,109 @@
+"""The ``prh`` analysis: each model's alignment to a reference model against its competence.
+
+The Platonic Representation Hypothesis (Huh et al. 2024) predicts that more competent models align more
+with each other. :func:`prh` reads one dataset's alignment scores and competence table and returns the
+plot's numbers: one row per model (competence, alignment to the reference with its interval, null and
+p-value) and the least-squares line through them. The figure rule only draws what is stored here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+
+def prh_competence(table: pd.DataFrame) -> tuple[pd.Series, str]:
+    """The competence the PRH plot uses: ``1 - bits per byte`` when causal LMs recorded it, otherwise the
+    vision models' linear-probe accuracy. Returns (model -> value, axis label); empty when neither exists."""
+    bpb = table[table["measure"] == "bits_per_byte"]
+    if len(bpb):
+        return pd.Series(1.0 - bpb["value"].to_numpy(), index=bpb["model"].to_numpy()), "competence (1 - bits per byte)"
+    probe = table[table["measure"] == "linear_probe_accuracy"]
+    return pd.Series(probe["value"].to_numpy(), index=probe["model"].to_numpy()), "linear-probe accuracy (last layer)"
+
+
+def alignment_vs_competence(scores: xr.Dataset, competence: Mapping[str, float] | pd.Series, reference: str,
+                            summary: str = "best") -> pd.DataFrame:
+    """One row per model: its alignment to ``reference`` and its competence (the PRH plot's numbers).
+
+    ``reference`` may be a ``model_a`` (the models are then the ``model_b`` entries) or a ``model_b``.
+    Columns: model, competence, alignment, ci_low, ci_high, null_mean, p_value. Models without a
+    competence value are left out; the reference itself is left out.
+    """
+    competence = pd.Series(competence, dtype=np.float64)
+    if reference in scores["model_a"].values:
+        sub = scores.sel(model_a=reference, summary=summary)
+        models = [str(m) for m in sub["model_b"].values]
+        dim = "model_b"
+    elif reference in scores["model_b"].values:
+        sub = scores.sel(model_b=reference, summary=summary)
+        models = [str(m) for m in sub["model_a"].values]
+        dim = "model_a"
+    else:
+        raise ValueError(f"reference {reference!r} is not a model of these scores")
+    rows = []
+    for m in models:
+        if m == reference or m not in competence.index:
+            continue
+        at = sub.sel({dim: m})
+        rows.append({"model": m, "competence": float(competence[m]), "alignment": float(at["summary_score"]),
+                     "ci_low": float(at["ci_low"]), "ci_high": float(at["ci_high"]),
+                     "null_mean": float(at["null_mean"]), "p_value": float(at["p_value"])})
+    return pd.DataFrame(rows, columns=["model", "competence", "alignment", "ci_low", "ci_high", "null_mean", "p_value"])
+
+
+def linear_fit(x, y) -> dict:
+    """Least-squares line ``y = slope x + intercept`` and Pearson r of finite pairs (needs >= 2 points)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 2 or np.ptp(x[ok]) == 0:
+        raise ValueError(f"a line needs at least 2 points with distinct x; got {int(ok.sum())}")
+    slope, intercept = np.polyfit(x[ok], y[ok], 1)
+    r = float(np.corrcoef(x[ok], y[ok])[0, 1]) if np.ptp(y[ok]) > 0 else np.nan
+    return {"slope": float(slope), "intercept": float(intercept), "r": r, "n": int(ok.sum())}
+
+
+def prh(scores: xr.Dataset, competence: pd.DataFrame, reference: str, *, summary: str = "best") -> tuple[pd.DataFrame, dict]:
+    """The PRH plot's numbers.
+
+    Parameters
+    ----------
+    scores : the ``alignment`` analysis' store of one dataset and metric.
+    competence : the ``competence`` analysis' table of the same dataset.
+    reference : the model every other model's alignment is measured to.
+    summary : which layer-pair summary of the scores (``best``, ``last``, ``named``).
+
+    Returns
+    -------
+    (table, info)
+        ``table``: one row per model with a competence value (``alignment_vs_competence``); ``info``:
+        ``reference``, ``metric``, ``summary``, ``x_label`` (what competence means here) and ``fit``
+        (``linear_fit`` of alignment on competence; ``None`` with fewer than two models).
+    """
+    values, x_label = prh_competence(competence)
+    table = alignment_vs_competence(scores, values, reference, summary=summary)
+    numeric = [c for c in table.columns if c != "model"]
+    table[numeric] = table[numeric].astype(float)  # an empty table (no competence here) stays numeric
+    try:
+        fit = linear_fit(table["competence"], table["alignment"])
+    except ValueError:
+        fit = None
+    info = {"reference": reference, "metric": str(scores.attrs.get("metric", "")), "summary": summary,
+            "x_label": x_label, "n_stimuli": int(scores.attrs.get("n_stimuli", 0)), "fit": fit}
+    return table, info
+
+
+def read_prh(table_path, info_path) -> tuple[pd.DataFrame, dict]:
+    """The stored numbers of rule ``prh`` (its CSV table and JSON info), numeric columns as floats even when
+    the table is empty (no model with a competence value)."""
+    import json
+    from pathlib import Path
+
+    table = pd.read_csv(table_path)
+    numeric = [c for c in table.columns if c != "model"]
+    table[numeric] = table[numeric].astype(float)
+    return table, json.loads(Path(info_path).read_text())

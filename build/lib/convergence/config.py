@@ -1,0 +1,189 @@
+"""Validate a workflow config and derive the plan the Snakemake rules are generated from.
+
+:func:`validate_config` checks the config against the package's ``schemas/config.schema.yaml`` (JSON
+Schema; the allowed metric names are filled in from :mod:`convergence.metrics.registry`), fills the
+schema's defaults, then checks what a schema cannot: cross-references between entries, paths that must
+exist, packaged model names. Any problem is ONE :class:`ConfigError` whose message names the entry and the
+allowed values.
+
+This module is imported whenever the workflow's DAG is built, so it imports no deep-learning library:
+packaged model names come from :mod:`convergence.models.zoo`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .metrics.registry import METRIC_NAMES, get_metric
+
+#: The config schema, shipped inside the package (found the same way from a wheel or a checkout).
+SCHEMA_RESOURCE = "schemas/config.schema.yaml"
+#: The fields that label a model entry for the analyses (never for its extraction).
+MODEL_FIELDS = ("modality", "objective", "family")
+
+
+class ConfigError(ValueError):
+    """The workflow config is invalid; the message says where and what is allowed."""
+
+
+def load_schema(path: str | Path | None = None) -> dict:
+    """The config schema (the package's own unless ``path`` is given), with the registry's metric names."""
+    if path is None:
+        schema = yaml.safe_load(resources.files("convergence").joinpath(SCHEMA_RESOURCE).read_text())
+    else:
+        schema = yaml.safe_load(Path(path).read_text())
+    metrics = schema.get("properties", {}).get("alignment", {}).get("properties", {}).get("metrics")
+    if metrics is not None:
+        metrics["items"] = {"enum": list(METRIC_NAMES)}
+    return schema
+
+
+def _where(path) -> str:
+    return "config" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in path)
+
+
+def _explain(error, schema: dict) -> str:
+    """One readable sentence for a jsonschema error, naming the entry and the allowed values."""
+    where = _where(error.absolute_path)
+    if error.validator == "enum":
+        close = difflib.get_close_matches(str(error.instance), [str(v) for v in error.validator_value], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{where}: {error.instance!r} is not allowed{hint}; allowed values: {list(error.validator_value)}"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        return f"{where}: unknown field(s) {extra}; allowed fields: {allowed}"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        return _explain(min(error.context, key=lambda e: len(list(e.absolute_path))), schema)
+    return f"{where}: {error.message}"
+
+
+def _fill_defaults(node, schema: dict, root: dict) -> None:
+    if "$ref" in schema:
+        ref = schema["$ref"].split("/")[-1]
+        schema = root["$defs"][ref]
+    if not isinstance(node, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if "$ref" in sub:
+            sub = root["$defs"][sub["$ref"].split("/")[-1]]
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if key in node:
+            _fill_defaults(node[key], sub, root)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in node.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(value, extra, root)
+
+
+def validate_config(config: dict, *, schema_path: str | Path | None = None, base_dir: str | Path = ".") -> dict:
+    """Return a validated copy of ``config`` with defaults filled; raise :class:`ConfigError` otherwise."""
+    import jsonschema
+
+    schema = load_schema(schema_path)
+    cfg = copy.deepcopy(dict(config))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), str(list(e.absolute_path))))
+    if errors:
+        deepest = max(errors, key=lambda e: len(list(e.absolute_path)))
+        raise ConfigError(_explain(deepest, schema))
+    _fill_defaults(cfg, schema, schema)
+    _check_references(cfg, Path(base_dir))
+    return cfg
+
+
+def _check_references(cfg: dict, base: Path) -> None:
+    models, datasets = cfg["models"], cfg["datasets"]
+    for dname, d in datasets.items():
+        for m in d.get("models", []):
+            if m not in models:
+                close = difflib.get_close_matches(m, list(models), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"config.datasets.{dname}.models: unknown model {m!r}{hint}; configured models: {sorted(models)}")
+        if d["source"] in ("image_folder", "csv") or (d["source"] == "huggingface" and d.get("path")):
+            p = Path(d["path"])
+            p = p if p.is_absolute() else base / p
+            if not p.exists():
+                raise ConfigError(f"config.datasets.{dname}.path: {d['path']!r} does not exist")
+        if not dataset_has_captions(d) and any(models[m]["modality"] == "language" for m in d.get("models", [])):
+            raise ConfigError(f"config.datasets.{dname}: this dataset has no captions, so it cannot list language models")
+    for mname, m in models.items():
+        if m["source"] == "packaged":
+            from .models.zoo import PACKAGED
+
+            if m["name"] not in PACKAGED:
+                close = difflib.get_close_matches(m["name"], list(PACKAGED), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"config.models.{mname}.name: no packaged model {m['name']!r}{hint}; packaged models: {sorted(PACKAGED)}")
+        if m["source"] == "onnx":
+            p = Path(m["path"])
+            p = p if p.is_absolute() else base / p
+            if not p.is_file():
+                raise ConfigError(f"config.models.{mname}.path: ONNX file {m['path']!r} does not exist")
+        if m["source"] in ("timm",) and m.get("weights"):
+            p = Path(m["weights"])
+            if not (p if p.is_absolute() else base / p).is_file():
+                raise ConfigError(f"config.models.{mname}.weights: {m['weights']!r} does not exist")
+    for m in cfg.get("alignment", {}).get("named_layers", {}):
+        if m not in models:
+            raise ConfigError(f"config.alignment.named_layers: unknown model {m!r}; configured models: {sorted(models)}")
+    ref = cfg.get("prh", {}).get("reference")
+    if ref is not None and ref not in models:
+        raise ConfigError(f"config.prh.reference: unknown model {ref!r}; configured models: {sorted(models)}")
+
+
+# ----------------------------------------------------------------------------------------------- plan
+
+
+def dataset_has_captions(dataset: dict) -> bool:
+    """Whether a dataset entry provides captions (so language models run on it)."""
+    if dataset["source"] == "emoji":
+        return True
+    if dataset["source"] == "huggingface":
+        return bool(dataset.get("caption_column"))
+    if dataset["source"] == "csv":
+        try:
+            with open(dataset["path"]) as fh:
+                header = fh.readline()
+        except OSError:
+            return False
+        return "caption" in [c.strip().strip('"') for c in header.split(",")]
+    return False
+
+
+def models_for(cfg: dict, dataset: str, modality: str | None = None) -> list[str]:
+    """Models run on ``dataset`` (its ``models`` list, or all applicable), in config order."""
+    d = cfg["datasets"][dataset]
+    names = d.get("models") or list(cfg["models"])
+    out = []
+    for name in names:
+        m = cfg["models"][name]
+        if m["modality"] == "language" and not dataset_has_captions(d):
+            continue
+        if modality is None or m["modality"] == modality:
+            out.append(name)
+    return out
+
+
+def embedding_pairs(cfg: dict) -> list[tuple[str, str]]:
+    return [(d, m) for d in cfg["datasets"] for m in models_for(cfg, d)]
+
+
+def metric_params(metric: str, alignment_config: dict) -> dict:
+    """The parameters ``metric`` takes from the config's ``alignment`` section, as the metric registry
+    declares them (and only those, so that changing k never reruns CKA)."""
+    return get_metric(metric).from_config(alignment_config)
+
+
+def analysis_enabled(cfg: dict, name: str) -> bool:
+    """Whether the analysis with config section ``name`` is switched on (``enabled``, true by default)."""
+    return bool(cfg.get(name, {}).get("enabled", True))

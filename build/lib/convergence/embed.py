@@ -1,0 +1,142 @@
+"""Run a stimulus set through an encoder and collect every requested layer's pooled features.
+
+The loop is bound by the model's forward pass: stimuli are read in batches (the next batch is read on a
+background thread while the model runs), inference runs under ``torch.inference_mode()`` on the
+encoder's device, and each layer's rows land in one preallocated float32 array. The result is the
+embedding store of design.md: an :class:`xarray.Dataset` with one variable per layer (dims ``stimulus``,
+``feature_<layer>``), coordinate ``stimulus``, and provenance attrs.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+
+import numpy as np
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+from .models.base import Encoder
+
+
+from .versions import STEP_VERSIONS
+
+FORMAT_VERSION = STEP_VERSIONS["embed"]
+
+
+class ExtractionError(RuntimeError):
+    """Features could not be extracted as asked (no captions for a language model, NaN features, ...)."""
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("convergence", "torch", "timm", "transformers", "numpy", "xarray", "zarr", "onnxruntime"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _batches(stimuli: xr.Dataset, modality: str, batch_size: int):
+    """Yield (start, batch) with the next batch read ahead on a background thread."""
+    n = stimuli.sizes["stimulus"]
+    if modality == "vision":
+        var = stimuli["image"]
+
+        def read(start):
+            return np.asarray(var[start : start + batch_size].values, dtype=np.uint8)
+    else:
+        if "caption" not in stimuli:
+            raise ExtractionError(
+                f"dataset {stimuli.attrs.get('dataset', '?')!r} has no captions, so language models cannot embed it"
+            )
+        captions = [str(c) for c in stimuli["caption"].values]
+
+        def read(start):
+            return captions[start : start + batch_size]
+
+    starts = list(range(0, n, batch_size))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read, starts[0]) if starts else None
+        for i, start in enumerate(starts):
+            batch = pending.result()
+            if i + 1 < len(starts):
+                pending = pool.submit(read, starts[i + 1])
+            yield start, batch
+
+
+def extract(
+    encoder: Encoder,
+    stimuli: xr.Dataset,
+    *,
+    batch_size: int = 32,
+    progress: bool = True,
+    seed: int = 0,
+) -> xr.Dataset:
+    """Features of every stimulus at every selected layer of ``encoder``.
+
+    Returns a Dataset with one float32 variable per layer, dims ``("stimulus", f"feature_{layer}")``, the
+    stimulus ids as coordinate, ``bits_per_byte`` (dim ``stimulus``) for causal language models, and attrs
+    ``model, modality, layers, depths, provenance, versions, device, batch_size, dataset, seconds``.
+    Raises :class:`ExtractionError` on non-finite features.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    torch.manual_seed(seed)
+    n = stimuli.sizes["stimulus"]
+    if n == 0:
+        raise ExtractionError("the stimulus set is empty")
+    feats: dict[str, np.ndarray] = {}
+    bpb = np.full(n, np.nan, dtype=np.float32)
+    has_bpb = False
+    t0 = time.perf_counter()
+    bar = tqdm(total=n, desc=f"embed {encoder.name}", unit="stim", disable=not progress, mininterval=2.0)
+    for start, batch in _batches(stimuli, encoder.modality, batch_size):
+        if hasattr(encoder, "encode_with_bpb") and getattr(encoder, "causal", False):
+            out, b = encoder.encode_with_bpb(batch)
+            if b is not None:
+                bpb[start : start + len(batch)] = b
+                has_bpb = True
+        else:
+            out = encoder.encode(batch)
+        for layer in encoder.layer_names:
+            arr = out[layer]
+            if layer not in feats:
+                feats[layer] = np.empty((n, arr.shape[1]), dtype=np.float32)
+            feats[layer][start : start + len(batch)] = arr
+        bar.update(len(batch))
+    bar.close()
+    seconds = time.perf_counter() - t0
+
+    for layer, arr in feats.items():
+        bad = ~np.isfinite(arr).all(axis=1)
+        if bad.any():
+            ids = stimuli["stimulus"].values[bad][:5].tolist()
+            raise ExtractionError(
+                f"model {encoder.name!r}, layer {layer!r}: non-finite features for {int(bad.sum())} stimuli, e.g. {ids}"
+            )
+    data_vars = {layer: (("stimulus", f"feature_{layer}"), arr) for layer, arr in feats.items()}
+    if has_bpb:
+        data_vars["bits_per_byte"] = ("stimulus", bpb)
+    ds = xr.Dataset(data_vars, coords={"stimulus": stimuli["stimulus"].values.astype(object)})
+    ds.attrs = {
+        "model": encoder.name,
+        "modality": encoder.modality,
+        "layers": list(encoder.layer_names),
+        "depths": [float(d) for d in encoder.depths],
+        "feature_dims": {layer: int(a.shape[1]) for layer, a in feats.items()},
+        "provenance": encoder.provenance,
+        "versions": library_versions(),
+        "dtype": "float32",
+        "device": str(encoder.device),
+        "batch_size": int(batch_size),
+        "dataset": str(stimuli.attrs.get("dataset", "")),
+        "n_stimuli": int(n),
+        "seconds": round(seconds, 3),
+        "format_version": FORMAT_VERSION,
+    }
+    return ds

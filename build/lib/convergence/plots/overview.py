@@ -1,0 +1,77 @@
+"""The per-dataset overview: what every model's embedding store holds, at a glance."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+
+from .common import save_figure
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """First two principal-component scores of ``x`` (n, d) (centred; SVD)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x.mean(axis=0, keepdims=True)
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    scores = u[:, :2] * s[:2]
+    if scores.shape[1] < 2:
+        scores = np.pad(scores, ((0, 0), (0, 2 - scores.shape[1])))
+    return scores
+
+
+def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: Sequence[str | Path]) -> None:
+    """One panel of feature size vs relative depth for all models, then one PCA panel per model
+    (last stored layer), points coloured by label where the dataset has labels."""
+    names = list(stores)
+    n_panels = len(names) + 1
+    ncols = min(4, n_panels)
+    nrows = math.ceil(n_panels / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.8 * nrows), squeeze=False)
+    axes = axes.ravel()
+    dataset = stimuli.attrs.get("dataset", "")
+    fig.suptitle(f"{dataset}: {stimuli.sizes['stimulus']} stimuli, {len(names)} models", fontsize=13)
+
+    ax = axes[0]
+    for name in names:
+        ds = stores[name]
+        dims = [ds.attrs["feature_dims"][layer] for layer in ds.attrs["layers"]]
+        ax.plot(ds.attrs["depths"], dims, marker="o", ms=3, label=f"{name} ({len(dims)} layers)")
+    ax.set_xlabel("relative depth (0 = input, 1 = last layer)")
+    ax.set_ylabel("feature dimension")
+    ax.set_yscale("log")
+    ax.set_title("stored layers")
+    ax.legend(fontsize=7, loc="best")
+
+    labels = stimuli["label"].values.astype(str) if "label" in stimuli else None
+    classes = sorted(set(labels)) if labels is not None else []
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for ax, name in zip(axes[1:], names, strict=False):
+        ds = stores[name]
+        last = ds.attrs["layers"][-1]
+        feats = ds[last]
+        if labels is not None:
+            feats = feats.sel(stimulus=stimuli["stimulus"].values)
+        xy = pca_2d(feats.values)
+        if labels is not None:
+            for i, cls in enumerate(classes):
+                m = labels == cls
+                ax.scatter(xy[m, 0], xy[m, 1], s=6, color=cmap(i % cmap.N), label=cls, alpha=0.8)
+        else:
+            ax.scatter(xy[:, 0], xy[:, 1], s=6, color="tab:blue", alpha=0.6)
+        n, d = feats.shape
+        ax.set_title(f"{name} [{ds.attrs['modality']}]\n{n} stimuli, {len(ds.attrs['layers'])} layers, last {last}: d={d}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+    if classes and len(classes) <= 20 and names:
+        axes[1].legend(fontsize=6, markerscale=2, loc="best", ncols=2)
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    save_figure(fig, paths)

@@ -1,0 +1,62 @@
+"""Small helpers the workflow's scripts share: logging to the rule's log file, thread limits."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+
+class _Tee:
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, data):
+        for s in self.streams:
+            s.write(data)
+            s.flush()
+        return len(data)
+
+    def flush(self):
+        for s in self.streams:
+            s.flush()
+
+    def isatty(self):
+        return False
+
+
+@contextlib.contextmanager
+def logged(log_path: str | Path | None, *, threads: int | None = None):
+    """Copy stdout/stderr (progress bars included) into ``log_path`` while the block runs, keeping the console;
+    limit torch and the BLAS/OpenMP pools to the job's ``threads`` (Snakemake's ``threads``), since
+    oversubscribed LAPACK calls run many times slower when jobs share cores."""
+    with contextlib.ExitStack() as stack:
+        if threads:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(limits=int(threads)))
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(int(threads))
+        stack.enter_context(_tee_to(log_path))
+        yield
+
+
+@contextlib.contextmanager
+def _tee_to(log_path: str | Path | None):
+    if not log_path:
+        yield
+        return
+    path = Path(log_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(out, fh), _Tee(err, fh)
+        handler = logging.StreamHandler(sys.stderr)
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            logging.getLogger().removeHandler(handler)
+            sys.stdout, sys.stderr = out, err

@@ -1,0 +1,318 @@
+"""Stimulus sets: images (uint8 RGB), captions and labels, each row named by a stable stimulus id.
+
+:func:`build_stimuli` turns one dataset entry of the config into an :class:`xarray.Dataset` with
+coordinate ``stimulus`` (string ids) and variables ``image`` (``stimulus, height, width, channel``,
+uint8), ``caption`` and ``label`` (strings) where the source has them. Sources:
+
+``emoji``
+    Every glyph of Debian's ``fonts-noto-color-emoji`` rendered with Pillow; caption = the code point's
+    Unicode name in lower case; id = ``U+XXXX``. Glyphs the font lacks are skipped.
+``fashion_mnist``
+    Debian's ``dataset-fashion-mnist`` (70,000 28x28 images, 10 named classes).
+``digits``
+    scikit-learn's 1,797 8x8 handwritten digits.
+``image_folder``
+    A folder of images, either in class sub-folders (label = folder name) or flat (no labels).
+``csv``
+    A CSV with a ``path`` column (relative to the CSV's folder) and optional ``caption``, ``label``, ``id``.
+``huggingface``
+    A Hugging Face dataset (``name``, ``revision``, ``split``, ``image_column``, ``caption_column``,
+    ``label_column``), or one saved with ``save_to_disk`` (``path``).
+
+Every source then takes ``per_class`` (a per-class subsample, seeded) or ``limit`` (a seeded subsample of
+that many stimuli). Row order is the source's own order, so results are deterministic for a fixed seed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+SOURCES = ("emoji", "fashion_mnist", "digits", "image_folder", "csv", "huggingface")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+EMOJI_FONT_SIZE = 109  # Noto Color Emoji is a bitmap (CBDT) font with this one strike
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
+)
+DEBIAN_PACKAGES = {"emoji": "fonts-noto-color-emoji", "fashion_mnist": "dataset-fashion-mnist"}
+
+
+class StimulusError(ValueError):
+    """A stimulus source is missing, malformed or misconfigured."""
+
+
+def _missing_debian(source: str, path: Path) -> StimulusError:
+    pkg = DEBIAN_PACKAGES[source]
+    return StimulusError(f"stimulus source {source!r} needs {path}, which is missing: apt-get install {pkg}")
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+
+def fit_square(image, size: int):
+    """Resize a PIL image so its shorter side is ``size``, centre-crop to ``size`` x ``size``, as RGB."""
+    from PIL import Image
+
+    image = image.convert("RGB")
+    w, h = image.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        image = image.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def _load_images(paths: Iterable[Path], size: int) -> np.ndarray:
+    from PIL import Image
+
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                out.append(np.asarray(fit_square(im, size), dtype=np.uint8))
+        except (OSError, ValueError) as err:
+            raise StimulusError(f"cannot read image {p}: {err}") from err
+    return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
+
+
+def gray_to_rgb(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) uint8 -> (N, H, W, 3) uint8."""
+    return np.repeat(images[..., None], 3, axis=-1)
+
+
+# --------------------------------------------------------------------------------------------- sources
+
+
+def emoji_codepoints(font_path: Path = EMOJI_FONT) -> list[int]:
+    """Single code points that the font maps to a glyph and that are pictographs (not letters, digits,
+    modifiers, joiners, variation selectors or regional-indicator letters)."""
+    from fontTools.ttLib import TTFont
+
+    with TTFont(str(font_path), lazy=True) as font:
+        cmap = font.getBestCmap() or {}
+    keep = []
+    for cp in sorted(cmap):
+        ch = chr(cp)
+        if cp < 0xA9 or 0x1F1E6 <= cp <= 0x1F1FF:  # ASCII (keycap bases) and regional indicators
+            continue
+        if unicodedata.category(ch) in ("Mn", "Me", "Cf", "Cc", "Zs", "Sk", "Nd", "Lu", "Ll"):
+            continue
+        if not unicodedata.name(ch, ""):
+            continue
+        keep.append(cp)
+    return keep
+
+
+def load_emoji(image_size: int = 128) -> dict:
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not EMOJI_FONT.is_file():
+        raise _missing_debian("emoji", EMOJI_FONT)
+    font = ImageFont.truetype(str(EMOJI_FONT), EMOJI_FONT_SIZE)
+    ids, captions, images = [], [], []
+    for cp in emoji_codepoints():
+        ch = chr(cp)
+        canvas = Image.new("RGBA", (160, 160), (255, 255, 255, 0))
+        ImageDraw.Draw(canvas).text((80, 80), ch, font=font, embedded_color=True, anchor="mm")
+        bbox = canvas.getbbox()
+        if bbox is None:  # the font has no visible glyph for it
+            continue
+        white = Image.new("RGBA", canvas.size, (255, 255, 255, 255))
+        rgb = Image.alpha_composite(white, canvas).convert("RGB").resize((image_size, image_size), Image.Resampling.LANCZOS)
+        ids.append(f"U+{cp:04X}")
+        captions.append(unicodedata.name(ch).lower())
+        images.append(np.asarray(rgb, dtype=np.uint8))
+    return {"ids": ids, "images": np.stack(images), "captions": captions, "labels": None}
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as fh:
+        data = fh.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_fashion_mnist(root: Path = FASHION_MNIST_DIR, split: str = "all") -> dict:
+    splits = {"train": ("train",), "test": ("t10k",), "all": ("train", "t10k")}
+    if split not in splits:
+        raise StimulusError(f"fashion_mnist split must be one of {sorted(splits)}, got {split!r}")
+    ids, images, labels = [], [], []
+    for prefix in splits[split]:
+        img_path, lab_path = root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"
+        for p in (img_path, lab_path):
+            if not p.is_file():
+                raise _missing_debian("fashion_mnist", p)
+        imgs, labs = _read_idx(img_path), _read_idx(lab_path)
+        name = "train" if prefix == "train" else "test"
+        ids += [f"{name}-{i:05d}" for i in range(len(labs))]
+        images.append(imgs)
+        labels += [FASHION_MNIST_CLASSES[int(c)] for c in labs]
+    return {"ids": ids, "images": gray_to_rgb(np.concatenate(images)), "captions": None, "labels": labels}
+
+
+def load_digits() -> dict:
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()
+    imgs = np.clip(np.round(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    return {
+        "ids": [f"digit-{i:04d}" for i in range(len(d.target))],
+        "images": gray_to_rgb(imgs),
+        "captions": None,
+        "labels": [str(int(t)) for t in d.target],
+    }
+
+
+def load_image_folder(path: str | Path, image_size: int = 224) -> dict:
+    root = Path(path)
+    if not root.is_dir():
+        raise StimulusError(f"image_folder path {root} is not a directory")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise StimulusError(f"image_folder {root} holds no images ({sorted(IMAGE_SUFFIXES)})")
+    nested = any(p.parent != root for p in files)
+    if nested and any(p.parent == root for p in files):
+        raise StimulusError(f"image_folder {root} mixes images at the top level with class sub-folders; use one layout")
+    labels = [p.parent.relative_to(root).as_posix() for p in files] if nested else None
+    ids = [p.relative_to(root).with_suffix("").as_posix() for p in files]
+    return {"ids": ids, "images": _load_images(files, image_size), "captions": None, "labels": labels}
+
+
+def load_csv(path: str | Path, image_size: int = 224) -> dict:
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise StimulusError(f"csv file {path} does not exist")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "path" not in table.columns:
+        raise StimulusError(f"csv {path} needs a 'path' column; it has {list(table.columns)} (optional: caption, label, id)")
+    files = [(path.parent / p) if not Path(p).is_absolute() else Path(p) for p in table["path"]]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise StimulusError(f"csv {path}: {len(missing)} image path(s) do not exist, e.g. {missing[:3]}")
+    ids = list(table["id"]) if "id" in table.columns else [Path(p).with_suffix("").as_posix() for p in table["path"]]
+    return {
+        "ids": ids,
+        "images": _load_images(files, image_size),
+        "captions": list(table["caption"]) if "caption" in table.columns else None,
+        "labels": list(table["label"]) if "label" in table.columns else None,
+    }
+
+
+def load_huggingface(spec: dict, image_size: int = 224) -> dict:
+    try:
+        import datasets
+    except ImportError as err:
+        raise StimulusError("the huggingface source needs the 'datasets' package: pip install datasets") from err
+    try:
+        if spec.get("path"):
+            data = datasets.load_from_disk(spec["path"])
+            if isinstance(data, datasets.DatasetDict):
+                data = data[spec.get("split", "train")]
+        else:
+            data = datasets.load_dataset(spec["name"], revision=spec.get("revision"), split=spec.get("split", "train"))
+    except Exception as err:
+        where = spec.get("path") or f"{spec.get('name')}@{spec.get('revision') or 'main'}"
+        raise StimulusError(f"cannot load Hugging Face dataset {where}: {err}") from err
+    image_col = spec.get("image_column", "image")
+    for col in (image_col, spec.get("caption_column"), spec.get("label_column"), spec.get("id_column")):
+        if col and col not in data.column_names:
+            raise StimulusError(f"Hugging Face dataset has no column {col!r}; columns are {data.column_names}")
+    images = np.stack([np.asarray(fit_square(im, image_size), np.uint8) for im in data[image_col]])
+    captions = None
+    if spec.get("caption_column"):
+        captions = [c[0] if isinstance(c, (list, tuple)) else str(c) for c in data[spec["caption_column"]]]
+    labels = None
+    if spec.get("label_column"):
+        raw = data[spec["label_column"]]
+        feature = data.features[spec["label_column"]]
+        names = getattr(feature, "names", None)
+        labels = [names[int(v)] if names else str(v) for v in raw]
+    ids = [str(v) for v in data[spec["id_column"]]] if spec.get("id_column") else [f"{i:06d}" for i in range(len(data))]
+    return {"ids": ids, "images": images, "captions": captions, "labels": labels}
+
+
+# ------------------------------------------------------------------------------------------ subsampling
+
+
+def subsample_indices(n: int, labels: list[str] | None, *, per_class: int | None, limit: int | None, seed: int) -> np.ndarray:
+    """Sorted row indices of a seeded subsample: ``per_class`` rows of each label, or ``limit`` rows."""
+    rng = np.random.default_rng(seed)
+    if per_class is not None:
+        if labels is None:
+            raise StimulusError("per_class subsampling needs a labelled source")
+        labels_arr = np.asarray(labels, dtype=object)
+        picks = []
+        for cls in sorted(set(labels)):
+            rows = np.flatnonzero(labels_arr == cls)
+            picks.append(rows if len(rows) <= per_class else rng.choice(rows, per_class, replace=False))
+        idx = np.sort(np.concatenate(picks))
+    else:
+        idx = np.arange(n)
+    if limit is not None and limit < len(idx):
+        idx = np.sort(rng.choice(idx, limit, replace=False))
+    return idx
+
+
+# ----------------------------------------------------------------------------------------------- build
+
+
+def build_stimuli(name: str, spec: dict) -> xr.Dataset:
+    """Materialise the dataset entry ``spec`` (named ``name``) as a labelled Dataset (see module doc)."""
+    source = spec.get("source")
+    size = int(spec.get("image_size", 224))
+    if source == "emoji":
+        raw = load_emoji(int(spec.get("image_size", 128)))
+    elif source == "fashion_mnist":
+        raw = load_fashion_mnist(Path(spec.get("path", FASHION_MNIST_DIR)), spec.get("split", "all"))
+    elif source == "digits":
+        raw = load_digits()
+    elif source == "image_folder":
+        raw = load_image_folder(spec["path"], size)
+    elif source == "csv":
+        raw = load_csv(spec["path"], size)
+    elif source == "huggingface":
+        raw = load_huggingface(spec, size)
+    else:
+        raise StimulusError(f"dataset {name!r}: unknown source {source!r}; allowed sources are {list(SOURCES)}")
+
+    ids = [str(i) for i in raw["ids"]]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise StimulusError(f"dataset {name!r}: stimulus ids must be unique; duplicated: {dup}")
+    idx = subsample_indices(
+        len(ids), raw["labels"], per_class=spec.get("per_class"), limit=spec.get("limit"), seed=int(spec.get("seed", 0))
+    )
+    if len(idx) == 0:
+        raise StimulusError(f"dataset {name!r}: no stimuli left after subsampling")
+    images = raw["images"][idx]
+    data_vars = {"image": (("stimulus", "height", "width", "channel"), images)}
+    if raw["captions"] is not None:
+        data_vars["caption"] = ("stimulus", np.array([raw["captions"][i] for i in idx], dtype=object))
+    if raw["labels"] is not None:
+        data_vars["label"] = ("stimulus", np.array([raw["labels"][i] for i in idx], dtype=object))
+    ds = xr.Dataset(
+        data_vars,
+        coords={"stimulus": np.array([ids[i] for i in idx], dtype=object), "channel": np.array(["R", "G", "B"], dtype=object)},
+    )
+    ds.attrs = {
+        "dataset": name,
+        "source": source,
+        "n_stimuli": int(len(idx)),
+        "has_captions": raw["captions"] is not None,
+        "has_labels": raw["labels"] is not None,
+        "classes": sorted(set(ds["label"].values.tolist())) if raw["labels"] is not None else [],
+        "spec": {k: v for k, v in spec.items()},
+    }
+    return ds

@@ -1,0 +1,118 @@
+"""Labelled Zarr (v3) stores written atomically.
+
+Every product of the workflow that holds arrays is an :class:`xarray.Dataset` written here. A store is
+first written beside its target under a temporary name, then renamed into place, so a killed job never
+leaves a store that looks complete; an existing target is replaced only after the new one is whole.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+STIMULUS_CHUNK = 4096
+
+
+def _jsonable(value):
+    """Attrs must survive a JSON round trip (Zarr v3 metadata): numpy scalars/arrays become Python types."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_store(ds: xr.Dataset, path: str | Path, *, chunk: int = STIMULUS_CHUNK) -> Path:
+    """Write ``ds`` to the Zarr v3 store ``path`` atomically.
+
+    Chunks: at most ``chunk`` rows along ``stimulus``, one entry along ``layer`` (so one layer of an
+    n x n Gram is read without the others), every other dimension whole.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    ds = ds.copy()
+    ds.attrs = _jsonable(dict(ds.attrs))
+    for name in ds.variables:
+        ds[name].attrs = _jsonable(dict(ds[name].attrs))
+        ds[name].encoding = {}
+    encoding = {}
+    for name, var in ds.data_vars.items():
+        chunks = tuple(
+            min(chunk, n) if dim == "stimulus" else (min(1, n) if dim == "layer" else n)
+            for dim, n in zip(var.dims, var.shape)
+        )
+        chunks = tuple(max(1, c) for c in chunks)
+        if chunks:
+            encoding[name] = {"chunks": chunks}
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*consolidated.*")
+            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def open_store(path: str | Path, *, load: bool = False) -> xr.Dataset:
+    """Open a store written by :func:`write_store`; string coordinates come back as Python ``str`` objects."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no store at {path}")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*consolidated.*")
+        # Snakemake drops a .snakemake_timestamp file into directory() outputs; it is not part of the store.
+        warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
+        ds = xr.open_zarr(path, consolidated=False, zarr_format=3)
+    for name, var in ds.variables.items():
+        if var.dtype.kind in ("T", "U", "O"):
+            values = np.asarray(var.values).astype(object)
+            if name in ds.coords:
+                ds = ds.assign_coords({name: (var.dims, values)})
+            else:
+                ds[name] = (var.dims, values, var.attrs)
+    return ds.load() if load else ds
+
+
+def write_table(df, path: str | Path) -> Path:
+    """Write a tidy pandas table (CSV) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+
+def write_json(obj, path: str | Path) -> Path:
+    """Write a small JSON document (numbers a figure reads besides a table) atomically."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True, allow_nan=True) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,15 @@
+"""Version of each workflow step's science.
+
+Each rule passes its step's number as a parameter, so Snakemake reruns that step (and only it) when the
+number changes. Bump a step's number whenever a code change alters the numbers it stores; editing code
+without bumping reruns nothing (see profiles/default: Snakemake's mtime-based code trigger is off).
+This module is imported when the DAG is built, so it must stay free of heavy imports.
+"""
+
+STEP_VERSIONS = {
+    "stimuli": 1,
+    "embed": 1,
+    "kernel": 1,
+    "alignment": 2,
+    "competence": 1,
+}
