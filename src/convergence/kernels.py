@@ -14,13 +14,15 @@ Layout of a kernel store (``xarray.Dataset``), for a model with layers ``l_1 .. 
   of its k nearest neighbours by inner product of the preprocessed features, most similar first, itself
   excluded, ties to the lower position.
 - ``gram`` (layer, stimulus, stimulus_j) float32: the centred linear Gram matrix ``H X X^T H`` of the
-  preprocessed features; present only when ``n <= gram_max_n`` (otherwise metrics work in feature space
-  and nothing n x n is stored).
+  preprocessed features; present only when ``n <= gram_max_n`` and ``gram`` (some configured metric reads
+  it; otherwise metrics work in feature space and nothing n x n is stored).
 - attrs: the embedding store's provenance, unchanged, plus ``kernel_*`` entries recording how the
   products were made (k, preprocessing, clamp value, gram threshold) and ``kernel_constant_layers``: the
   layers whose preprocessed features are constant across stimuli (``is_constant``). Their neighbour lists
   are pure ties (lowest positions) and their Grams are zero, so every pairwise score involving such a
-  layer is NaN (``convergence.alignment``); the list is empty for a healthy model.
+  layer is NaN (``convergence.pairwise``); the list is empty for a healthy model. ``fingerprint`` and
+  ``fingerprint_features``: content hashes of what metrics read (``kernel_fingerprint``), so that cached
+  pair results are keyed by content (``convergence.pairwise.cache``).
 """
 
 from __future__ import annotations

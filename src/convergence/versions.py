@@ -10,6 +10,6 @@ STEP_VERSIONS = {
     "stimuli": 1,
     "embed": 1,
     "kernel": 1,
-    "alignment": 2,
+    "alignment": 3,  # 3: z-score NaN for a degenerate null (convergence.inference)
     "competence": 1,
 }

@@ -13,12 +13,12 @@ variables
     ``score`` (model_a, model_b, layer_a, layer_b): the metric for every layer pair.
     Per (model_a, model_b, summary): ``summary_score``; ``summary_layer_a``/``_b`` (positions, -1 when
     undefined), ``summary_layer_name_a``/``_b``, ``summary_depth_a``/``_b``; ``null_mean``, ``null_std``,
-    ``z_score`` = (score - null_mean) / null_std, ``p_value`` = (1 + #null at least as similar) /
+    ``z_score`` = (score - null_mean) / null_std (NaN for a degenerate null), ``p_value`` = (1 + #null at least as similar) /
     (1 + #permutations); ``ci_low``, ``ci_high`` (bootstrap percentiles).
 attrs
     ``metric`` and ``metric_<param>``, ``higher_is_better``, ``symmetric``, ``n_stimuli``,
     ``stimulus_digest``, ``n_permutations``, ``n_bootstrap``, ``ci``, ``seed``, ``null_method``,
-    ``bootstrap_method``, ``p_value_rule``.
+    ``bootstrap_method``, ``p_value_rule``, ``z_rule`` (the conventions of ``convergence.inference``).
 
 Summaries: ``best`` = the layer pair with the highest score (lowest for distances such as procrustes;
 scores within 1e-9 of the best count as tied and the first in row-major order, i.e. the shallowest, wins;
