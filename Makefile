@@ -56,9 +56,10 @@ lint: setup system-deps
 	$(VENV)/bin/snakefmt --check .
 	$(VENV)/bin/snakemake --lint
 
-# README sections generated from the code: the metric table (from the metric registry).
+# README blocks generated from the code and the last complete run: the metric table (metric registry),
+# the default run's timings and the claims table (convergence.report). Run after `make run`.
 readme: setup
-	$(PY) -c 'from convergence.metrics.registry import update_readme; update_readme("README.md")'
+	$(PY) -c 'from convergence.report import update_readme; update_readme("README.md")'
 
 clean:
 	rm -rf results logs .snakemake

@@ -178,19 +178,3 @@ def markdown_table() -> str:
                     f"{params or '-'} | {rng} | {'higher' if m.higher_is_better else 'lower'} |")
     return "\n".join(rows) + "\n"
 
-
-TABLE_START, TABLE_END = "<!-- metric table: generated from convergence.metrics.registry -->", "<!-- end of metric table -->"
-
-
-def update_readme(path: str) -> bool:
-    """Rewrite the metric table between the markers of the README at ``path``; True if it changed."""
-    from pathlib import Path
-
-    text = Path(path).read_text()
-    start, end = text.find(TABLE_START), text.find(TABLE_END)
-    if start < 0 or end < start:
-        raise ValueError(f"{path} has no metric table markers ({TABLE_START!r} ... {TABLE_END!r})")
-    new = text[: start + len(TABLE_START)] + "\n" + markdown_table() + text[end:]
-    Path(path).write_text(new)
-    return new != text
-

@@ -1,0 +1,182 @@
+"""The README's numbers, generated from a finished run so that they cannot drift from what was measured.
+
+:func:`run_timing` reads a Snakemake run log (``.snakemake/log/*.snakemake.log``): when each job started
+and finished. :func:`claims` reads the results of the default run and states, per study, what was
+measured and whether it reproduces the study's claim (by an explicit criterion). :func:`update_readme`
+rewrites the README's generated blocks: ``make readme`` after ``make run``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+_STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
+_JOBID = re.compile(r"^\s+jobid: (\d+)$")
+_FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)$")
+_WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.strptime(" ".join(text.split()), "%a %b %d %H:%M:%S %Y")
+
+
+def run_timing(log_path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Per job of a Snakemake run log: rule, wildcards, start, end and seconds (the log's resolution is one
+    second); and a summary (first start, last end, elapsed seconds, Snakemake version, cores)."""
+    lines = Path(log_path).read_text().splitlines()
+    stamp, jobs, pending = None, {}, None
+    info = {"log": str(log_path)}
+    for line in lines:
+        if m := _STAMP.match(line):
+            stamp = _parse_time(m.group(1))
+        elif m := _START.match(line):
+            pending = {"rule": m.group(1), "start": stamp, "wildcards": ""}
+        elif pending is not None and (m := _WILDCARDS.match(line)):
+            pending["wildcards"] = m.group(1)
+        elif pending is not None and (m := _JOBID.match(line)):
+            jobs[int(m.group(1))] = pending
+        elif m := _FINISHED.match(line):
+            if int(m.group(1)) in jobs:
+                jobs[int(m.group(1))]["end"] = stamp
+        elif line.startswith("  Snakemake version:"):
+            info["snakemake"] = line.split(":", 1)[1].strip()
+        elif line.startswith("Provided cores:"):
+            info["cores"] = int(line.split(":", 1)[1])
+    table = pd.DataFrame([{**job, "jobid": jobid} for jobid, job in jobs.items() if "end" in job])
+    if table.empty:
+        raise ValueError(f"{log_path}: no finished job found; is it a Snakemake run log?")
+    table["seconds"] = (table["end"] - table["start"]).dt.total_seconds()
+    info.update(start=table["start"].min(), end=table["end"].max())
+    info["elapsed"] = (info["end"] - info["start"]).total_seconds()
+    info["complete"] = any("(100%) done" in line for line in lines)
+    return table, info
+
+
+def latest_complete_log(workdir: str | Path = ".") -> Path:
+    """The newest Snakemake log under ``workdir/.snakemake/log`` of a run that finished every job."""
+    for path in sorted(glob.glob(str(Path(workdir) / ".snakemake" / "log" / "*.snakemake.log")), reverse=True):
+        text = Path(path).read_text()
+        if "(100%) done" in text and "Finished jobid" in text:
+            return Path(path)
+    raise FileNotFoundError(f"no complete Snakemake run log under {Path(workdir) / '.snakemake' / 'log'}; run `make run` first")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {int(round(seconds % 60))} s"
+
+
+def run_section(workdir: str | Path = ".") -> str:
+    """The README's "default run" paragraph and per-step table, from the newest complete run log."""
+    table, info = run_timing(latest_complete_log(workdir))
+    figures = sorted(glob.glob(str(Path(workdir) / "results" / "figures" / "**" / "*.png"), recursive=True))
+    steps = table[table["rule"] != "all"].groupby("rule")["seconds"].agg(["count", "sum", "max"])
+    slowest = table.loc[table.groupby("rule")["seconds"].idxmax()].set_index("rule")
+    rows = ["| step | jobs | job time | slowest job |", "|---|---|---|---|"]
+    for rule, r in steps.sort_values("sum", ascending=False).iterrows():
+        rows.append(f"| `{rule}` | {int(r['count'])} | {int(r['sum'])} s | {int(r['max'])} s ({slowest.loc[rule, 'wildcards']}) |")
+    return (
+        f"Measured from the run log of `make run` on {info['start']:%Y-%m-%d} ({info.get('cores', '?')} cores, "
+        f"Snakemake {info.get('snakemake', '?')}): {len(table)} jobs in **{_minutes(info['elapsed'])}**, "
+        f"{len(figures)} figures (each as PNG and PDF). Job time by step (jobs run side by side, so the sum "
+        "exceeds the elapsed time):\n\n" + "\n".join(rows) + "\n"
+    )
+
+
+# ------------------------------------------------------------------------------------------- claims
+
+
+def _prh_claim(results: Path) -> tuple[str, str] | None:
+    cross = sorted(glob.glob(str(results / "crossmodal" / "*" / "mutual_knn.csv")))
+    prh = sorted(glob.glob(str(results / "prh" / "*" / "mutual_knn.json")))
+    if not cross and not prh:
+        return None
+    parts, trend = [], []
+    for path in cross:
+        t = pd.read_csv(path)
+        best = t[t["summary"] == "best"]
+        by = best.groupby("objective_a")["score"].mean()
+        dataset = Path(path).parent.name
+        parts.append(f"images vs captions on {dataset} (mutual kNN, best layer pair): "
+                     + ", ".join(f"{obj} {v:.3f}" for obj, v in by.items())
+                     + f"; null {best['null_mean'].mean():.3f}; largest p {best['p_value'].max():.3g}")
+    for path in prh:
+        info = json.loads(Path(path).read_text())
+        dataset = Path(path).parent.name
+        if info["fit"]:
+            trend.append(info["fit"]["r"])
+            parts.append(f"{dataset}: alignment to {info['reference']} vs {info['x_label']}: r = {info['fit']['r']:.2f} "
+                         f"over {info['fit']['n']} models")
+        else:
+            parts.append(f"{dataset}: fewer than two models with a competence value, no trend")
+    above = all(pd.read_csv(p).query("summary == 'best'")["p_value"].max() < 0.05 for p in cross)
+    positive = bool(trend) and float(np.nanmean(trend)) > 0.3
+    why = (" Likely reasons: a handful of small vision models of similar competence on 150-200 low-resolution "
+           "images, where random-weight features still keep pixel-level neighbourhoods; a reference whose late "
+           "blocks were fine-tuned for saliency; too few language models with a competence value for a trend")
+    status = ("reproduced" if above and positive else
+              "**partly**: cross-modal alignment above its null; the competence trend is **not reproduced**." + why
+              if above else "**not reproduced**." + why)
+    return "; ".join(parts), status
+
+
+#: One row per study: (study, claim, function of the results folder -> (measured, status) or None).
+CLAIMS: list[tuple[str, str, Callable[[Path], tuple[str, str] | None]]] = [
+    ("Platonic Representation Hypothesis (Huh et al. 2024)",
+     "models converge: more competent models align more with each other and across modalities", _prh_claim),
+]
+
+
+def claims_table(results: str | Path = "results", pending: list[tuple[str, str]] | None = None) -> str:
+    """The README's claims table from ``results``; ``pending``: (study, claim) rows not yet implemented."""
+    rows = ["| study | claim | the default run measured | status |", "|---|---|---|---|"]
+    for study, claim, measure in CLAIMS:
+        got = measure(Path(results))
+        measured, status = got if got else ("-", "not run (enable the analysis)")
+        rows.append(f"| {study} | {claim} | {measured} | {status} |")
+    for study, claim in pending or []:
+        rows.append(f"| {study} | {claim} | - | not yet implemented |")
+    return "\n".join(rows) + "\n"
+
+
+PENDING = [
+    ("Single-stimulus dispersion (study 000)", "stimuli on which vision models agree (low intra-modal dispersion) align "
+     "up to 2x better with language models than high-dispersion ones, robust to selection criteria"),
+    ("Consistency across datasets (Ciernik et al., study 001)", "the training objective drives how consistent "
+     "model-to-model similarity is across datasets"),
+    ("Cross-modal taxonomic generalisation (study 002)", "a projector between a frozen image encoder and a frozen LM "
+     "generalises hypernyms to concepts it never saw them for"),
+    ("Layer-by-layer convergence (Mahaut & Baroni, study 003)", "models reach similar representations through "
+     "different intermediate steps; similar relative depths are most similar"),
+]
+
+
+def _replace_block(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name} -->", f"<!-- end of {name} -->"
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"the README has no {start!r} ... {end!r} block")
+    return text[: i + len(start)] + "\n" + body + text[j:]
+
+
+def update_readme(readme: str | Path = "README.md", workdir: str | Path = ".") -> None:
+    """Rewrite the README's generated blocks (metric table, default run, claims) from the code and the
+    newest complete run in ``workdir``."""
+    from .metrics.registry import markdown_table
+
+    path = Path(readme)
+    text = _replace_block(path.read_text(), "metric table", markdown_table())
+    try:
+        text = _replace_block(text, "default run", run_section(workdir))
+        text = _replace_block(text, "claims table", claims_table(Path(workdir) / "results", PENDING))
+    except FileNotFoundError as err:  # no run yet: the metric table alone
+        print(f"{err}; only the metric table was regenerated")
+    path.write_text(text)
