@@ -33,7 +33,7 @@ def test_z_score_against_a_null_with_spread():
 
 def test_degenerate_null_gives_no_z_score():
     """A null whose spread is round-off (a constant score under every permutation) has no meaningful z."""
-    null = 0.25 + np.array([0.0, 1e-17, -1e-17, 2e-17, 0.0])
+    null = 0.25 + np.spacing(0.25) * np.array([0.0, 1.0, -1.0, 2.0, 0.0])
     s = null_summary(null, 0.9)
     assert 0 < s["null_std"] < 1e-15
     assert np.isnan(s["z_score"])
