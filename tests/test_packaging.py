@@ -1,6 +1,7 @@
 """The package as users install it: the DAG is built without deep-learning imports, and a wheel (not an
 editable install) carries the config schema."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,11 @@ def test_config_validation_and_zoo_names_need_no_torch():
 def test_a_wheel_install_validates_the_default_config(tmp_path):
     """`pip wheel .` then install that wheel elsewhere: the schema comes with it (importlib.resources)."""
     pip = [sys.executable, "-m", "pip"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)], check=True,
+    source = tmp_path / "source"  # a copy: building in the checkout would leave build/ behind
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([*pip, "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(source)], check=True,
                    capture_output=True, timeout=600)
     (wheel,) = (tmp_path / "dist").glob("convergence-*.whl")
     subprocess.run([*pip, "install", "-q", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True,
