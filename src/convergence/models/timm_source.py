@@ -2,7 +2,10 @@
 
 Layers come from timm's ``forward_intermediates``: every transformer block of a ViT (pooled as the CLS
 token or the mean of the patch tokens, before the final norm) or every feature stage of a CNN (global
-average pool). The model's own data config decides resize, crop and normalisation.
+average pool). With ``granularity: blocks`` a CNN exposes every block instead (every residual block of a
+ResNet, every MBConv/depthwise-separable block of an EfficientNet/MobileNet, every block of a ConvNeXt or
+RegNet stage), read with forward hooks and globally average-pooled; a ViT's layers are its blocks either
+way. The model's own data config decides resize, crop and normalisation.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import torch
 from .base import Encoder, ImagePreprocessing, ModelLoadError, relative_depths
 
 POOLINGS = ("auto", "cls", "mean")
+#: What a CNN exposes as layers: its feature stages (timm ``feature_info``) or every block of every stage.
+GRANULARITIES = ("stages", "blocks")
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -29,6 +34,53 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 def is_token_model(model: torch.nn.Module) -> bool:
     """True for models whose intermediates are token sequences (ViT-like), False for CNN feature maps."""
     return hasattr(model, "num_prefix_tokens") and hasattr(model, "blocks")
+
+
+def _has_conv(module: torch.nn.Module) -> bool:
+    """Whether ``module`` holds a convolution or linear layer below it (a block, not a norm/act wrapper)."""
+    return any(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in module.modules())
+
+
+def _block_container(stage: torch.nn.Module) -> list[tuple[str, torch.nn.Module]] | None:
+    """The blocks of one CNN stage: its ``blocks`` child (ConvNeXt-like) or its own children when every child
+    contains a convolution (ResNet layers, EfficientNet stages, RegNet stages); ``None`` for stems and other
+    non-containers (a conv+norm+act wrapper has a bare conv child, which is not a block)."""
+    inner = getattr(stage, "blocks", None)
+    if isinstance(inner, (torch.nn.Sequential, torch.nn.ModuleList)) and len(inner):
+        return [(f"blocks.{name}", child) for name, child in inner.named_children()]
+    children = list(stage.named_children())
+    if children and all(any(True for _ in child.children()) and _has_conv(child) for _, child in children):
+        return children
+    return None
+
+
+def cnn_blocks(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """Every block of a timm CNN, shallow to deep, as (layer name, module).
+
+    The stages are the modules of timm's ``feature_info``; when these are ``blocks.<i>`` entries of a
+    ``blocks`` sequence of stages (EfficientNet, MobileNet; ``feature_info`` skips stages that keep the
+    resolution), every stage of that sequence is used. Names are module paths with ``.`` replaced by ``_``
+    (``layer1_0``, ``blocks_3_2``). Raises :class:`ModelLoadError` when no stage holds blocks.
+    """
+    paths = [str(info["module"]) for info in model.feature_info]
+    modules = dict(model.named_modules())
+    seq = getattr(model, "blocks", None)
+    if isinstance(seq, torch.nn.Sequential) and any(p.startswith("blocks.") for p in paths):
+        stages = [(f"blocks.{name}", child) for name, child in seq.named_children()]
+    else:
+        stages = [(p, modules[p]) for p in paths if p in modules]
+    out = []
+    for path, stage in stages:
+        blocks = _block_container(stage)
+        if blocks is None:
+            continue
+        out += [(f"{path}.{name}".replace(".", "_"), block) for name, block in blocks]
+    if not out:
+        raise ModelLoadError(
+            f"{type(model).__name__}: found no blocks inside its feature stages {paths}; "
+            "use granularity 'stages' for this architecture"
+        )
+    return out
 
 
 def preprocessing_from_timm(model: torch.nn.Module, input_size: int | None = None) -> ImagePreprocessing:
@@ -50,9 +102,10 @@ class TimmEncoder(Encoder):
     """Wraps any timm model that implements ``forward_intermediates``.
 
     Layers: a ViT's blocks (``block_00`` ...), pooled as the CLS token or the mean of patch tokens, before
-    the final norm; a CNN's feature stages (named after their modules), globally average-pooled, plus
+    the final norm; a CNN's feature stages (``granularity="stages"``, named after their modules) or every
+    block of every stage (``granularity="blocks"``, see :func:`cnn_blocks`), globally average-pooled, plus
     ``pre_logits`` (the pooled input of the classifier) where the network widens its last stage with a
-    head convolution.
+    head convolution. Relative depths are ``(i + 1) / n`` over the n layers (0 = the input).
     """
 
     def __init__(
@@ -62,11 +115,14 @@ class TimmEncoder(Encoder):
         preprocessing: ImagePreprocessing,
         *,
         pooling: str = "auto",
+        granularity: str = "stages",
         device: torch.device | str = "cpu",
         provenance: dict | None = None,
     ) -> None:
         if pooling not in POOLINGS:
             raise ValueError(f"pooling for timm models must be one of {POOLINGS}, got {pooling!r}")
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"{name}: granularity must be one of {GRANULARITIES}, got {granularity!r}")
         if not hasattr(model, "forward_intermediates"):
             raise ModelLoadError(
                 f"timm model {type(model).__name__} has no forward_intermediates(); "
@@ -74,6 +130,8 @@ class TimmEncoder(Encoder):
             )
         self.model = model.eval().to(device)
         self.tokens = is_token_model(model)
+        self.granularity = "blocks" if self.tokens else granularity  # a ViT's layers are its blocks anyway
+        self._blocks: list[tuple[str, torch.nn.Module]] = []
         if self.tokens:
             n = len(model.blocks)
             names = [f"block_{i:02d}" for i in range(n)]
@@ -84,14 +142,19 @@ class TimmEncoder(Encoder):
             if pooling == "cls":
                 raise ValueError(f"{name}: pooling 'cls' applies to transformers only; CNN stages are average-pooled")
             self.pooling = "mean"
-            names = [info["module"].replace(".", "_") for info in model.feature_info]
+            if self.granularity == "blocks":
+                self._blocks = cnn_blocks(model)
+                names = [n for n, _ in self._blocks]
+            else:
+                names = [info["module"].replace(".", "_") for info in model.feature_info]
             # Some CNNs (EfficientNets, MobileNets) widen the last stage with a 1x1 head conv before pooling:
             # that pooled vector (what the classifier sees) is a layer of its own.
             self.has_head = int(getattr(model, "num_features", 0)) != int(model.feature_info[-1]["num_chs"])
             if self.has_head:
                 names.append("pre_logits")
         self.preprocessing = preprocessing
-        prov = {"pooling": self.pooling, "preprocessing": preprocessing.describe(), **(provenance or {})}
+        prov = {"pooling": self.pooling, "granularity": self.granularity, "preprocessing": preprocessing.describe(),
+                **(provenance or {})}
         super().__init__(
             name=name,
             modality="vision",
@@ -111,6 +174,8 @@ class TimmEncoder(Encoder):
                 x, indices=wanted, return_prefix_tokens=True, output_fmt="NLC", norm=False, intermediates_only=True
             )
             pooled = [(prefix[:, 0] if self.pooling == "cls" else patches.mean(dim=1)) for patches, prefix in feats]
+        elif self._blocks:
+            pooled = self._encode_blocks(x, wanted)
         else:
             stages = [i for i in wanted if self._all_names[i] != "pre_logits"]
             head = len(stages) != len(wanted)
@@ -124,10 +189,38 @@ class TimmEncoder(Encoder):
                 pooled.append(self.model.forward_head(final, pre_logits=True))
         return {n: p.float().cpu().numpy() for n, p in zip(self.layer_names, pooled, strict=True)}
 
+    def _encode_blocks(self, x: torch.Tensor, wanted: list[int]) -> list[torch.Tensor]:
+        """Pooled outputs of the wanted blocks (forward hooks on one ``forward_features`` pass) and, when
+        wanted, ``pre_logits``."""
+        captured: dict[int, torch.Tensor] = {}
+        handles = []
+        for i in wanted:
+            if self._all_names[i] == "pre_logits":
+                continue
+
+            def hook(_module, _inputs, output, i=i):
+                out = output[0] if isinstance(output, (tuple, list)) else output
+                captured[i] = out.mean(dim=(-2, -1))
+
+            handles.append(self._blocks[i][1].register_forward_hook(hook))
+        try:
+            final = self.model.forward_features(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        out = []
+        for i in wanted:
+            if self._all_names[i] == "pre_logits":
+                out.append(self.model.forward_head(final, pre_logits=True))
+            else:
+                out.append(captured[i])
+        return out
+
 
 def load(name: str, spec: dict, device: torch.device) -> TimmEncoder:
     """Build ``timm:<spec['name']>`` from the hub (``pretrained: true``), a local ``weights`` file, or random
-    init (``pretrained: false``, seeded by ``seed``)."""
+    init (``pretrained: false``, seeded by ``seed``); ``granularity`` (``stages``, the default, or
+    ``blocks``) picks a CNN's layers."""
     try:
         import timm
     except ImportError as err:  # pragma: no cover - timm is a core dependency
@@ -164,4 +257,5 @@ def load(name: str, spec: dict, device: torch.device) -> TimmEncoder:
         provenance.update(weights=str(cfg.get("hf_hub_id") or cfg.get("url") or "timm-hub"), tag=str(cfg.get("tag", "")))
     provenance["parameters"] = int(sum(p.numel() for p in model.parameters()))
     preprocessing = preprocessing_from_timm(model, spec.get("input_size"))
-    return TimmEncoder(name, model, preprocessing, pooling=spec.get("pooling", "auto"), device=device, provenance=provenance)
+    return TimmEncoder(name, model, preprocessing, pooling=spec.get("pooling", "auto"),
+                       granularity=spec.get("granularity") or "stages", device=device, provenance=provenance)

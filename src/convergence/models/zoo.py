@@ -82,6 +82,9 @@ PACKAGED: dict[str, dict] = {
             "layer3": "/Relu_39_output_0",
             "layer4": "/ReduceMean_output_0",
         },
+        # granularity: blocks: the output ReLU (after the residual add) of each of the 16 bottleneck blocks
+        # (3, 4, 6, 3 per stage): /Relu_{3k} for block k = 1..16 (/Relu is the stem); block_16 pooled is layer4
+        "block_tensors": {f"block_{k:02d}": f"/Relu_{3 * k}_output_0" for k in range(1, 17)},
     },
     "all_minilm_l6": {
         "modality": "language",
