@@ -136,6 +136,15 @@ def _check_references(cfg: dict, base: Path) -> None:
     for m in cfg.get("alignment", {}).get("named_layers", {}):
         if m not in models:
             raise ConfigError(f"config.alignment.named_layers: unknown model {m!r}; configured models: {sorted(models)}")
+    layers = cfg.get("layers", {})
+    if layers.get("metric") is not None and layers["metric"] not in METRIC_NAMES:
+        close = difflib.get_close_matches(layers["metric"], list(METRIC_NAMES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"config.layers.metric: {layers['metric']!r} is not allowed{hint}; allowed values: {list(METRIC_NAMES)}")
+    for pair in layers.get("pairs", []):
+        for m in pair:
+            if m not in models:
+                raise ConfigError(f"config.layers.pairs: unknown model {m!r}; configured models: {sorted(models)}")
     ref = cfg.get("prh", {}).get("reference")
     if ref is not None and ref not in models:
         raise ConfigError(f"config.prh.reference: unknown model {ref!r}; configured models: {sorted(models)}")

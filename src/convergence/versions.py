@@ -12,4 +12,6 @@ STEP_VERSIONS = {
     "kernel": 1,
     "alignment": 3,  # 3: z-score NaN for a degenerate null (convergence.inference)
     "competence": 1,
+    "lowlevel": 1,
+    "layers": 1,
 }
