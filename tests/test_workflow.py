@@ -166,7 +166,51 @@ def test_one_figure_regenerates_alone_from_cached_numbers(finished_run):
 
 
 AGGREGATE_RULES = {"figure_overview", "alignment", "crossmodal", "figure_alignment", "figure_crossmodal", "prh", "figure_prh",
-                   "competence"}
+                   "competence", "layers", "layers_readout", "figure_layers_grid", "figure_layers_depth",
+                   "figure_layers_smoothness", "figure_layers_readout"}
+LAYERS_RULES = {"embed_blocks", "kernel_blocks", "lowlevel", "layers", "layers_readout", "figure_layers_grid",
+                "figure_layers_depth", "figure_layers_smoothness", "figure_layers_readout"}
+
+
+def test_layers_analysis_outputs(finished_run):
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    out = finished_run / "results/layers/emo"
+    blocks = xr.open_zarr(finished_run / "results/embeddings_blocks/emo/cnn_a.zarr", consolidated=False)
+    assert blocks.attrs["layers"][0] == "layer1_0" and len(blocks.attrs["layers"]) == 8  # resnet18: 8 blocks
+    assert not (finished_run / "results/embeddings_blocks/emo/vit_a.zarr").exists()  # a ViT is per block already
+    scores = xr.open_zarr(out / "matrices.zarr", consolidated=False)
+    assert [str(m) for m in scores["model_a"].values] == ["cnn_a", "vit_a"]  # vision models only
+    for x, m in enumerate(["cnn_a", "vit_a"]):
+        n = int(scores["n_layers_a"].values[x])
+        np.testing.assert_allclose(np.diag(scores["score"].values[x, x, :n, :n]), 1.0, atol=1e-5)
+        d = scores["depth_a"].values[x, :n]
+        assert ((d > 0) & (d <= 1)).all() and (np.diff(d) > 0).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layers"] == {"cnn_a": 8, "vit_a": 12} and summary["diagonal"]["n_pairs"] == 2
+    assert 0 <= summary["diagonal"]["fraction_p_value"] <= 1
+    assert {"positions", "lowlevel", "smoothness"} <= set(summary["claims"])
+    readout = pd.read_csv(out / "readout.csv")
+    assert set(readout["statistic"]) == {"luminance", "contrast", "saturation", "high_frequency"}
+    assert len(readout) == 4 * (8 + 12) and readout["r2"].le(1).all()
+    for kind in ("grid", "depth", "smoothness", "readout"):
+        assert (finished_run / f"results/figures/layers/emo/{kind}.png").stat().st_size > 10_000
+
+
+def test_adding_layers_to_a_finished_run_reruns_no_embed_or_kernel(finished_run, tmp_path):
+    """A run without the layers products (as a default run made before this analysis existed): asking for
+    them schedules only the layers analysis' own jobs, never an `embed`, `kernel` or `alignment` job."""
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir, symlinks=True)
+    for folder in ("results/layers", "results/embeddings_blocks", "results/kernels_blocks", "results/lowlevel",
+                   "results/figures/layers"):
+        shutil.rmtree(workdir / folder)
+    jobs = scheduled(workdir)
+    assert {rule for rule, _ in jobs} == LAYERS_RULES | {"all"}, jobs
+    assert {w for rule, w in jobs if rule == "embed_blocks"} == {"dataset=emo, model=cnn_a"}
 
 
 def test_bad_config_fails_before_any_job(tmp_path):

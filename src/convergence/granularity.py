@@ -50,3 +50,31 @@ def needs_block_extraction(entry: Mapping, granularity: str = "blocks") -> bool:
 def block_spec(entry: Mapping) -> dict:
     """The entry to extract per block: every block (``layers: all``) at ``granularity: blocks``."""
     return {**dict(entry), "granularity": "blocks", "layers": "all"}
+
+
+def layers_models(cfg: Mapping, dataset: str) -> list[str]:
+    """The models the layers analysis compares on ``dataset``: those of ``layers.modalities``, config order."""
+    from .config import models_for
+
+    wanted = cfg["layers"]["modalities"]
+    return [m for m in models_for(cfg, dataset) if cfg["models"][m]["modality"] in wanted]
+
+
+def layers_datasets(cfg: Mapping) -> list[str]:
+    """Datasets with at least two models to compare layer by layer."""
+    return [d for d in cfg["datasets"] if len(layers_models(cfg, d)) >= 2]
+
+
+def layers_store(cfg: Mapping, kind: str, dataset: str, model: str) -> str:
+    """The ``embeddings`` or ``kernels`` store the layers analysis reads for ``model`` on ``dataset``: the
+    per-block one (``results/<kind>_blocks/...``) when :func:`needs_block_extraction`, else the default."""
+    if kind not in ("embeddings", "kernels"):
+        raise ValueError(f"kind must be 'embeddings' or 'kernels', got {kind!r}")
+    blocks = needs_block_extraction(cfg["models"][model], cfg["layers"]["granularity"])
+    return f"results/{kind}{'_blocks' if blocks else ''}/{dataset}/{model}.zarr"
+
+
+def merged_products(base: Mapping, extra: Mapping) -> dict:
+    """Kernel products serving both the default alignment (``base``) and the layers metric (``extra``): the
+    larger k, and a Gram when either reads one (``metrics.registry.kernel_needs`` entries)."""
+    return {"k": max(int(base["k"] or 0), int(extra["k"] or 0)), "gram": bool(base["gram"] or extra["gram"])}

@@ -1,48 +1,26 @@
 # Analysis `layers` (study 003): how models get to their representations, layer by layer. CNNs are read per
 # block from stores of their own (results/{embeddings,kernels}_blocks; convergence.granularity decides which
 # models need them); every other model from its default stores, so no default embed/kernel job reruns.
-from convergence.granularity import block_spec, needs_block_extraction
+from convergence.granularity import (
+    block_spec,
+    layers_datasets,
+    layers_models,
+    layers_store,
+    merged_products,
+)
 
 LAYERS = config["layers"]
 
 
-def layers_models(dataset):
-    """The models the layers analysis compares on `dataset` (layers.modalities, config order)."""
-    return [m for m in models_for(config, dataset) if config["models"][m]["modality"] in LAYERS["modalities"]]
-
-
-def layers_datasets():
-    return [d for d in DATASETS if len(layers_models(d)) >= 2]
-
-
-def per_block(model):
-    return needs_block_extraction(config["models"][model], LAYERS["granularity"])
-
-
-def layers_embedding(dataset, model):
-    if per_block(model):
-        return f"results/embeddings_blocks/{dataset}/{model}.zarr"
-    return embedding_store(dataset, model)
-
-
-def layers_kernel(dataset, model):
-    if per_block(model):
-        return f"results/kernels_blocks/{dataset}/{model}.zarr"
-    return kernel_store(dataset, model)
-
-
-def layers_kernel_products(wildcards):
-    """The default kernels' products plus what layers.metric reads (so both kinds of store serve it)."""
-    base = kernel_products(wildcards)
-    needs = kernel_needs([LAYERS["metric"]], config["alignment"])
-    return {"k": max(base["k"], needs["k"] or 0), "gram": base["gram"] or needs["gram"]}
-
-
-def layers_figures(dataset):
-    return [p for kind in ("grid", "depth", "smoothness", "readout") for p in figure("layers", dataset, kind)]
-
-
-register_targets("layers", lambda: [p for d in layers_datasets() for p in layers_figures(d)])
+register_targets(
+    "layers",
+    lambda: [
+        p
+        for d in layers_datasets(config)
+        for kind in ("grid", "depth", "smoothness", "readout")
+        for p in figure("layers", d, kind)
+    ],
+)
 
 
 rule embed_blocks:
@@ -81,7 +59,7 @@ rule kernel_blocks:
     resources:
         mem_mb=8000,
     params:
-        products=layers_kernel_products,
+        products=lambda w: merged_products(kernel_products(w), kernel_needs([LAYERS["metric"]], config["alignment"])),
         preprocess=config["alignment"]["preprocess"],
         gram_max_n=config["alignment"]["gram_max_n"],
         version=STEP_VERSIONS["kernel"],
@@ -112,7 +90,7 @@ rule layers_readout:
         unpack(
             lambda w: {
                 "lowlevel": f"results/lowlevel/{w.dataset}.zarr",
-                **{m: layers_embedding(w.dataset, m) for m in layers_models(w.dataset)},
+                **{m: layers_store(config, "embeddings", w.dataset, m) for m in layers_models(config, w.dataset)},
             }
         ),
     output:
@@ -138,7 +116,7 @@ rule layers:
         unpack(
             lambda w: {
                 "readout": f"results/layers/{w.dataset}/readout.json",
-                **{m: layers_kernel(w.dataset, m) for m in layers_models(w.dataset)},
+                **{m: layers_store(config, "kernels", w.dataset, m) for m in layers_models(config, w.dataset)},
             }
         ),
     output:
@@ -157,7 +135,7 @@ rule layers:
         metric=LAYERS["metric"],
         metric_params=metric_params(LAYERS["metric"], config["alignment"]),
         options={key: LAYERS[key] for key in ("tolerance", "n_bins", "n_permutations", "n_bootstrap", "ci", "seed")},
-        labels=lambda w: {m: v for m, v in model_labels(w).items() if m in layers_models(w.dataset)},
+        labels=lambda w: {m: v for m, v in model_labels(w).items() if m in layers_models(config, w.dataset)},
         pair_cache=lambda w: f"results/.cache/pairs/{w.dataset}/layers_{LAYERS['metric']}",
         version=STEP_VERSIONS["layers"],
     script:
