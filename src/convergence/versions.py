@@ -13,5 +13,5 @@ STEP_VERSIONS = {
     "alignment": 3,  # 3: z-score NaN for a degenerate null (convergence.inference)
     "competence": 1,
     "lowlevel": 1,
-    "layers": 1,
+    "layers": 2,  # 2: read-out scales each layer by one RMS, not per feature
 }

@@ -23,8 +23,8 @@ Layers are placed on a relative-depth axis (0 = input, 1 = last layer; the store
   curve and mean smoothness with bootstrap intervals over the family's models, and the transformer - cnn
   difference with a bootstrap interval and a family-label permutation null.
 - :func:`layer_readout` / :func:`readout_summary`: per layer, the cross-validated R^2 of a ridge read-out of
-  each low-level statistic (standardised features, ``RidgeCV`` over ``alphas`` inside each training fold,
-  k-fold out-of-fold predictions, ``R^2 = 1 - SSE / SST``), summarised by training objective: the peak over
+  each low-level statistic (centred features scaled by one RMS per layer, ``RidgeCV`` over ``alphas`` inside each training fold,
+  k-fold out-of-fold predictions, ``R^2 = 1 - SSE / SST``; one scale per layer, not per feature), summarised by training objective: the peak over
   layers, the last layer and their difference (the "discard" of a classifier's final layers).
 """
 
@@ -325,7 +325,7 @@ def readout_r2(features: np.ndarray, targets: np.ndarray, *, folds: int = 5,
                alphas: Sequence[float] = DEFAULT_ALPHAS, seed: int = 0) -> np.ndarray:
     """Cross-validated R^2 of a ridge read-out of each column of ``targets`` (n, s) from ``features`` (n, d).
 
-    Features are standardised and the ridge penalty chosen among ``alphas`` (per target, efficient
+    Features are centred and divided by one scale for the whole layer (their RMS), and the ridge penalty chosen among ``alphas`` (per target, efficient
     leave-one-out inside the training folds); predictions are out of fold over ``folds`` shuffled folds
     (seeded), and ``R^2 = 1 - sum (y - y_hat)^2 / sum (y - mean y)^2``; NaN for a constant target. Noise
     features give R^2 near 0 (slightly below, on average); a statistic carried linearly gives R^2 near 1.
@@ -349,7 +349,11 @@ def readout_r2(features: np.ndarray, targets: np.ndarray, *, folds: int = 5,
     alphas = np.asarray(alphas, dtype=np.float64)
     if alphas.ndim != 1 or not alphas.size or (alphas <= 0).any():
         raise ValueError(f"alphas must be a non-empty list of positive penalties; got {alphas.tolist()}")
-    model = make_pipeline(StandardScaler(), RidgeCV(alphas=alphas, alpha_per_target=y.shape[1] > 1))
+    # one scale for the whole layer (its RMS after centring), not one per feature: per-feature z-scoring
+    # blows up near-dead units (ReLU6 pre-logits on small images) into huge out-of-fold predictions
+    rms = float(np.sqrt(np.mean((x - x.mean(axis=0)) ** 2)))
+    x = x / rms if rms > 0 else x
+    model = make_pipeline(StandardScaler(with_std=False), RidgeCV(alphas=alphas, alpha_per_target=y.shape[1] > 1))
     cv = KFold(n_splits=folds, shuffle=True, random_state=int(seed))
     pred = cross_val_predict(model, x, y if y.shape[1] > 1 else y[:, 0], cv=cv)
     pred = pred.reshape(y.shape)
