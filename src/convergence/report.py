@@ -128,10 +128,39 @@ def _prh_claim(results: Path) -> tuple[str, str] | None:
     return "; ".join(parts), status
 
 
+def _layers_claim(results: Path) -> tuple[str, str] | None:
+    """Study 003's three claims from ``results/layers/*/summary.json`` (criteria: ``analyses.layers.claims``)."""
+    paths = sorted(glob.glob(str(results / "layers" / "*" / "summary.json")))
+    if not paths:
+        return None
+    parts, verdicts = [], {"positions": [], "lowlevel": [], "smoothness": []}
+    for path in paths:
+        c = json.loads(Path(path).read_text())["claims"]
+        pos, low, smooth = c["positions"], c["lowlevel"], c["smoothness"]
+        parts.append(
+            f"{Path(path).parent.name}: {100 * pos['fraction']:.0f} % of layers best-match within {pos['tolerance']} "
+            f"relative depth [{100 * pos['ci'][0]:.0f}, {100 * pos['ci'][1]:.0f}] vs {100 * pos['null_mean']:.0f} % "
+            f"shuffled (p {pos['p_value']:.2g}), most different at depth {pos['most_different_depth']:.2f}; "
+            f"classifiers lose R^2 {low['classifier_drop']:.2f} of low-level statistics from their best to their "
+            f"last layer (random {low['other_drops'].get('random', float('nan')):.2f}); consecutive-layer "
+            f"similarity CNN {smooth['families'].get('cnn', float('nan')):.3f} vs transformer "
+            f"{smooth['families'].get('transformer', float('nan')):.3f} (p {smooth['p_value']:.2g})")
+        for key in verdicts:
+            verdicts[key].append(bool(c[key]["reproduced"]))
+    names = {"positions": "similar depths most similar", "lowlevel": "classifiers discard low-level statistics",
+             "smoothness": "transformers smoother than CNNs"}
+    status = "; ".join(f"{names[k]}: {'reproduced' if all(v) else 'partly' if any(v) else '**not reproduced**'}"
+                       for k, v in verdicts.items())
+    return "; ".join(parts), status
+
+
 #: One row per study: (study, claim, function of the results folder -> (measured, status) or None).
 CLAIMS: list[tuple[str, str, Callable[[Path], tuple[str, str] | None]]] = [
     ("Platonic Representation Hypothesis (Huh et al. 2024)",
      "models converge: more competent models align more with each other and across modalities", _prh_claim),
+    ("Layer-by-layer convergence (Mahaut & Baroni, study 003)", "similar relative depths are most similar yet "
+     "strong differences remain; classifiers discard low-level image statistics in their final layers; "
+     "transformers change their representations more smoothly than CNNs", _layers_claim),
 ]
 
 
@@ -154,8 +183,6 @@ PENDING = [
      "model-to-model similarity is across datasets"),
     ("Cross-modal taxonomic generalisation (study 002)", "a projector between a frozen image encoder and a frozen LM "
      "generalises hypernyms to concepts it never saw them for"),
-    ("Layer-by-layer convergence (Mahaut & Baroni, study 003)", "models reach similar representations through "
-     "different intermediate steps; similar relative depths are most similar"),
 ]
 
 
