@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -30,7 +31,10 @@ class _Tee:
 def logged(log_path: str | Path | None, *, threads: int | None = None):
     """Copy stdout/stderr (progress bars included) into ``log_path`` while the block runs, keeping the console;
     limit torch and the BLAS/OpenMP pools to the job's ``threads`` (Snakemake's ``threads``), since
-    oversubscribed LAPACK calls run many times slower when jobs share cores."""
+    oversubscribed LAPACK calls run many times slower when jobs share cores.
+
+    An exception leaving the block is written to ``log_path`` with its full traceback, the console is told
+    where (``full traceback in <log_path>``), and the exception is re-raised so the job still fails."""
     with contextlib.ExitStack() as stack:
         if threads:
             from threadpoolctl import threadpool_limits
@@ -57,6 +61,14 @@ def _tee_to(log_path: str | Path | None):
         logging.getLogger().setLevel(logging.INFO)
         try:
             yield
+        except BaseException as exc:
+            if not (isinstance(exc, SystemExit) and exc.code in (0, None)):
+                # The traceback goes into the log here, while the log is still open: once the exception
+                # leaves this block only the console (Snakemake's own report) would see it.
+                fh.write("".join(traceback.format_exception(exc)))
+                fh.flush()
+                print(f"{type(exc).__name__}: {exc}\nfull traceback in {path}", file=err, flush=True)
+            raise
         finally:
             logging.getLogger().removeHandler(handler)
             sys.stdout, sys.stderr = out, err
