@@ -156,10 +156,58 @@ def test_nan_features_name_the_layer_and_stimulus(rng):
         build_kernel(emb, k=3)
 
 
-def test_zero_vector_cannot_be_normalised(rng):
+def with_layer(emb: xr.Dataset, name: str, values: np.ndarray, position: int) -> xr.Dataset:
+    """``emb`` with one more layer ``name`` inserted at ``position`` of attrs['layers'] (depths respaced)."""
+    layers = list(emb.attrs["layers"])
+    layers.insert(position, name)
+    out = emb.assign({name: (("stimulus", f"feature_{name}"), values.astype(np.float32))})
+    return out.assign_attrs(layers=layers, depths=list(np.linspace(0.0, 1.0, len(layers))))
+
+
+@pytest.mark.parametrize("preprocess", ["prh", "l2", "none"])
+def test_an_all_zero_layer_is_reported_and_the_others_are_unchanged(rng, preprocess):
+    """A dead ReLU stage (every value 0) must not stop the model's kernel: it is listed as constant (NaN
+    scores downstream), the PRH clamp comes from the other layers, and their products are as without it."""
+    healthy = embedding_store(rng)
+    dead = with_layer(healthy, "relu_dead", np.zeros((healthy.sizes["stimulus"], 7)), position=1)
+    with pytest.warns(UserWarning, match=r"toy_vit.*relu_dead") as caught:
+        ker = build_kernel(dead, k=5, preprocess=preprocess)
+    assert not any("block_0" in str(w.message) for w in caught)  # only the dead layer is named
+    assert ker.attrs["kernel_constant_layers"] == ["relu_dead"]
+    ref = build_kernel(healthy, k=5, preprocess=preprocess)
+    assert ker.attrs.get("kernel_clip_value") == ref.attrs.get("kernel_clip_value")
+    for layer in healthy.attrs["layers"]:
+        np.testing.assert_array_equal(ker["neighbors"].sel(layer=layer).values, ref["neighbors"].sel(layer=layer).values)
+        np.testing.assert_array_equal(ker[feature_var(layer)].values, ref[feature_var(layer)].values)
+    for name, var in ker.data_vars.items():
+        assert np.isfinite(var.values).all(), name
+    assert not ker[feature_var("relu_dead")].values.any()
+
+
+def test_a_zero_vector_stays_zero_and_is_named(rng):
+    """One stimulus with an all-zero vector in one layer: that row stays zero (no NaN), the layer still
+    counts (it is not constant), and the warning names model, layer and stimulus."""
     emb = embedding_store(rng)
     values = emb["block_02"].values.copy()
     values[4] = 0.0
     emb["block_02"] = (emb["block_02"].dims, values)
-    with pytest.raises(ValueError, match=r"toy_vit.*block_02.*zero norm"):
-        build_kernel(emb, k=3, preprocess="l2")
+    with pytest.warns(UserWarning, match=r"toy_vit.*block_02.*img_0004"):
+        ker = build_kernel(emb, k=3, preprocess="l2")
+    x = ker[feature_var("block_02")].values
+    assert not x[4].any() and np.allclose(np.linalg.norm(np.delete(x, 4, axis=0), axis=1), 1.0, atol=1e-6)
+    assert ker.attrs["kernel_constant_layers"] == []
+    for var in ker.data_vars.values():
+        assert np.isfinite(var.values).all()
+
+
+def test_preprocess_layers_skips_degenerate_layers_for_the_clamp(rng):
+    layers = {"a": rng.normal(size=(12, 4)), "dead": np.zeros((12, 3)), "b": 2 * rng.normal(size=(12, 5))}
+    out, clip = M.preprocess_layers(layers, "prh")
+    alive = {k: v for k, v in layers.items() if k != "dead"}
+    ref, ref_clip = M.preprocess_layers(alive, "prh")
+    assert clip == ref_clip == pytest.approx(M.outlier_clip_value(alive))
+    assert not out["dead"].any()
+    for name in alive:
+        np.testing.assert_array_equal(out[name], ref[name])
+    everything_dead, clip = M.preprocess_layers({"dead": np.zeros((12, 3))}, "prh")
+    assert clip == 0.0 and not everything_dead["dead"].any()

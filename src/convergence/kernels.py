@@ -36,6 +36,7 @@ import xarray as xr
 
 from .metrics import PREPROCESSING, knn_indices, preprocess_layers
 from .metrics._checks import check_choice, check_fraction, check_int, check_k
+from .metrics.preprocess import is_constant
 
 DEFAULT_GRAM_MAX_N = 5000
 
@@ -43,14 +44,6 @@ DEFAULT_GRAM_MAX_N = 5000
 def feature_var(layer: str) -> str:
     """Name of the preprocessed-features variable of ``layer`` in a kernel store."""
     return f"features_{layer}"
-
-
-def is_constant(x: np.ndarray) -> bool:
-    """Whether the rows of ``x`` (n, d) are all equal up to round-off (relative 1e-12): such a layer carries
-    no information about the stimuli and cannot be compared."""
-    x = np.asarray(x, dtype=np.float64)
-    xc = x - x.mean(axis=0)
-    return not np.any(np.abs(xc) > 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0))))
 
 
 def _layers_of(embeddings: xr.Dataset) -> list[str]:
@@ -176,6 +169,11 @@ def build_kernel(
         x32 = processed[layer].astype(np.float32)
         x = x32.astype(np.float64)  # neighbours and Gram from exactly the stored values
         xc = x - x.mean(axis=0)
+        zero = np.flatnonzero(~x.any(axis=1)) if preprocess != "none" else np.empty(0, int)
+        if 0 < zero.size < n:
+            warnings.warn(f"model {model!r}, layer {layer!r}: {zero.size} stimulus vector(s) are zero "
+                          f"(first: {ids[zero[0]]!r}); left as zero by the normalisation (no direction, no neighbours)",
+                          stacklevel=2)
         if is_constant(x):
             constant.append(layer)
             warnings.warn(f"model {model!r}, layer {layer!r} is constant across stimuli; "

@@ -66,15 +66,32 @@ def outlier_clip_value(layers, q: float = 0.95, *, block_rows: int = 256) -> flo
     return float(per_stimulus.mean())
 
 
-def l2_normalise(x, name: str = "X") -> np.ndarray:
-    """Each row of ``x`` (n, d) divided by its Euclidean norm; a zero row raises ``ValueError``."""
+ZERO_ROWS = ("raise", "keep")
+
+
+def is_constant(x: np.ndarray) -> bool:
+    """Whether the rows of ``x`` (n, d) are all equal up to round-off (relative 1e-12): such a layer carries
+    no information about the stimuli and cannot be compared (an all-zero layer is one)."""
+    x = np.asarray(x, dtype=np.float64)
+    xc = x - x.mean(axis=0)
+    return not np.any(np.abs(xc) > 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0))))
+
+
+def l2_normalise(x, name: str = "X", *, zero_rows: str = "raise") -> np.ndarray:
+    """Each row of ``x`` (n, d) divided by its Euclidean norm.
+
+    A zero row has no direction: ``zero_rows="raise"`` (default) raises ``ValueError``; ``"keep"`` leaves
+    it zero (every inner product with it is 0, nothing becomes NaN).
+    """
     x = as_features(x, name)
+    check_choice(zero_rows, ZERO_ROWS, "zero_rows")
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    zero = np.flatnonzero(norms[:, 0] == 0)
-    if zero.size:
-        raise ValueError(f"{name}: {zero.size} stimulus vectors have zero norm (first: row {int(zero[0])}); "
+    zero = norms[:, 0] == 0
+    if zero.any() and zero_rows == "raise":
+        first = int(np.flatnonzero(zero)[0])
+        raise ValueError(f"{name}: {int(zero.sum())} stimulus vectors have zero norm (first: row {first}); "
                          "cannot L2-normalise")
-    return x / norms
+    return x / np.where(zero[:, None], 1.0, norms)
 
 
 def prh_preprocess(layers, q: float = 0.95):
@@ -115,16 +132,27 @@ def preprocess_layers(layers, mode: str = "prh", *, q: float = 0.95):
     (layers, clip_value)
         Preprocessed layers in the container of the input; ``clip_value`` is the scalar used by ``"prh"``
         and ``None`` otherwise.
+
+    Degenerate input does not stop the model: a layer constant across stimuli (``is_constant``, e.g. an
+    all-zero dead ReLU stage) does not enter the clamp value (which comes from the other layers, so they
+    are preprocessed exactly as without it; 0.0 when every layer is constant), and a zero stimulus vector
+    stays zero under the normalisation. Callers decide what such layers mean (``kernels.build_kernel``
+    lists the layers that end up constant).
     """
     check_choice(mode, PREPROCESSING, "preprocess")
     items = _layer_items(layers)
     clip = None
     arrays = [value for _, value in items]
     if mode == "prh":
-        clip = outlier_clip_value(layers, q)
-        if clip == 0:
-            raise ValueError("every feature value is 0 at the clamp quantile; the PRH clamp would zero all layers")
+        informative = [(name, value) for name, value in items if not is_constant(value)]
+        if informative:
+            clip = outlier_clip_value(dict(informative), q)
+            if clip == 0:
+                raise ValueError(f"every feature value is 0 at the clamp quantile q={q} in the non-constant layers "
+                                 f"{[name for name, _ in informative]}; the PRH clamp would zero them all")
+        else:
+            clip = 0.0  # every layer is constant: nothing to compare, nothing to clamp for
         arrays = [np.clip(value, -clip, clip) for value in arrays]
     if mode in ("prh", "l2"):
-        arrays = [l2_normalise(value, name) for (name, _), value in zip(items, arrays)]
+        arrays = [l2_normalise(value, name, zero_rows="keep") for (name, _), value in zip(items, arrays)]
     return _rebuild(layers, arrays), clip
