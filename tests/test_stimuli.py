@@ -130,3 +130,133 @@ def test_limit_subsample():
 def test_unknown_source():
     with pytest.raises(StimulusError, match="allowed sources"):
         build_stimuli("x", {"source": "mnist"})
+
+
+# ------------------------------------------------------------------------------- images as people have them
+
+
+def _one(tmp_path, image, name="img.png", **spec):
+    """Build a one-image flat image_folder from ``image`` (saved with Pillow) at its own size."""
+    folder = tmp_path / "imgs"
+    folder.mkdir(exist_ok=True)
+    image.save(folder / name)
+    ds = build_stimuli("f", {"source": "image_folder", "path": str(folder), "image_size": image.size[0], **spec})
+    check_common(ds)
+    return ds["image"].values[0]
+
+
+def _half_transparent_rgba(size=8):
+    """Left half opaque blue, right half fully transparent red (a colour that must never show)."""
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[:, : size // 2] = (0, 0, 255, 255)
+    rgba[:, size // 2 :] = (255, 0, 0, 0)
+    return rgba
+
+
+@pytest.mark.parametrize(("background", "expected"), [(None, (255, 255, 255)), ("black", (0, 0, 0)),
+                                                      ("#808080", (128, 128, 128)), ([10, 20, 30], (10, 20, 30))])
+def test_rgba_is_composited_on_the_background(tmp_path, background, expected):
+    from PIL import Image
+
+    spec = {} if background is None else {"background": background}
+    out = _one(tmp_path, Image.fromarray(_half_transparent_rgba(), "RGBA"), **spec)
+    assert (out[:, :4] == (0, 0, 255)).all()
+    assert (out[:, 4:] == expected).all()
+
+
+def test_half_transparent_pixels_blend_with_the_background(tmp_path):
+    from PIL import Image
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[...] = (0, 0, 0, 128)  # half-transparent black on white -> mid grey
+    out = _one(tmp_path, Image.fromarray(rgba, "RGBA"))
+    assert np.all(np.abs(out.astype(int) - 127) <= 1)
+
+
+def test_la_and_palette_transparency_are_composited(tmp_path):
+    from PIL import Image
+
+    la = np.zeros((8, 8, 2), np.uint8)
+    la[:, :4] = (40, 255)
+    la[:, 4:] = (0, 0)  # transparent black
+    out = _one(tmp_path, Image.fromarray(la, "LA"), name="la.png")
+    assert (out[:, :4] == 40).all() and (out[:, 4:] == 255).all()
+
+    pal = Image.fromarray(np.repeat(np.array([[0, 0, 0, 0, 1, 1, 1, 1]], np.uint8), 8, axis=0), "P")
+    pal.putpalette([255, 0, 0, 0, 200, 0] + [0] * 762)
+    pal.info["transparency"] = 0  # palette entry 0 (red) is transparent
+    (tmp_path / "imgs" / "la.png").unlink()
+    out = _one(tmp_path, pal, name="p.png", background="black")
+    assert (out[:, :4] == 0).all() and (out[:, 4:] == (0, 200, 0)).all()
+
+
+def test_16_bit_greyscale_is_scaled_not_saturated(tmp_path):
+    from PIL import Image
+
+    values = np.linspace(0, 65535, 64).astype(np.uint16).reshape(8, 8)
+    img = Image.fromarray(values)
+    assert img.mode.startswith("I;16")
+    out = _one(tmp_path, img)
+    expected = np.round(values / 257.0).astype(np.uint8)
+    np.testing.assert_array_equal(out[..., 0], expected)
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    assert len(np.unique(out)) > 32  # a gradient, not a block of 255
+
+
+def test_32_bit_integer_mode_is_read_as_16_bit_range():
+    from PIL import Image
+
+    from convergence.stimuli import fit_square
+
+    values = np.array([[0, 257, 32896, 65535]] * 4, dtype=np.int32)
+    img = Image.fromarray(values, "I")
+    out = np.asarray(fit_square(img, 4))
+    np.testing.assert_array_equal(out[0, :, 0], [0, 1, 128, 255])
+
+
+def test_greyscale_and_bilevel_images_become_equal_channels(tmp_path):
+    from PIL import Image
+
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    out = _one(tmp_path, Image.fromarray(grey, "L"), name="g.png")
+    for c in range(3):
+        np.testing.assert_array_equal(out[..., c], grey)
+    (tmp_path / "imgs" / "g.png").unlink()
+    out = _one(tmp_path, Image.fromarray(grey > 100).convert("1"), name="b.png")
+    assert set(np.unique(out)) == {0, 255}
+
+
+def test_bad_background_is_one_clear_error(tmp_path):
+    from PIL import Image
+
+    with pytest.raises(StimulusError, match=r"background.*'bluish'.*#rrggbb"):
+        _one(tmp_path, Image.fromarray(_half_transparent_rgba(), "RGBA"), background="bluish")
+    with pytest.raises(StimulusError, match=r"background.*\[1, 2\]"):
+        _one(tmp_path, Image.fromarray(_half_transparent_rgba(), "RGBA"), background=[1, 2])
+
+
+def test_decompression_bomb_names_the_file(tmp_path, monkeypatch):
+    from PIL import Image
+
+    _write_images(tmp_path, ["ok.png", "huge.png"])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 20 x 30 = 600 pixels > 2 x 100: a "bomb"
+    with pytest.raises(StimulusError, match=r"huge\.png|ok\.png") as err:
+        build_stimuli("f", {"source": "image_folder", "path": str(tmp_path), "image_size": 16})
+    assert "pixel" in str(err.value)
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    _write_images(tmp_path, ["a.png", "b.png"])
+    data = bytearray((tmp_path / "b.png").read_bytes())
+    data[40:60] = b"\x00" * 20  # inside the first chunk: a CRC error (Pillow raises SyntaxError)
+    (tmp_path / "b.png").write_bytes(bytes(data))
+    with pytest.raises(StimulusError, match=r"b\.png"):
+        build_stimuli("f", {"source": "image_folder", "path": str(tmp_path), "image_size": 16})
+
+
+def test_emoji_background_is_configurable(emoji_stimuli):
+    spec = {"source": "emoji", "limit": 24, "seed": 3, "image_size": 32}
+    black = build_stimuli("emoji", {**spec, "background": "black"})
+    corner = (slice(None), 0, 0)
+    assert (emoji_stimuli["image"].values[corner] == 255).all()  # default white, as before
+    assert (black["image"].values[corner] == 0).all()

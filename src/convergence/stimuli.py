@@ -19,6 +19,10 @@ uint8), ``caption`` and ``label`` (strings) where the source has them. Sources:
     A Hugging Face dataset (``name``, ``revision``, ``split``, ``image_column``, ``caption_column``,
     ``label_column``), or one saved with ``save_to_disk`` (``path``).
 
+Image files (``image_folder``, ``csv``, ``huggingface``) may be in any mode Pillow reads: transparency is
+composited on the dataset's ``background`` (default white), 16-bit greyscale is scaled to 8 bits, palette
+and greyscale images become RGB (:func:`to_rgb`); an image that cannot be decoded is one error naming it.
+
 Every source then takes ``per_class`` (a per-class subsample, seeded) or ``limit`` (a seeded subsample of
 that many stimuli). Row order is the source's own order, so results are deterministic for a fixed seed.
 """
@@ -57,11 +61,60 @@ def _missing_debian(source: str, path: Path) -> StimulusError:
 # ---------------------------------------------------------------------------------------------- images
 
 
-def fit_square(image, size: int):
-    """Resize a PIL image so its shorter side is ``size``, centre-crop to ``size`` x ``size``, as RGB."""
+DEFAULT_BACKGROUND = "white"
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def parse_background(value=DEFAULT_BACKGROUND) -> tuple[int, int, int]:
+    """The dataset field ``background`` as an RGB triple: a colour name Pillow knows (``"white"``,
+    ``"black"``, ``"grey"``, ...), a ``"#rrggbb"`` string, or a list of three integers 0-255."""
+    from PIL import ImageColor
+
+    allowed = 'a colour name (e.g. "white", "black", "grey"), "#rrggbb", or [r, g, b] with integers 0-255'
+    if isinstance(value, str):
+        try:
+            rgb = ImageColor.getrgb(value)
+        except ValueError:
+            raise StimulusError(f"background {value!r} is not a colour; allowed: {allowed}") from None
+        return tuple(int(c) for c in rgb[:3])
+    if (isinstance(value, (list, tuple)) and len(value) == 3
+            and all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c <= 255 for c in value)):
+        return tuple(int(c) for c in value)
+    raise StimulusError(f"background {value!r} is not a colour; allowed: {allowed}")
+
+
+def to_rgb(image, background=DEFAULT_BACKGROUND):
+    """A PIL image of any mode as 8-bit RGB, the way it looks on screen.
+
+    - 16-bit greyscale (``I;16*``) and 32-bit integer (``I``) images are read as 0-65535 and scaled to
+      0-255 (``round(v / 257)``), not clipped at 255 (Pillow's own conversion saturates them).
+    - Transparency (RGBA, LA, PA, palette or greyscale with a transparent entry) is composited onto
+      ``background`` (see :func:`parse_background`), so fully transparent pixels take the background colour
+      whatever colour they store.
+    - Greyscale, bilevel, palette, CMYK and the rest: Pillow's conversion to RGB.
+    """
     from PIL import Image
 
-    image = image.convert("RGB")
+    rgb_background = parse_background(background)
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        image = image.convert("L")  # float images: Pillow's reading, values clipped to 0-255
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if not has_alpha:
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")
+    canvas = Image.new("RGBA", rgba.size, (*rgb_background, 255))
+    return Image.alpha_composite(canvas, rgba).convert("RGB")
+
+
+def fit_square(image, size: int, background=DEFAULT_BACKGROUND):
+    """Resize a PIL image so its shorter side is ``size``, centre-crop to ``size`` x ``size``, as RGB
+    (any mode; transparency composited on ``background``, see :func:`to_rgb`)."""
+    from PIL import Image
+
+    image = to_rgb(image, background)
     w, h = image.size
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
@@ -71,16 +124,29 @@ def fit_square(image, size: int):
     return image.crop((left, top, left + size, top + size))
 
 
-def _load_images(paths: Iterable[Path], size: int) -> np.ndarray:
+def _decode_error(where, err: Exception) -> StimulusError:
     from PIL import Image
 
+    if isinstance(err, Image.DecompressionBombError):
+        return StimulusError(f"cannot read image {where}: it has more pixels than Pillow's decompression-bomb "
+                             f"limit allows (PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}); "
+                             f"shrink the image or remove it from the dataset ({err})")
+    return StimulusError(f"cannot read image {where}: {type(err).__name__}: {err}")
+
+
+def _load_images(paths: Iterable[Path], size: int, background=DEFAULT_BACKGROUND) -> np.ndarray:
+    from PIL import Image
+
+    parse_background(background)  # a bad colour is one error, before any image is read
     out = []
     for p in paths:
         try:
             with Image.open(p) as im:
-                out.append(np.asarray(fit_square(im, size), dtype=np.uint8))
-        except (OSError, ValueError) as err:
-            raise StimulusError(f"cannot read image {p}: {err}") from err
+                out.append(np.asarray(fit_square(im, size, background), dtype=np.uint8))
+        except StimulusError:
+            raise
+        except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
+            raise _decode_error(p, err) from err
     return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
 
 
@@ -112,12 +178,13 @@ def emoji_codepoints(font_path: Path = EMOJI_FONT) -> list[int]:
     return keep
 
 
-def load_emoji(image_size: int = 128) -> dict:
+def load_emoji(image_size: int = 128, background=DEFAULT_BACKGROUND) -> dict:
     from PIL import Image, ImageDraw, ImageFont
 
     if not EMOJI_FONT.is_file():
         raise _missing_debian("emoji", EMOJI_FONT)
     font = ImageFont.truetype(str(EMOJI_FONT), EMOJI_FONT_SIZE)
+    fill = (*parse_background(background), 255)
     ids, captions, images = [], [], []
     for cp in emoji_codepoints():
         ch = chr(cp)
@@ -126,8 +193,7 @@ def load_emoji(image_size: int = 128) -> dict:
         bbox = canvas.getbbox()
         if bbox is None:  # the font has no visible glyph for it
             continue
-        white = Image.new("RGBA", canvas.size, (255, 255, 255, 255))
-        rgb = Image.alpha_composite(white, canvas).convert("RGB").resize((image_size, image_size), Image.Resampling.LANCZOS)
+        rgb = Image.alpha_composite(Image.new("RGBA", canvas.size, fill), canvas).convert("RGB").resize((image_size, image_size), Image.Resampling.LANCZOS)
         ids.append(f"U+{cp:04X}")
         captions.append(unicodedata.name(ch).lower())
         images.append(np.asarray(rgb, dtype=np.uint8))
@@ -173,7 +239,7 @@ def load_digits() -> dict:
     }
 
 
-def load_image_folder(path: str | Path, image_size: int = 224) -> dict:
+def load_image_folder(path: str | Path, image_size: int = 224, background=DEFAULT_BACKGROUND) -> dict:
     root = Path(path)
     if not root.is_dir():
         raise StimulusError(f"image_folder path {root} is not a directory")
@@ -185,10 +251,10 @@ def load_image_folder(path: str | Path, image_size: int = 224) -> dict:
         raise StimulusError(f"image_folder {root} mixes images at the top level with class sub-folders; use one layout")
     labels = [p.parent.relative_to(root).as_posix() for p in files] if nested else None
     ids = [p.relative_to(root).with_suffix("").as_posix() for p in files]
-    return {"ids": ids, "images": _load_images(files, image_size), "captions": None, "labels": labels}
+    return {"ids": ids, "images": _load_images(files, image_size, background), "captions": None, "labels": labels}
 
 
-def load_csv(path: str | Path, image_size: int = 224) -> dict:
+def load_csv(path: str | Path, image_size: int = 224, background=DEFAULT_BACKGROUND) -> dict:
     import pandas as pd
 
     path = Path(path)
@@ -204,7 +270,7 @@ def load_csv(path: str | Path, image_size: int = 224) -> dict:
     ids = list(table["id"]) if "id" in table.columns else [Path(p).with_suffix("").as_posix() for p in table["path"]]
     return {
         "ids": ids,
-        "images": _load_images(files, image_size),
+        "images": _load_images(files, image_size, background),
         "captions": list(table["caption"]) if "caption" in table.columns else None,
         "labels": list(table["label"]) if "label" in table.columns else None,
     }
@@ -215,6 +281,7 @@ def load_huggingface(spec: dict, image_size: int = 224) -> dict:
         import datasets
     except ImportError as err:
         raise StimulusError("the huggingface source needs the 'datasets' package: pip install datasets") from err
+    where = spec.get("path") or f"{spec.get('name')}@{spec.get('revision') or 'main'}"
     try:
         if spec.get("path"):
             data = datasets.load_from_disk(spec["path"])
@@ -223,13 +290,22 @@ def load_huggingface(spec: dict, image_size: int = 224) -> dict:
         else:
             data = datasets.load_dataset(spec["name"], revision=spec.get("revision"), split=spec.get("split", "train"))
     except Exception as err:
-        where = spec.get("path") or f"{spec.get('name')}@{spec.get('revision') or 'main'}"
         raise StimulusError(f"cannot load Hugging Face dataset {where}: {err}") from err
     image_col = spec.get("image_column", "image")
     for col in (image_col, spec.get("caption_column"), spec.get("label_column"), spec.get("id_column")):
         if col and col not in data.column_names:
             raise StimulusError(f"Hugging Face dataset has no column {col!r}; columns are {data.column_names}")
-    images = np.stack([np.asarray(fit_square(im, image_size), np.uint8) for im in data[image_col]])
+    background = spec.get("background", DEFAULT_BACKGROUND)
+    parse_background(background)
+    images = []
+    for i in range(len(data)):
+        try:
+            images.append(np.asarray(fit_square(data[i][image_col], image_size, background), np.uint8))
+        except StimulusError:
+            raise
+        except Exception as err:
+            raise _decode_error(f"{image_col!r} of row {i} of the Hugging Face dataset {where}", err) from err
+    images = np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.uint8)
     captions = None
     if spec.get("caption_column"):
         captions = [c[0] if isinstance(c, (list, tuple)) else str(c) for c in data[spec["caption_column"]]]
@@ -272,16 +348,17 @@ def build_stimuli(name: str, spec: dict) -> xr.Dataset:
     """Materialise the dataset entry ``spec`` (named ``name``) as a labelled Dataset (see module doc)."""
     source = spec.get("source")
     size = int(spec.get("image_size", 224))
+    background = spec.get("background", DEFAULT_BACKGROUND)
     if source == "emoji":
-        raw = load_emoji(int(spec.get("image_size", 128)))
+        raw = load_emoji(int(spec.get("image_size", 128)), background)
     elif source == "fashion_mnist":
         raw = load_fashion_mnist(Path(spec.get("path", FASHION_MNIST_DIR)), spec.get("split", "all"))
     elif source == "digits":
         raw = load_digits()
     elif source == "image_folder":
-        raw = load_image_folder(spec["path"], size)
+        raw = load_image_folder(spec["path"], size, background)
     elif source == "csv":
-        raw = load_csv(spec["path"], size)
+        raw = load_csv(spec["path"], size, background)
     elif source == "huggingface":
         raw = load_huggingface(spec, size)
     else:
