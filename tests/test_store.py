@@ -47,3 +47,33 @@ def test_failed_first_write_leaves_nothing(tmp_path, monkeypatch):
 def test_missing_store_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="no store"):
         open_store(tmp_path / "nope.zarr")
+
+
+def test_leftover_temporaries_of_the_same_target_are_removed(tmp_path):
+    """A killed write leaves .<name>.tmp-XXXXXXXX (or .old-XXXXXXXX) beside the target; the next write of
+    that target removes them, and leaves other targets' temporaries and unrelated files alone."""
+    stale = [tmp_path / ".a.zarr.tmp-0123abcd", tmp_path / ".a.zarr.old-89abcdef"]
+    kept = [tmp_path / ".b.zarr.tmp-0123abcd", tmp_path / ".a.zarr.tmp-notmine", tmp_path / "a.zarr.tmp-0123abcd"]
+    for d in stale + kept:
+        (d / "layer_a").mkdir(parents=True)
+        (d / "zarr.json").write_text("{}")
+    write_store(make_ds(), tmp_path / "a.zarr")
+    assert not any(d.exists() for d in stale)
+    assert all(d.exists() for d in kept)
+    assert open_store(tmp_path / "a.zarr").sizes["stimulus"] == 5
+
+
+def test_plain_xarray_opens_a_store_without_warnings(tmp_path):
+    """Users open stores by hand with xr.open_zarr(path): no consolidated-metadata warning, and Snakemake's
+    .snakemake_timestamp inside a directory() output is not read as a broken Zarr member."""
+    import warnings
+
+    path = write_store(make_ds(), tmp_path / "a.zarr")
+    (path / ".snakemake_timestamp").touch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(path)
+        assert ds["layer_a"].values.shape == (5, 3)
+        assert ds.attrs["layers"] == ["layer_a"]
+        back = open_store(path, load=True)
+    assert back["stimulus"].values.tolist() == [f"s{i}" for i in range(5)]

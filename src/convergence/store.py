@@ -2,12 +2,19 @@
 
 Every product of the workflow that holds arrays is an :class:`xarray.Dataset` written here. A store is
 first written beside its target under a temporary name, then renamed into place, so a killed job never
-leaves a store that looks complete; an existing target is replaced only after the new one is whole.
+leaves a store that looks complete; an existing target is replaced only after the new one is whole. The
+temporaries a killed write leaves behind (``.<name>.tmp-XXXXXXXX``, ``.<name>.old-XXXXXXXX``) are removed
+by the next write of the same target.
+
+Stores carry consolidated metadata (one ``zarr.json`` lists every array), so a plain
+``xarray.open_zarr(path)`` opens them without warnings and without listing the directory: Snakemake's
+``.snakemake_timestamp`` file inside a ``directory()`` output is then never mistaken for a Zarr member.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 import warnings
@@ -35,6 +42,17 @@ def _jsonable(value):
     return value
 
 
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove what an interrupted write of ``path`` left beside it (only that target's temporaries)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(tmp|old)-[0-9a-f]{{8}}(\.[^/]*)?")
+    for sibling in path.parent.iterdir():
+        if pattern.fullmatch(sibling.name):
+            if sibling.is_dir() and not sibling.is_symlink():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
+
+
 def write_store(ds: xr.Dataset, path: str | Path, *, chunk: int = STIMULUS_CHUNK) -> Path:
     """Write ``ds`` to the Zarr v3 store ``path`` atomically.
 
@@ -43,6 +61,7 @@ def write_store(ds: xr.Dataset, path: str | Path, *, chunk: int = STIMULUS_CHUNK
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     ds = ds.copy()
     ds.attrs = _jsonable(dict(ds.attrs))
@@ -60,8 +79,10 @@ def write_store(ds: xr.Dataset, path: str | Path, *, chunk: int = STIMULUS_CHUNK
             encoding[name] = {"chunks": chunks}
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*consolidated.*")
-            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
+            # "Consolidated metadata is currently not part in the Zarr format 3 specification": zarr-python and
+            # xarray read it (and fall back to the per-array zarr.json files where a reader does not).
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated.*")
+            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=encoding)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(path, old)
@@ -84,7 +105,7 @@ def open_store(path: str | Path, *, load: bool = False) -> xr.Dataset:
         warnings.filterwarnings("ignore", message=".*consolidated.*")
         # Snakemake drops a .snakemake_timestamp file into directory() outputs; it is not part of the store.
         warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
-        ds = xr.open_zarr(path, consolidated=False, zarr_format=3)
+        ds = xr.open_zarr(path, zarr_format=3)  # consolidated when written here; older stores fall back
     for name, var in ds.variables.items():
         if var.dtype.kind in ("T", "U", "O"):
             values = np.asarray(var.values).astype(object)
@@ -99,6 +120,7 @@ def write_table(df, path: str | Path) -> Path:
     """Write a tidy pandas table (CSV) atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     df.to_csv(tmp, index=False)
     os.replace(tmp, path)
