@@ -44,7 +44,7 @@ def _jsonable(value):
 
 def _remove_stale_temporaries(path: Path) -> None:
     """Remove what an interrupted write of ``path`` left beside it (only that target's temporaries)."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(tmp|old)-[0-9a-f]{{8}}(\.[^/]*)?")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(tmp|old)-[0-9a-f]{{8}}")
     for sibling in path.parent.iterdir():
         if pattern.fullmatch(sibling.name):
             if sibling.is_dir() and not sibling.is_symlink():
