@@ -1,5 +1,9 @@
 """Alignment figures: model x model heatmaps (with the null level), cross-modal heatmaps, the PRH plot.
 
+Heatmaps scale their colours on the pairs of different models (a model's self pair, drawn grey, would
+otherwise flatten every other cell), annotate each cell with the winning layer pair (``lI/lJ``), and draw
+cells without a score (constant layers: NaN) hatched, never as a value.
+
 Every function takes stored numbers (the ``convergence.alignment.pairwise`` dataset, or the table of
 ``alignment_vs_competence`` and the fit of ``linear_fit``) and output paths (format from each suffix, e.g.
 ``.png`` and ``.pdf``); none computes science.
@@ -22,22 +26,83 @@ def _labels(values) -> list[str]:
     return [str(v) for v in values]
 
 
+SELF_COLOUR = "0.82"  # self pairs (a model with itself): shown, never part of the colour scale
+MISSING_NOTE = "hatched: no score (a constant layer, e.g. all zero)"
+
+
+def self_pairs(rows: Sequence[str], cols: Sequence[str]) -> np.ndarray:
+    """Boolean (rows, cols): the cells that pair a model with itself."""
+    return np.array([[r == c for c in cols] for r in rows], dtype=bool).reshape(len(rows), len(cols))
+
+
+def colour_limits(matrix: np.ndarray, exclude: np.ndarray | None = None) -> tuple[float, float]:
+    """(vmin, vmax) of the finite values of ``matrix`` outside ``exclude`` (the self pairs), so a self-pair
+    score of 1 or a huge self z-score does not flatten every other cell; all finite values if none are left."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    keep = np.isfinite(matrix) & (~exclude if exclude is not None else True)
+    values = matrix[keep] if keep.any() else matrix[np.isfinite(matrix)]
+    if values.size == 0:
+        return 0.0, 1.0
+    low, high = float(values.min()), float(values.max())
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    return low, high
+
+
+def winning_layers(sub: xr.Dataset) -> np.ndarray:
+    """Per cell, the summary's layer pair as ``"lI/lJ"`` (positions from 1 in model_a / model_b); "" where
+    undefined."""
+    if "summary_layer_a" not in sub or "summary_layer_b" not in sub:
+        return np.full(sub["summary_score"].shape, "", dtype=object)
+    la = np.asarray(sub["summary_layer_a"].values, dtype=np.int64)
+    lb = np.asarray(sub["summary_layer_b"].values, dtype=np.int64)
+    out = np.full(la.shape, "", dtype=object)
+    ok = (la >= 0) & (lb >= 0)
+    out[ok] = [f"l{i + 1}/l{j + 1}" for i, j in zip(la[ok], lb[ok])]
+    return out
+
+
 def _heatmap(ax, matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], text: np.ndarray, *, cmap: str,
-             label: str, vmin=None, vmax=None) -> None:
-    masked = np.ma.masked_invalid(matrix)
-    image = ax.imshow(masked, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+             label: str, vmin=None, vmax=None):
+    """Draw one heatmap: colours scaled on the off-self-pair values, self pairs in grey, NaN cells hatched
+    (never coloured as a value). Returns the image."""
+    from matplotlib.patches import Rectangle
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    own = self_pairs(rows, cols)
+    lo, hi = colour_limits(matrix, own)
+    vmin = lo if vmin is None else vmin
+    vmax = hi if vmax is None else vmax
+    shown = np.ma.masked_array(matrix, mask=~np.isfinite(matrix) | own)
+    colours = plt.get_cmap(cmap).with_extremes(bad="white")
+    image = ax.imshow(shown, cmap=colours, vmin=vmin, vmax=vmax, aspect="auto")
+    for i, j in zip(*np.nonzero(own)):
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=SELF_COLOUR, edgecolor="none"))
+    missing = ~np.isfinite(matrix) & ~own
+    for i, j in zip(*np.nonzero(missing)):
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="white", edgecolor="0.55", hatch="///", lw=0))
     ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
-    finite = matrix[np.isfinite(matrix)]
-    middle = (np.nanmin(finite) + np.nanmax(finite)) / 2 if finite.size else 0.0
+    middle = (vmin + vmax) / 2
     if len(rows) * len(cols) <= 400:
         size = 7 if len(rows) * len(cols) <= 100 else 5
         for i in range(len(rows)):
             for j in range(len(cols)):
-                if text[i, j]:
-                    colour = "white" if np.isfinite(matrix[i, j]) and matrix[i, j] < middle else "black"
-                    ax.text(j, i, text[i, j], ha="center", va="center", fontsize=size, color=colour)
+                cell = text[i, j] if not missing[i, j] else "n/a"
+                if cell:
+                    value = matrix[i, j]
+                    dark = np.isfinite(value) and not own[i, j] and value < middle
+                    ax.text(j, i, cell, ha="center", va="center", fontsize=size, color="white" if dark else "black")
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=label)
+    notes = []
+    if own.any():
+        notes.append("grey: a model with itself (not on the colour scale)")
+    if missing.any():
+        notes.append(MISSING_NOTE)
+    if notes:
+        ax.annotate("; ".join(notes), (0, -0.02), xycoords="axes fraction", ha="left", va="top", fontsize=6,
+                    color="0.3", annotation_clip=False, xytext=(0, -62), textcoords="offset points")
+    return image
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -50,24 +115,32 @@ def _summary(scores: xr.Dataset, summary: str) -> xr.Dataset:
     return scores.sel(summary=summary)
 
 
+def _layer_note(summary: str) -> str:
+    return f"lI/lJ: the {summary} layer pair (position in model_a / model_b, from 1)"
+
+
 def plot_alignment_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, summary: str = "best",
-                           title: str | None = None) -> None:
-    """Model x model heatmap of the summary score, each cell annotated ``score`` over ``(null mean)``; a
-    second panel shows the z-score against the permutation null (when the scores have one)."""
+                           title: str | None = None):
+    """Model x model heatmap of the summary score, each cell annotated ``score``, ``(null mean)`` and the
+    winning layer pair ``lI/lJ``; a second panel shows the z-score against the permutation null (when the
+    scores have one). Colours are scaled on the pairs of different models (self pairs grey); cells without
+    a score (constant layers) are hatched. Returns the (closed) figure."""
     sub = _summary(scores, summary)
     value = np.asarray(sub["summary_score"].values, dtype=np.float64)
     null = np.asarray(sub["null_mean"].values, dtype=np.float64)
     z = np.asarray(sub["z_score"].values, dtype=np.float64)
+    pairs = winning_layers(sub)
     rows, cols = _labels(sub["model_a"].values), _labels(sub["model_b"].values)
     has_null = np.isfinite(null).any()
     panels = 2 if has_null else 1
     side = max(4.0, 0.45 * max(len(rows), len(cols)) + 2)
-    fig, axes = plt.subplots(1, panels, figsize=(side * panels + 1, side), squeeze=False)
-    text = np.vectorize(lambda v, n: _fmt(v) + (f"\n({_fmt(n)})" if np.isfinite(n) else ""),
-                        otypes=[object])(value, null)
+    fig, axes = plt.subplots(1, panels, figsize=(side * panels + 1, side + 0.6), squeeze=False)
+    text = np.vectorize(lambda v, n, lp: _fmt(v) + (f"\n({_fmt(n)})" if np.isfinite(n) else "")
+                        + (f"\n{lp}" if lp and np.isfinite(v) else ""), otypes=[object])(value, null, pairs)
     metric = scores.attrs.get("metric", "score")
     _heatmap(axes[0, 0], value, rows, cols, text, cmap="viridis", label=f"{metric} ({summary} layer pair)")
-    axes[0, 0].set_title(f"{metric}" + (" — score (null mean)" if has_null else ""), fontsize=9)
+    axes[0, 0].set_title(f"{metric}" + (" — score (null mean)" if has_null else "") + f"\n{_layer_note(summary)}",
+                         fontsize=8)
     if has_null:
         ztext = np.vectorize(lambda v: _fmt(v, 1), otypes=[object])(z)
         _heatmap(axes[0, 1], z, rows, cols, ztext, cmap="magma", label="z vs permutation null")
@@ -78,37 +151,44 @@ def plot_alignment_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, s
     fig.suptitle(title or f"{metric}, n={scores.attrs.get('n_stimuli', '?')} stimuli", fontsize=10)
     fig.tight_layout()
     save_figure(fig, paths)
+    return fig
 
 
 def plot_crossmodal_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, summary: str = "best",
                             title: str | None = None, row_label: str = "vision model",
-                            col_label: str = "language model") -> None:
+                            col_label: str = "language model"):
     """Vision (rows, ``model_a``) x language (columns, ``model_b``) heatmap of the summary score; cells
-    annotated with the score, its bootstrap interval and the null mean."""
+    annotated with the score, its bootstrap interval, the null mean and the winning layer pair; cells
+    without a score hatched. Returns the (closed) figure."""
     sub = _summary(scores, summary)
     value = np.asarray(sub["summary_score"].values, dtype=np.float64)
     null = np.asarray(sub["null_mean"].values, dtype=np.float64)
     low = np.asarray(sub["ci_low"].values, dtype=np.float64)
     high = np.asarray(sub["ci_high"].values, dtype=np.float64)
+    pairs = winning_layers(sub)
     rows, cols = _labels(sub["model_a"].values), _labels(sub["model_b"].values)
 
-    def cell(v, lo, hi, nu):
+    def cell(v, lo, hi, nu, lp):
         out = _fmt(v, 3)
         if np.isfinite(lo) and np.isfinite(hi):
             out += f"\n[{_fmt(lo, 3)}, {_fmt(hi, 3)}]"
         if np.isfinite(nu):
             out += f"\nnull {_fmt(nu, 3)}"
+        if lp and np.isfinite(v):
+            out += f"\n{lp}"
         return out
 
-    text = np.vectorize(cell, otypes=[object])(value, low, high, null)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(cols) + 2.5), max(3.0, 0.8 * len(rows) + 1.5)))
+    text = np.vectorize(cell, otypes=[object])(value, low, high, null, pairs)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(cols) + 2.5), max(3.0, 0.9 * len(rows) + 2.0)))
     metric = scores.attrs.get("metric", "score")
     _heatmap(ax, value, rows, cols, text, cmap="viridis", label=f"{metric} ({summary} layer pair)")
     ax.set_xlabel(col_label)
     ax.set_ylabel(row_label)
-    ax.set_title(title or f"cross-modal {metric}, n={scores.attrs.get('n_stimuli', '?')}", fontsize=10)
+    ax.set_title((title or f"cross-modal {metric}, n={scores.attrs.get('n_stimuli', '?')}")
+                 + f"\n{_layer_note(summary)}", fontsize=9)
     fig.tight_layout()
     save_figure(fig, paths)
+    return fig
 
 
 def plot_prh(table: pd.DataFrame, paths: Sequence[str | Path], *, fit: Mapping | None = None, reference: str = "",
@@ -146,8 +226,12 @@ def plot_prh(table: pd.DataFrame, paths: Sequence[str | Path], *, fit: Mapping |
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="best")
     ax.set_title(f"alignment vs competence{f' (reference: {reference})' if reference else ''}", fontsize=10)
+    unscored = [str(name) for name, yi in zip(table["model"], y) if not np.isfinite(yi)]
+    if unscored:  # a NaN score (constant layers) is missing, not zero: say which models have none
+        ax.annotate(f"no score: {', '.join(unscored)}", (0, -0.16), xycoords="axes fraction", fontsize=6, color="0.3")
     fig.tight_layout()
     save_figure(fig, paths)
+    return fig
 
 
 def plot_layer_pairs(scores: xr.Dataset, model_a: str, model_b: str, paths: Sequence[str | Path]) -> None:

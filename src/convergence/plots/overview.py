@@ -15,18 +15,35 @@ from .common import save_figure
 
 def pca_2d(x: np.ndarray) -> np.ndarray:
     """First two principal-component scores of ``x`` (n, d) (centred; SVD)."""
+    return pca_2d_explained(x)[0]
+
+
+def pca_2d_explained(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First two principal-component scores of ``x`` (n, d) (centred; SVD) and the fraction of the total
+    variance each explains (``s_i^2 / sum s^2``; NaN for a constant ``x``, which has no variance)."""
     x = np.asarray(x, dtype=np.float64)
     x = x - x.mean(axis=0, keepdims=True)
     u, s, _ = np.linalg.svd(x, full_matrices=False)
     scores = u[:, :2] * s[:2]
+    total = float(np.sum(s**2))
+    ratios = np.full(2, np.nan)
+    if total > 0:
+        ratios[: min(2, s.size)] = s[:2] ** 2 / total
+        ratios[np.isnan(ratios)] = 0.0  # a 1-D layer: PC 2 explains nothing
     if scores.shape[1] < 2:
         scores = np.pad(scores, ((0, 0), (0, 2 - scores.shape[1])))
-    return scores
+    return scores, ratios
+
+
+def pc_label(i: int, ratio: float) -> str:
+    """Axis label ``PC1 (34 %)``: the component and its share of the variance."""
+    return f"PC{i} ({ratio * 100:.0f} %)" if np.isfinite(ratio) else f"PC{i} (no variance)"
 
 
 def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: Sequence[str | Path]) -> None:
     """One panel of feature size vs relative depth for all models, then one PCA panel per model
-    (last stored layer), points coloured by label where the dataset has labels."""
+    (last stored layer; axes labelled with the variance each component explains), points coloured by label
+    where the dataset has labels. Returns the (closed) figure."""
     names = list(stores)
     n_panels = len(names) + 1
     ncols = min(4, n_panels)
@@ -56,7 +73,7 @@ def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: 
         feats = ds[last]
         if labels is not None:
             feats = feats.sel(stimulus=stimuli["stimulus"].values)
-        xy = pca_2d(feats.values)
+        xy, explained = pca_2d_explained(feats.values)
         if labels is not None:
             for i, cls in enumerate(classes):
                 m = labels == cls
@@ -67,11 +84,12 @@ def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: 
         ax.set_title(f"{name} [{ds.attrs['modality']}]\n{n} stimuli, {len(ds.attrs['layers'])} layers, last {last}: d={d}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_xlabel("PC 1")
-        ax.set_ylabel("PC 2")
+        ax.set_xlabel(pc_label(1, explained[0]))
+        ax.set_ylabel(pc_label(2, explained[1]))
     if classes and len(classes) <= 20 and names:
         axes[1].legend(fontsize=6, markerscale=2, loc="best", ncols=2)
     for ax in axes[n_panels:]:
         ax.set_visible(False)
     fig.tight_layout()
     save_figure(fig, paths)
+    return fig
