@@ -260,3 +260,59 @@ def test_emoji_background_is_configurable(emoji_stimuli):
     corner = (slice(None), 0, 0)
     assert (emoji_stimuli["image"].values[corner] == 255).all()  # default white, as before
     assert (black["image"].values[corner] == 0).all()
+
+
+# ------------------------------------------------------------------------------------------- manifests
+
+
+def test_content_manifest_changes_only_with_the_files_read(tmp_path):
+    import os
+
+    from convergence.stimuli import content_manifest
+
+    _write_images(tmp_path / "pics", ["cat/a.png", "dog/b.png"])
+    spec = {"source": "image_folder", "path": "pics"}
+    first = content_manifest(spec, base_dir=tmp_path)
+    assert first == content_manifest(spec, base_dir=tmp_path) and first["n_files"] == 2
+    (tmp_path / "pics" / "notes.txt").write_text("not an image")  # not read by the source
+    assert content_manifest(spec, base_dir=tmp_path) == first
+    target = tmp_path / "pics" / "cat" / "a.png"
+    stat = target.stat()
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # saved again
+    touched = content_manifest(spec, base_dir=tmp_path)
+    assert touched["sha256"] != first["sha256"] and touched["n_files"] == 2
+    target.write_bytes(target.read_bytes() + b"\0")  # edited
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert content_manifest(spec, base_dir=tmp_path)["sha256"] not in (first["sha256"], touched["sha256"])
+    _write_images(tmp_path / "pics", ["dog/c.png"])  # added
+    assert content_manifest(spec, base_dir=tmp_path)["n_files"] == 3
+
+
+def test_csv_manifest_covers_the_images_it_names(tmp_path):
+    import os
+
+    from convergence.stimuli import content_files, content_manifest
+
+    _write_images(tmp_path / "img", ["x.png", "y.png", "unused.png"])
+    (tmp_path / "s.csv").write_text("path,caption\nimg/x.png,a\nimg/y.png,b\n")
+    spec = {"source": "csv", "path": str(tmp_path / "s.csv")}
+    assert [name for name, _ in content_files(spec)] == ["s.csv", "img/x.png", "img/y.png"]
+    before = content_manifest(spec)
+    os.utime(tmp_path / "img" / "unused.png", ns=(1, 1))
+    assert content_manifest(spec) == before
+    os.utime(tmp_path / "img" / "y.png", ns=(1, 1))
+    assert content_manifest(spec) != before
+
+
+def test_write_manifest_keeps_an_unchanged_file_untouched(tmp_path):
+    import os
+
+    from convergence.stimuli import write_manifest
+
+    path = tmp_path / "m" / "d.json"
+    assert write_manifest({"sha256": "a"}, path)
+    os.utime(path, ns=(10**9, 10**9))
+    assert not write_manifest({"sha256": "a"}, path)
+    assert path.stat().st_mtime_ns == 10**9
+    assert write_manifest({"sha256": "b"}, path) and path.stat().st_mtime_ns > 10**9
+    assert [p.name for p in path.parent.iterdir()] == ["d.json"]

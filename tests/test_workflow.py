@@ -260,3 +260,74 @@ def test_added_model_computes_only_its_own_pair_scores(finished_run, tmp_path):
         assert len(set(cache.glob("*.zarr")) - before[metric]) == 7, metric
         scores = xr.open_zarr(workdir / f"results/alignment/emo/{metric}.zarr", consolidated=False)
         assert scores.sizes["model_a"] == 4
+
+
+# ------------------------------------------------------------------------- stimuli follow their files
+
+
+def _png(path: Path, seed: int) -> None:
+    from PIL import Image
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(path)
+
+
+FILES_CONFIG = {
+    "progress": False,
+    "embed_threads": 1,
+    "datasets": {
+        "pics": {"source": "image_folder", "path": "pics", "image_size": 16},
+        "table": {"source": "csv", "path": "table/stimuli.csv", "image_size": 16},
+    },
+    "models": {"cnn_a": dict(TINY_CNN)},
+    "alignment": {"metrics": ["mutual_knn"], "n_permutations": 5, "n_bootstrap": 5, "k": 3},
+}
+
+
+@pytest.fixture(scope="module")
+def files_run(tmp_path_factory):
+    """A finished run on an image folder (two classes) and a CSV naming images of its own folder."""
+    workdir = tmp_path_factory.mktemp("files")
+    for i in range(6):
+        _png(workdir / "pics" / ("cat" if i % 2 else "dog") / f"{i}.png", i)
+        _png(workdir / "table" / "img" / f"{i}.png", 10 + i)
+    rows = "".join(f"img/{i}.png,thing number {i}\n" for i in range(6))
+    (workdir / "table" / "stimuli.csv").write_text("path,caption\n" + rows)
+    write_config(workdir, FILES_CONFIG)
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def replace_in_place(path: Path, seed: int) -> None:
+    """Overwrite an existing image with a different one, as an editor saving over it does (the folder's
+    own modification time does not change)."""
+    folder_mtime = path.parent.stat().st_mtime_ns
+    _png(path, seed)
+    os.utime(path.parent, ns=(folder_mtime, folder_mtime))
+
+
+def of_dataset(jobs, dataset):
+    return {rule for rule, w in jobs if f"dataset={dataset}" in w}
+
+
+def test_stimuli_rerun_exactly_when_their_files_change(files_run):
+    assert scheduled(files_run) == set()  # nothing touched: nothing to do
+    assert scheduled(files_run) == set()  # and building the DAG itself changed nothing
+
+    replace_in_place(files_run / "pics" / "cat" / "3.png", seed=99)
+    jobs = scheduled(files_run)
+    assert {"stimuli", "embed", "figure_overview"} <= of_dataset(jobs, "pics"), jobs
+    assert not of_dataset(jobs, "table"), jobs  # the other dataset's chain is not stale
+    snakemake(files_run, "--cores", "2")
+    assert scheduled(files_run) == set()
+
+    replace_in_place(files_run / "table" / "img" / "4.png", seed=98)  # an image the CSV names
+    jobs = scheduled(files_run)
+    assert {"stimuli", "embed", "figure_overview"} <= of_dataset(jobs, "table"), jobs
+    assert not of_dataset(jobs, "pics"), jobs
+    snakemake(files_run, "--cores", "2")
+
+    _png(files_run / "pics" / "dog" / "new.png", seed=7)  # an added image
+    assert "stimuli" in of_dataset(scheduled(files_run), "pics")

@@ -239,11 +239,16 @@ def load_digits() -> dict:
     }
 
 
+def image_folder_files(root: Path) -> list[Path]:
+    """The image files an ``image_folder`` source reads, sorted (by suffix; other files are ignored)."""
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def load_image_folder(path: str | Path, image_size: int = 224, background=DEFAULT_BACKGROUND) -> dict:
     root = Path(path)
     if not root.is_dir():
         raise StimulusError(f"image_folder path {root} is not a directory")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_folder_files(root)
     if not files:
         raise StimulusError(f"image_folder {root} holds no images ({sorted(IMAGE_SUFFIXES)})")
     nested = any(p.parent != root for p in files)
@@ -252,6 +257,11 @@ def load_image_folder(path: str | Path, image_size: int = 224, background=DEFAUL
     labels = [p.parent.relative_to(root).as_posix() for p in files] if nested else None
     ids = [p.relative_to(root).with_suffix("").as_posix() for p in files]
     return {"ids": ids, "images": _load_images(files, image_size, background), "captions": None, "labels": labels}
+
+
+def csv_image_paths(csv_path: Path, column: Iterable[str]) -> list[Path]:
+    """The image files a ``csv`` source's ``path`` column names (relative to the CSV's folder)."""
+    return [(csv_path.parent / p) if not Path(p).is_absolute() else Path(p) for p in column]
 
 
 def load_csv(path: str | Path, image_size: int = 224, background=DEFAULT_BACKGROUND) -> dict:
@@ -263,7 +273,7 @@ def load_csv(path: str | Path, image_size: int = 224, background=DEFAULT_BACKGRO
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     if "path" not in table.columns:
         raise StimulusError(f"csv {path} needs a 'path' column; it has {list(table.columns)} (optional: caption, label, id)")
-    files = [(path.parent / p) if not Path(p).is_absolute() else Path(p) for p in table["path"]]
+    files = csv_image_paths(path, table["path"])
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise StimulusError(f"csv {path}: {len(missing)} image path(s) do not exist, e.g. {missing[:3]}")
@@ -317,6 +327,104 @@ def load_huggingface(spec: dict, image_size: int = 224) -> dict:
         labels = [names[int(v)] if names else str(v) for v in raw]
     ids = [str(v) for v in data[spec["id_column"]]] if spec.get("id_column") else [f"{i:06d}" for i in range(len(data))]
     return {"ids": ids, "images": images, "captions": captions, "labels": labels}
+
+
+# ------------------------------------------------------------------------------------------- manifests
+
+
+def content_files(spec: dict, base_dir: str | Path = ".") -> list[tuple[str, Path]]:
+    """(name, path) of every file the dataset entry ``spec`` reads its stimuli from, in a fixed order.
+
+    ``image_folder``: its image files (named relative to the folder); ``csv``: the CSV, then every image
+    its ``path`` column names (named as written there); ``huggingface`` with ``path``: every file of the
+    saved dataset; ``emoji``: the font; ``fashion_mnist``: the IDX files of the split; ``digits`` and hub
+    datasets: none (the installed package or the pinned ``revision`` stands for their content). Relative
+    config paths are taken from ``base_dir`` (the workflow's working directory). Files that do not exist
+    are listed all the same (the stimulus job reports them).
+    """
+    import pandas as pd
+
+    source = spec.get("source")
+
+    def here(p) -> Path:
+        p = Path(p)
+        return p if p.is_absolute() else Path(base_dir) / p
+
+    if source == "image_folder":
+        root = here(spec["path"])
+        return [(f.relative_to(root).as_posix(), f) for f in image_folder_files(root)] if root.is_dir() else []
+    if source == "csv":
+        csv = here(spec["path"])
+        out = [(csv.name, csv)]
+        try:
+            table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        except (OSError, ValueError):  # missing or unreadable: the stimulus job says so
+            return out
+        if "path" in table.columns:
+            out += [(str(name), f) for name, f in zip(table["path"], csv_image_paths(csv, table["path"]))]
+        return out
+    if source == "huggingface" and spec.get("path"):
+        root = here(spec["path"])
+        return [(f.relative_to(root).as_posix(), f) for f in sorted(root.rglob("*")) if f.is_file()]
+    if source == "emoji":
+        return [(str(EMOJI_FONT), EMOJI_FONT)]
+    if source == "fashion_mnist":
+        root = here(spec.get("path", FASHION_MNIST_DIR))
+        prefixes = {"train": ("train",), "test": ("t10k",)}.get(spec.get("split", "all"), ("train", "t10k"))
+        return [(str(root / f"{p}-{kind}-idx{d}-ubyte.gz"), root / f"{p}-{kind}-idx{d}-ubyte.gz")
+                for p in prefixes for kind, d in (("images", 3), ("labels", 1))]
+    return []
+
+
+def content_manifest(spec: dict, base_dir: str | Path = ".") -> dict:
+    """A small, deterministic description of the content a dataset entry reads (:func:`content_files`):
+    how many files, their total size, and a SHA-256 over every file's name, size and modification time
+    (nanoseconds). It changes when a file is replaced, edited, touched, added or removed, and only then.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    total, missing = 0, []
+    files = content_files(spec, base_dir)
+    for name, path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            missing.append(name)
+            digest.update(f"{name}\tmissing\n".encode())
+            continue
+        total += st.st_size
+        digest.update(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return {
+        "source": str(spec.get("source")),
+        "path": str(spec.get("path", "")),
+        "n_files": len(files),
+        "total_bytes": total,
+        "missing": missing[:20],
+        "sha256": digest.hexdigest(),
+    }
+
+
+def write_manifest(manifest: dict, path: str | Path) -> bool:
+    """Write ``manifest`` as JSON to ``path`` only if its content differs from what is there (atomically);
+    an unchanged manifest keeps its modification time, so a workflow that uses it as an input reruns only
+    when the content it describes changed. Returns whether the file was (re)written."""
+    import json
+    import os
+    import uuid
+
+    path = Path(path)
+    text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
 
 
 # ------------------------------------------------------------------------------------------ subsampling
