@@ -92,3 +92,50 @@ def test_default_config_is_valid():
 def test_named_layers_must_name_configured_models():
     msg = bad(lambda c: c.update(alignment={"named_layers": {"cnx": "layer2"}}))
     assert "config.alignment.named_layers" in msg and "'cnx'" in msg
+
+
+def _csv_dataset(tmp_path, text: str, encoding: str = "utf-8") -> dict:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "a.png")
+    (tmp_path / "s.csv").write_bytes(text.encode(encoding))
+    return {"source": "csv", "path": str(tmp_path / "s.csv")}
+
+
+def with_dataset(dataset: dict) -> dict:
+    cfg = copy.deepcopy(GOOD)
+    cfg["datasets"]["table"] = dataset
+    return cfg
+
+
+def test_csv_with_a_byte_order_mark_keeps_its_caption_column(tmp_path):
+    """Excel's 'CSV UTF-8' starts the file with a BOM; the caption column must still be found."""
+    from convergence.stimuli import build_stimuli
+
+    dataset = _csv_dataset(tmp_path, "caption,path\na red square,a.png\n", encoding="utf-8-sig")
+    cfg = validate_config(with_dataset({**dataset, "models": ["cnn", "text"]}))
+    assert models_for(cfg, "table") == ["cnn", "text"]
+    ds = build_stimuli("table", {**dataset, "image_size": 8})
+    assert ds["caption"].values.tolist() == ["a red square"]
+
+
+def test_language_models_never_drop_out_of_a_csv_dataset_silently(tmp_path):
+    dataset = _csv_dataset(tmp_path, "path,label\na.png,red\n")
+    with pytest.raises(ConfigError) as err:
+        validate_config(with_dataset(dataset))
+    msg = str(err.value)
+    assert "config.datasets.table" in msg and "'text'" in msg and "caption" in msg and "models" in msg
+    # listing the dataset's (vision) models says what is meant: no error
+    assert models_for(validate_config(with_dataset({**dataset, "models": ["cnn"]})), "table") == ["cnn"]
+
+
+def test_a_near_miss_caption_header_is_named(tmp_path):
+    dataset = _csv_dataset(tmp_path, "path, Caption\na.png,red\n")
+    with pytest.raises(ConfigError, match=r"config\.datasets\.table.*'Caption'.*'caption'"):
+        validate_config(with_dataset({**dataset, "models": ["cnn"]}))
+
+
+def test_a_csv_that_is_not_utf8_is_one_clear_error(tmp_path):
+    dataset = _csv_dataset(tmp_path, "path,caption\na.png,crème brûlée\n", encoding="cp1252")
+    with pytest.raises(ConfigError, match=r"config\.datasets\.table.*UTF-8"):
+        validate_config(with_dataset(dataset))

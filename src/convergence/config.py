@@ -114,6 +114,8 @@ def _check_references(cfg: dict, base: Path) -> None:
             p = p if p.is_absolute() else base / p
             if not p.exists():
                 raise ConfigError(f"config.datasets.{dname}.path: {d['path']!r} does not exist")
+            if d["source"] == "csv":
+                _check_csv_captions(dname, d, p, models)
         if not dataset_has_captions(d) and any(models[m]["modality"] == "language" for m in d.get("models", [])):
             raise ConfigError(f"config.datasets.{dname}: this dataset has no captions, so it cannot list language models")
     for mname, m in models.items():
@@ -153,6 +155,20 @@ def _check_references(cfg: dict, base: Path) -> None:
 # ----------------------------------------------------------------------------------------------- plan
 
 
+def csv_columns(path: str | Path) -> list[str] | None:
+    """The header of a CSV dataset (UTF-8, with or without the byte-order mark spreadsheet programs
+    write), each name stripped of surrounding spaces; ``None`` when the file cannot be opened."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return [c.strip() for c in next(csv.reader(fh), [])]
+    except OSError:
+        return None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); save the CSV as UTF-8") from None
+
+
 def dataset_has_captions(dataset: dict) -> bool:
     """Whether a dataset entry provides captions (so language models run on it)."""
     if dataset["source"] == "emoji":
@@ -160,13 +176,28 @@ def dataset_has_captions(dataset: dict) -> bool:
     if dataset["source"] == "huggingface":
         return bool(dataset.get("caption_column"))
     if dataset["source"] == "csv":
-        try:
-            with open(dataset["path"]) as fh:
-                header = fh.readline()
-        except OSError:
-            return False
-        return "caption" in [c.strip().strip('"') for c in header.split(",")]
+        return "caption" in (csv_columns(dataset["path"]) or [])
     return False
+
+
+def _check_csv_captions(dname: str, d: dict, path: Path, models: dict) -> None:
+    """A CSV dataset's caption column is found, or its absence is meant: language models never drop out of
+    it silently."""
+    try:
+        columns = csv_columns(path)
+    except ConfigError as err:
+        raise ConfigError(f"config.datasets.{dname}.path: {err}") from None
+    if columns is None or "caption" in columns:
+        return
+    near = [c for c in columns if c.lower() in ("caption", "captions")]
+    if near:
+        raise ConfigError(f"config.datasets.{dname}: {d['path']!r} has a column {near[0]!r}; the caption column "
+                          f"must be named exactly 'caption' (columns: {columns})")
+    language = [m for m, spec in models.items() if spec["modality"] == "language"]
+    if language and not d.get("models"):
+        raise ConfigError(f"config.datasets.{dname}: language model(s) {language} are configured but {d['path']!r} "
+                          f"has no 'caption' column (columns: {columns}); add a 'caption' column, or list this "
+                          "dataset's models (models: [...], vision models only) to run it without captions")
 
 
 def models_for(cfg: dict, dataset: str, modality: str | None = None) -> list[str]:

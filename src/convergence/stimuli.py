@@ -270,7 +270,11 @@ def load_csv(path: str | Path, image_size: int = 224, background=DEFAULT_BACKGRO
     path = Path(path)
     if not path.is_file():
         raise StimulusError(f"csv file {path} does not exist")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise StimulusError(f"csv {path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+    table.columns = [str(c).strip() for c in table.columns]
     if "path" not in table.columns:
         raise StimulusError(f"csv {path} needs a 'path' column; it has {list(table.columns)} (optional: caption, label, id)")
     files = csv_image_paths(path, table["path"])
@@ -357,7 +361,8 @@ def content_files(spec: dict, base_dir: str | Path = ".") -> list[tuple[str, Pat
         csv = here(spec["path"])
         out = [(csv.name, csv)]
         try:
-            table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+            table = pd.read_csv(csv, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            table.columns = [str(c).strip() for c in table.columns]
         except (OSError, ValueError):  # missing or unreadable: the stimulus job says so
             return out
         if "path" in table.columns:
