@@ -432,6 +432,14 @@ def write_manifest(manifest: dict, path: str | Path) -> bool:
     return True
 
 
+def refresh_manifest(spec: dict, path: str | Path, base_dir: str | Path = ".") -> str:
+    """Bring the manifest file ``path`` of the dataset entry ``spec`` up to date (rewritten only when the
+    content changed, see :func:`write_manifest`) and return ``path``: the workflow's input function for
+    rule ``stimuli``, evaluated while the DAG is built."""
+    write_manifest(content_manifest(spec, base_dir), path)
+    return str(path)
+
+
 # ------------------------------------------------------------------------------------------ subsampling
 
 

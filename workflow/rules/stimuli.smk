@@ -1,21 +1,14 @@
-from convergence.stimuli import content_manifest, write_manifest
-
-
-def dataset_manifest(wildcards):
-    """The manifest of the files a stimulus set reads (names, sizes, modification times; see
-    convergence.stimuli.content_manifest), written while the DAG is built and only when it changed: as an
-    input it reruns `stimuli` (and what depends on it) exactly when an image is replaced, added or removed,
-    or a CSV or an image it names is edited."""
-    path = f"results/manifests/{wildcards.dataset}.json"
-    write_manifest(content_manifest(dataset_spec(wildcards), base_dir=Path.cwd()), path)
-    return path
+from convergence.stimuli import refresh_manifest
 
 
 rule stimuli:
     """Materialise one stimulus set (images, captions, labels, ids) as a Zarr store."""
     input:
         files=dataset_files,
-        manifest=dataset_manifest,
+        # names, sizes and modification times of the files the set is read from (image folder, CSV and the
+        # images it names, ...), rewritten while the DAG is built only when they changed: replacing, adding
+        # or editing one reruns this job and what depends on it, nothing else
+        manifest=lambda w: refresh_manifest(dataset_spec(w), f"results/manifests/{w.dataset}.json"),
     output:
         directory("results/stimuli/{dataset}.zarr"),
     log:
