@@ -9,7 +9,7 @@ from convergence.config import ConfigError, models_for, validate_config
 from conftest import ROOT, TINY_BERT, TINY_CNN
 
 GOOD = {
-    "datasets": {"emo": {"source": "emoji", "limit": 10}, "dig": {"source": "digits"}},
+    "datasets": {"emo": {"source": "emoji", "limit": 20}, "dig": {"source": "digits"}},
     "models": {"cnn": dict(TINY_CNN), "text": dict(TINY_BERT)},
 }
 
@@ -139,3 +139,53 @@ def test_a_csv_that_is_not_utf8_is_one_clear_error(tmp_path):
     dataset = _csv_dataset(tmp_path, "path,caption\na.png,crème brûlée\n", encoding="cp1252")
     with pytest.raises(ConfigError, match=r"config\.datasets\.table.*UTF-8"):
         validate_config(with_dataset(dataset))
+
+
+def test_k_above_a_datasets_size_fails_before_any_extraction():
+    cfg = {"datasets": {"d": {"source": "digits", "per_class": 2}},
+           "models": {"a": {"source": "timm", "name": "resnet18", "modality": "vision", "objective": "random"},
+                      "b": {"source": "timm", "name": "resnet10t", "modality": "vision", "objective": "random"}},
+           "alignment": {"k": 20}}
+    with pytest.raises(ConfigError, match=r"config.alignment.k: k=20 .* 'd' has at most 20; allowed: 1 <= k <= 19"):
+        validate_config(cfg)
+    cfg["alignment"]["k"] = 19
+    validate_config(cfg)
+    cfg["datasets"]["d"]["limit"] = 5  # the smaller bound wins
+    with pytest.raises(ConfigError, match="at most 5"):
+        validate_config(cfg)
+    cfg["alignment"]["metrics"] = ["cka_linear"]  # no neighbour metric: no k needed
+    validate_config(cfg)
+
+
+def test_an_empty_model_list_is_an_error_not_all_models():
+    cfg = {"datasets": {"d": {"source": "digits", "models": []}},
+           "models": {"a": {"source": "timm", "name": "resnet18", "modality": "vision", "objective": "random"}}}
+    with pytest.raises(ConfigError, match=r"config.datasets.d.models"):
+        validate_config(cfg)
+
+
+def test_every_documented_onnx_option_is_accepted(tmp_path):
+    """The example entry of convergence.models.onnx_source's docstring validates as written."""
+    import re
+
+    from convergence.models import onnx_source
+
+    example = re.search(r"Config entry \(``source: onnx``\)::\n\n(.*?)\n\n", onnx_source.__doc__, re.S).group(1)
+    entry = yaml.safe_load(example)["my_model"]
+    (tmp_path / "net.onnx").write_bytes(b"")
+    entry.update(path=str(tmp_path / "net.onnx"), objective="supervised")
+    cfg = {"datasets": {"d": {"source": "digits"}}, "models": {"my_model": entry}}
+    validate_config(cfg)
+    for variant in ({"feature_layout": {"t": "NHWC"}}, {"layers": {"pool": "/ReduceMean_output_0"}},
+                    {"token_pooling": "first"}):
+        validate_config({**cfg, "models": {"my_model": {**entry, **variant}}})
+    with pytest.raises(ConfigError, match="token_pooling"):
+        validate_config({**cfg, "models": {"my_model": {**entry, "token_pooling": "max"}}})
+
+
+def test_background_accepts_a_colour_name_or_rgb():
+    base = {"models": {"a": {"source": "timm", "name": "resnet18", "modality": "vision", "objective": "random"}}}
+    for bg in ("white", "#808080", [0, 0, 0]):
+        validate_config({**base, "datasets": {"d": {"source": "digits", "background": bg}}})
+    with pytest.raises(ConfigError, match="background"):
+        validate_config({**base, "datasets": {"d": {"source": "digits", "background": [0, 0]}}})

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from .metrics.registry import METRIC_NAMES, get_metric
+from .metrics.registry import METRIC_NAMES, get_metric, kernel_needs
 
 #: The config schema, shipped inside the package (found the same way from a wheel or a checkout).
 SCHEMA_RESOURCE = "schemas/config.schema.yaml"
@@ -135,6 +135,7 @@ def _check_references(cfg: dict, base: Path) -> None:
             p = Path(m["weights"])
             if not (p if p.is_absolute() else base / p).is_file():
                 raise ConfigError(f"config.models.{mname}.weights: {m['weights']!r} does not exist")
+    _check_neighbour_counts(cfg)
     for m in cfg.get("alignment", {}).get("named_layers", {}):
         if m not in models:
             raise ConfigError(f"config.alignment.named_layers: unknown model {m!r}; configured models: {sorted(models)}")
@@ -150,6 +151,37 @@ def _check_references(cfg: dict, base: Path) -> None:
     ref = cfg.get("prh", {}).get("reference")
     if ref is not None and ref not in models:
         raise ConfigError(f"config.prh.reference: unknown model {ref!r}; configured models: {sorted(models)}")
+
+
+#: Classes of the built-in sources whose classes are known before their stimuli are read, and their sizes.
+_KNOWN_CLASSES = {"fashion_mnist": 10, "digits": 10}
+_KNOWN_SIZES = {"digits": 1797}
+
+
+def max_stimuli(dataset: dict) -> int | None:
+    """An upper bound on a dataset entry's number of stimuli known from the config alone (its ``limit``,
+    ``per_class`` times a built-in source's classes, a built-in source's size), or ``None``."""
+    bounds = [dataset.get("limit"), _KNOWN_SIZES.get(dataset["source"])]
+    if dataset.get("per_class") and dataset["source"] in _KNOWN_CLASSES:
+        bounds.append(dataset["per_class"] * _KNOWN_CLASSES[dataset["source"]])
+    bounds = [b for b in bounds if b]
+    return min(bounds) if bounds else None
+
+
+def _check_neighbour_counts(cfg: dict) -> None:
+    """k must be below every compared dataset's number of stimuli: caught here, before any extraction,
+    wherever the config bounds that number (the kNN code checks again on the real stimuli)."""
+    section = cfg.get("alignment", {})
+    k = kernel_needs(section.get("metrics", []), section)["k"]
+    if k is None:
+        return
+    for name, d in cfg["datasets"].items():
+        n = max_stimuli(d)
+        if n is not None and len(models_for(cfg, name)) >= 2 and k > n - 1:
+            raise ConfigError(
+                f"config.alignment.k: k={k} neighbours need more than k stimuli, but dataset {name!r} has at most "
+                f"{n}; allowed: 1 <= k <= {n - 1} (or raise the dataset's limit / per_class)"
+            )
 
 
 # ----------------------------------------------------------------------------------------------- plan
