@@ -340,3 +340,16 @@ def test_non_finite_features_are_refused(rng, bad):
     for fn in (M.mutual_knn, M.cka, M.cknna, M.svcca, M.procrustes_distance, M.rsa):
         with pytest.raises(ValueError, match="NaN/Inf"):
             fn(x, y)
+
+
+def test_sqeuclidean_rdm_is_rsatoolbox_euclidean_and_keeps_spearman_rsa():
+    """rsatoolbox's 'euclidean' RDM is the squared distance divided by the number of channels."""
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(12, 5)), rng.normal(size=(12, 3))
+    diff = x[:, None, :] - x[None, :, :]
+    assert np.allclose(M.rdm(x, "sqeuclidean"), (diff**2).sum(axis=2) / 5)
+    assert np.allclose(M.rdm(x, "sqeuclidean"), M.rdm(x, "euclidean") ** 2 / 5)
+    spearman = [M.rsa(x, y, distance=d) for d in ("euclidean", "sqeuclidean")]
+    assert spearman[0] == pytest.approx(spearman[1], abs=1e-12)
+    pearson = [M.rsa(x, y, distance=d, compare="pearson") for d in ("euclidean", "sqeuclidean")]
+    assert abs(pearson[0] - pearson[1]) > 1e-3

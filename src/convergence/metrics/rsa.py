@@ -6,7 +6,7 @@ import numpy as np
 
 from ._checks import as_features, as_pair, check_choice
 
-RDM_DISTANCES = ("correlation", "euclidean")
+RDM_DISTANCES = ("correlation", "euclidean", "sqeuclidean")
 RDM_COMPARISONS = ("spearman", "pearson")
 
 
@@ -16,9 +16,11 @@ def rdm(x, distance: str = "correlation", name: str = "X") -> np.ndarray:
     Parameters
     ----------
     x : array (n, d)
-    distance : {"correlation", "euclidean"}
+    distance : {"correlation", "euclidean", "sqeuclidean"}
         ``correlation``: ``1 - pearson(x_i, x_j)`` across features (needs d >= 2 and no constant row);
-        ``euclidean``: ``||x_i - x_j||``.
+        ``euclidean``: ``||x_i - x_j||``; ``sqeuclidean``: ``||x_i - x_j||^2 / d``, the squared distance per
+        feature, which is what rsatoolbox calls "euclidean". Spearman comparisons of the two agree (one is a
+        monotone function of the other); Pearson comparisons do not.
     """
     check_choice(distance, RDM_DISTANCES, "distance")
     x = as_features(x, name)
@@ -35,7 +37,8 @@ def rdm(x, distance: str = "correlation", name: str = "X") -> np.ndarray:
         d = 1.0 - z @ z.T
     else:
         sq = np.einsum("ij,ij->i", x, x)
-        d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0))
+        d = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0)
+        d = np.sqrt(d) if distance == "euclidean" else d / x.shape[1]
     np.fill_diagonal(d, 0.0)
     return d
 
