@@ -110,7 +110,7 @@ def test_constant_layer_is_reported(rng):
     emb[layer] = emb[layer] * 0 + 1.0
     with pytest.warns(UserWarning, match="constant across stimuli; its alignment scores will be NaN"):
         ker = build_kernel(emb, k=3, preprocess="none")
-    assert ker.attrs["kernel_constant_layers"] == [layer]  # read by convergence.alignment: NaN scores
+    assert ker.attrs["kernel_constant_layers"] == [layer]  # read by convergence.pairwise: NaN scores
     healthy = build_kernel(embedding_store(rng), k=3)
     assert healthy.attrs["kernel_constant_layers"] == []
 

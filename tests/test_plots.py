@@ -109,3 +109,13 @@ def test_overview_pca_axes_carry_explained_variance(tmp_path):
     ax = fig.axes[1]
     assert ax.get_xlabel() == "PC1 (90 %)" and ax.get_ylabel() == "PC2 (10 %)"
     assert re.fullmatch(r"PC\d \(\d+ %\)", ax.get_xlabel())
+
+
+def test_figures_take_label_and_direction_from_the_metric_registry():
+    from convergence.plots.common import metric_style
+
+    label, cmap = metric_style("procrustes")
+    assert "lower = more similar" in label and cmap.endswith("_r")
+    label, cmap = metric_style("mutual_knn")
+    assert label.startswith("mutual k-NN") and "higher = more similar" in label and not cmap.endswith("_r")
+    assert metric_style("not_a_metric") == ("not_a_metric", "viridis")

@@ -1,7 +1,7 @@
 """Per-model cached products: everything a pairwise metric needs from ONE model, computed once.
 
 The ``kernel`` rule runs ``build_kernel`` once per (dataset, model). Pairwise aggregates
-(``convergence.alignment``) then combine these products and never recompute a model's neighbours or
+(``convergence.pairwise``) then combine these products and never recompute a model's neighbours or
 Gram matrix for a pair.
 
 Layout of a kernel store (``xarray.Dataset``), for a model with layers ``l_1 .. l_L`` on n stimuli:

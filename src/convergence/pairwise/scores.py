@@ -134,7 +134,7 @@ def pairwise(
     kernels : mapping model name -> kernel store (``convergence.kernels.build_kernel``; may be lazily
         opened Zarr: the n x n Grams are then read in row blocks).
     metric : str or PairMetric
-        One of ``convergence.alignment.METRICS``, with ``params`` (see ``make_metric``), or a metric object.
+        A metric of ``convergence.metrics.registry``, with ``params`` (see ``make_metric``), or a metric object.
     models_a, models_b : sequences of model names
         Rows and columns of the result; default every model in ``kernels``.
     stimuli : sequence of stimulus ids, optional

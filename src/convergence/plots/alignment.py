@@ -4,7 +4,7 @@ Heatmaps scale their colours on the pairs of different models (a model's self pa
 otherwise flatten every other cell), annotate each cell with the winning layer pair (``lI/lJ``), and draw
 cells without a score (constant layers: NaN) hatched, never as a value.
 
-Every function takes stored numbers (the ``convergence.alignment.pairwise`` dataset, or the table of
+Every function takes stored numbers (the ``convergence.pairwise.pairwise`` dataset, or the table of
 ``alignment_vs_competence`` and the fit of ``linear_fit``) and output paths (format from each suffix, e.g.
 ``.png`` and ``.pdf``); none computes science.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .common import save_figure
+from .common import metric_style, save_figure
 
 
 def _labels(values) -> list[str]:
@@ -138,7 +138,8 @@ def plot_alignment_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, s
     text = np.vectorize(lambda v, n, lp: _fmt(v) + (f"\n({_fmt(n)})" if np.isfinite(n) else "")
                         + (f"\n{lp}" if lp and np.isfinite(v) else ""), otypes=[object])(value, null, pairs)
     metric = scores.attrs.get("metric", "score")
-    _heatmap(axes[0, 0], value, rows, cols, text, cmap="viridis", label=f"{metric} ({summary} layer pair)")
+    label, cmap = metric_style(metric)
+    _heatmap(axes[0, 0], value, rows, cols, text, cmap=cmap, label=f"{label}, {summary} layer pair")
     axes[0, 0].set_title(f"{metric}" + (" — score (null mean)" if has_null else "") + f"\n{_layer_note(summary)}",
                          fontsize=8)
     if has_null:
@@ -181,7 +182,8 @@ def plot_crossmodal_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, 
     text = np.vectorize(cell, otypes=[object])(value, low, high, null, pairs)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(cols) + 2.5), max(3.0, 0.9 * len(rows) + 2.0)))
     metric = scores.attrs.get("metric", "score")
-    _heatmap(ax, value, rows, cols, text, cmap="viridis", label=f"{metric} ({summary} layer pair)")
+    label, cmap = metric_style(metric)
+    _heatmap(ax, value, rows, cols, text, cmap=cmap, label=f"{label}, {summary} layer pair")
     ax.set_xlabel(col_label)
     ax.set_ylabel(row_label)
     ax.set_title((title or f"cross-modal {metric}, n={scores.attrs.get('n_stimuli', '?')}")
@@ -196,7 +198,7 @@ def plot_prh(table: pd.DataFrame, paths: Sequence[str | Path], *, fit: Mapping |
     """The PRH plot: each model's alignment to a reference model against its competence.
 
     ``table`` has columns model, competence, alignment and optionally ci_low, ci_high, null_mean
-    (``convergence.alignment.alignment_vs_competence``); ``fit`` is ``linear_fit(competence, alignment)``
+    (``convergence.analyses.prh.alignment_vs_competence``); ``fit`` is ``linear_fit(competence, alignment)``
     (slope, intercept, r) and is drawn as a line over the data's range; the mean null level is a dashed line.
     """
     missing = [c for c in ("model", "competence", "alignment") if c not in table.columns]
@@ -222,7 +224,8 @@ def plot_prh(table: pd.DataFrame, paths: Sequence[str | Path], *, fit: Mapping |
             label += f", r = {fit['r']:.2f}"
         ax.plot(xs, fit["slope"] * xs + fit["intercept"], color="C3", lw=1.5, label=label)
     ax.set_xlabel(x_label)
-    ax.set_ylabel(f"{metric} to {reference}" if reference else metric)
+    label = metric_style(metric)[0]
+    ax.set_ylabel(f"{label} to {reference}" if reference else label)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="best")
     ax.set_title(f"alignment vs competence{f' (reference: {reference})' if reference else ''}", fontsize=10)
@@ -240,7 +243,8 @@ def plot_layer_pairs(scores: xr.Dataset, model_a: str, model_b: str, paths: Sequ
     n_a, n_b = int(sub["n_layers_a"]), int(sub["n_layers_b"])
     value = np.asarray(sub["score"].values, dtype=np.float64)[:n_a, :n_b]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * n_b + 2.5), max(3.5, 0.35 * n_a + 1.5)))
-    image = ax.imshow(np.ma.masked_invalid(value), cmap="viridis", aspect="auto", origin="lower")
+    label, cmap = metric_style(scores.attrs.get("metric", "score"))
+    image = ax.imshow(np.ma.masked_invalid(value), cmap=cmap, aspect="auto", origin="lower")
     ax.set_xticks(range(n_b), _labels(sub["layer_name_b"].values[:n_b]), rotation=60, ha="right", fontsize=6)
     ax.set_yticks(range(n_a), _labels(sub["layer_name_a"].values[:n_a]), fontsize=6)
     if "best" in [str(s) for s in scores["summary"].values]:
@@ -249,7 +253,7 @@ def plot_layer_pairs(scores: xr.Dataset, model_a: str, model_b: str, paths: Sequ
         if i >= 0:
             ax.scatter([j], [i], marker="*", s=120, color="red", label="best")
             ax.legend(fontsize=7, loc="upper left")
-    fig.colorbar(image, ax=ax, label=scores.attrs.get("metric", "score"))
+    fig.colorbar(image, ax=ax, label=label)
     ax.set_xlabel(model_b)
     ax.set_ylabel(model_a)
     fig.tight_layout()
