@@ -75,3 +75,25 @@ def test_random_subset_test_finds_a_planted_subset_and_not_a_random_one():
     assert ordinary["p_value"] > 0.05
     with pytest.raises(ValueError, match="distinct indices"):
         random_subset_test(stat, [1, 1, 2], 100)
+
+
+def test_random_subsets_are_distinct_draws_of_the_size_asked():
+    from convergence.inference import random_subsets
+
+    draws = random_subsets(rng_for(0, "x"), 30, 7, 50)
+    assert draws.shape == (50, 7) and draws.min() >= 0 and draws.max() < 30
+    assert all(np.unique(d).size == 7 for d in draws)
+    assert len({tuple(sorted(d)) for d in draws}) > 45  # independent draws, not one repeated
+    np.testing.assert_array_equal(draws, random_subsets(rng_for(0, "x"), 30, 7, 50))
+    with pytest.raises(ValueError, match="size"):
+        random_subsets(rng_for(0), 5, 6, 3)
+
+
+def test_percentile_of_counts_ties_half():
+    from convergence.inference import percentile_of
+
+    draws = np.array([1.0, 2.0, 3.0, 4.0])
+    assert percentile_of(draws, 10.0) == 100.0 and percentile_of(draws, 0.0) == 0.0
+    assert percentile_of(draws, 2.0) == pytest.approx(100 * 1.5 / 4)
+    assert percentile_of(np.full(5, 0.3), 0.3) == 50.0
+    assert np.isnan(percentile_of(np.array([np.nan]), 1.0))

@@ -25,6 +25,8 @@ from .metrics.registry import METRIC_NAMES, get_metric, kernel_needs
 SCHEMA_RESOURCE = "schemas/config.schema.yaml"
 #: The fields that label a model entry for the analyses (never for its extraction).
 MODEL_FIELDS = ("modality", "objective", "family")
+#: Config sections whose ``metrics`` list names registry metrics (the schema's allowed names are filled in).
+METRIC_SECTIONS = ("alignment", "dispersion")
 
 
 class ConfigError(ValueError):
@@ -37,9 +39,10 @@ def load_schema(path: str | Path | None = None) -> dict:
         schema = yaml.safe_load(resources.files("convergence").joinpath(SCHEMA_RESOURCE).read_text())
     else:
         schema = yaml.safe_load(Path(path).read_text())
-    metrics = schema.get("properties", {}).get("alignment", {}).get("properties", {}).get("metrics")
-    if metrics is not None:
-        metrics["items"] = {"enum": list(METRIC_NAMES)}
+    for section in METRIC_SECTIONS:
+        metrics = schema.get("properties", {}).get(section, {}).get("properties", {}).get("metrics")
+        if metrics is not None:
+            metrics["items"] = {"enum": list(METRIC_NAMES)}
     return schema
 
 
@@ -148,6 +151,17 @@ def _check_references(cfg: dict, base: Path) -> None:
         for m in pair:
             if m not in models:
                 raise ConfigError(f"config.layers.pairs: unknown model {m!r}; configured models: {sorted(models)}")
+    disp = cfg.get("dispersion", {})
+    for key in ("layers",):
+        for m in disp.get(key, {}):
+            if m not in models:
+                raise ConfigError(f"config.dispersion.{key}: unknown model {m!r}; configured models: {sorted(models)}")
+    for gname, group in disp.get("groups", {}).items():
+        for m in group.get("models", []):
+            if m not in models:
+                raise ConfigError(f"config.dispersion.groups.{gname}.models: unknown model {m!r}; configured models: {sorted(models)}")
+            if models[m]["modality"] != "vision":
+                raise ConfigError(f"config.dispersion.groups.{gname}.models: {m!r} is not a vision model")
     ref = cfg.get("prh", {}).get("reference")
     if ref is not None and ref not in models:
         raise ConfigError(f"config.prh.reference: unknown model {ref!r}; configured models: {sorted(models)}")
@@ -254,6 +268,23 @@ def metric_params(metric: str, alignment_config: dict) -> dict:
     """The parameters ``metric`` takes from the config's ``alignment`` section, as the metric registry
     declares them (and only those, so that changing k never reruns CKA)."""
     return get_metric(metric).from_config(alignment_config)
+
+
+def dispersion_groups(cfg: dict, dataset: str) -> dict[str, list[str]]:
+    """The vision-model groups of ``dispersion.groups`` on ``dataset`` (group -> models in config order),
+    only those with at least two models (generalised Procrustes needs two). A model belongs to a group when
+    it is a vision model of the dataset, listed in the group's ``models`` (if given), of one of its
+    ``objectives`` (if given) and of none of its ``exclude_objectives``."""
+    vision = models_for(cfg, dataset, "vision")
+    out = {}
+    for name, spec in cfg.get("dispersion", {}).get("groups", {}).items():
+        members = [m for m in vision
+                   if ("models" not in spec or m in spec["models"])
+                   and ("objectives" not in spec or cfg["models"][m]["objective"] in spec["objectives"])
+                   and cfg["models"][m]["objective"] not in spec.get("exclude_objectives", [])]
+        if len(members) >= 2:
+            out[name] = members
+    return out
 
 
 def analysis_enabled(cfg: dict, name: str) -> bool:

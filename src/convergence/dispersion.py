@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.linalg
@@ -53,8 +54,6 @@ class GPAResult:
     ----------
     prepared : list of (n, D) arrays
         The matrices after centring, scaling and the common width: what was rotated.
-    rotations : list of (D, D) arrays
-        Orthogonal ``Q_m`` with ``rotated[m] = prepared[m] @ Q_m``.
     rotated : list of (n, D) arrays
         ``X_m Q_m`` from the last iteration.
     mean : (n, D) array
@@ -71,10 +70,11 @@ class GPAResult:
         Whether the last change was below ``tol``.
     width : int
         The common width D.
+    rotations : list of (D, D) arrays (a property, computed on first use)
+        Orthogonal ``Q_m`` with ``rotated[m] = prepared[m] @ Q_m``.
     """
 
     prepared: list
-    rotations: list
     rotated: list
     mean: np.ndarray
     dispersion: np.ndarray
@@ -83,6 +83,11 @@ class GPAResult:
     residual: np.ndarray
     converged: bool
     width: int
+    _aligners: list = field(repr=False, compare=False)
+
+    @cached_property
+    def rotations(self) -> list[np.ndarray]:
+        return [a.rotation() for a in self._aligners]
 
     @property
     def n_iter(self) -> int:
@@ -157,9 +162,17 @@ class _Aligner:
             self.b = vt[:r].T
         self._last = None
 
-    def rotate(self, target: np.ndarray) -> np.ndarray:
+    def rotate(self, target: np.ndarray, basis=None) -> np.ndarray:
+        """``X Q`` with ``Q`` the Procrustes rotation onto ``target``; ``basis`` = (Qt, Rt), a thin QR of
+        ``target^T`` (shared by every model of an iteration), makes the thin path cheaper."""
         if self.thin:
-            p, _, rt = np.linalg.svd(self.a.T @ target, full_matrices=False)
+            r = self.a.shape[1]
+            if basis is not None and basis[0].shape[1] >= r:
+                # A^T M = (A^T Rt^T) Qt^T: an r x r' SVD, then the right factor mapped back by Qt
+                p, _, wt = np.linalg.svd(self.a.T @ basis[1].T, full_matrices=False)
+                rt = wt @ basis[0].T
+            else:  # the target has lower rank than X: the full thin SVD keeps Q orthogonal on all of X
+                p, _, rt = np.linalg.svd(self.a.T @ target, full_matrices=False)
             self._last = (p, rt)
             return (self.a @ p) @ rt
         u, _, vt = np.linalg.svd(self.x.T @ target)
@@ -234,8 +247,10 @@ def generalized_procrustes(
     changes, residuals = [], []
     converged = False
     rotated = prepared
+    thin = any(a.thin for a in aligners)
     for _ in range(int(max_iter)):
-        rotated = [a.rotate(mean) for a in aligners]
+        basis = np.linalg.qr(mean.T) if thin else None
+        rotated = [a.rotate(mean, basis) for a in aligners]
         new = np.mean(rotated, axis=0)
         changes.append(float(np.linalg.norm(new - mean)))
         residuals.append(float(np.mean([np.sum((r - new) ** 2) for r in rotated])))
@@ -250,7 +265,6 @@ def generalized_procrustes(
     distances = np.stack([np.sum((r - mean) ** 2, axis=1) for r in rotated])
     return GPAResult(
         prepared=prepared,
-        rotations=[a.rotation() for a in aligners],
         rotated=rotated,
         mean=mean,
         dispersion=distances.mean(axis=0),
@@ -259,6 +273,7 @@ def generalized_procrustes(
         residual=np.asarray(residuals),
         converged=converged,
         width=int(prepared[0].shape[1]),
+        _aligners=aligners,
     )
 
 

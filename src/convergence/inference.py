@@ -1,5 +1,6 @@
 """Statistical inference shared by every analysis: permutation nulls, bootstrap intervals over stimuli,
-and comparisons against random subsets of equal size.
+and comparisons against random subsets of equal size (:func:`random_subsets`, :func:`percentile_of`,
+:func:`random_subset_test`).
 
 Conventions (stored in every result's attrs, see :data:`P_VALUE_RULE` and :data:`Z_RULE`):
 
@@ -116,6 +117,32 @@ def bootstrap_interval(statistic: Callable[[np.ndarray], float], n: int, *, n_bo
     return percentile_interval(np.array([statistic(resample_indices(w)) for w in weights]), ci)
 
 
+def random_subsets(rng: np.random.Generator, n_total: int, size: int, n_draws: int) -> np.ndarray:
+    """``n_draws`` random subsets of ``size`` distinct indices of ``range(n_total)`` (each drawn without
+    replacement, independently of the others), shape (n_draws, size), int64."""
+    n_total = check_count(n_total, "n_total")
+    size = check_count(size, "size")
+    if not 1 <= size <= n_total:
+        raise ValueError(f"size={size} is out of range; allowed: 1 <= size <= n_total={n_total}")
+    n_draws = check_count(n_draws, "n_draws")
+    return np.array([rng.choice(n_total, size=size, replace=False) for _ in range(n_draws)],
+                    dtype=np.int64).reshape(n_draws, size)
+
+
+def percentile_of(draws: np.ndarray, observed: float) -> float:
+    """Where ``observed`` falls among the finite ``draws``, in percent: ``100 * (#below + #tied / 2) / #draws``
+    (ties within the module's tie tolerance count half, so a value equal to every draw sits at 50); NaN
+    when there are no finite draws or ``observed`` is not finite."""
+    draws = np.asarray(draws, dtype=np.float64)
+    draws = draws[np.isfinite(draws)]
+    if not draws.size or not np.isfinite(observed):
+        return np.nan
+    tol = TIE_TOLERANCE * max(1.0, abs(observed))
+    tied = np.abs(draws - observed) <= tol
+    below = (draws < observed) & ~tied
+    return float(100.0 * (below.sum() + 0.5 * tied.sum()) / draws.size)
+
+
 def random_subset_test(statistic: Callable[[np.ndarray], float], subset: Sequence[int], n_total: int, *,
                        n_draws: int = 1000, higher_is_better: bool = True,
                        rng: np.random.Generator | None = None) -> dict:
@@ -147,5 +174,5 @@ def random_subset_test(statistic: Callable[[np.ndarray], float], subset: Sequenc
     rng = rng or np.random.default_rng(0)
     n_draws = check_count(n_draws, "n_draws")
     observed = float(statistic(subset))
-    null = np.array([statistic(rng.choice(n_total, size=size, replace=False)) for _ in range(n_draws)], dtype=np.float64)
+    null = np.array([statistic(draw) for draw in random_subsets(rng, n_total, size, n_draws)], dtype=np.float64)
     return {"observed": observed, **null_summary(null, observed, higher_is_better), "null": null, "size": size}
