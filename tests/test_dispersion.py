@@ -55,11 +55,12 @@ def test_noise_planted_on_chosen_stimuli_is_found_exactly_there():
     np.testing.assert_allclose(res.distances.mean(axis=0), res.dispersion)
 
 
-def test_result_does_not_depend_on_model_order():
+@pytest.mark.parametrize("n", [50, 7])  # D = 9 <= n (direct) and > n (coordinates in the start's row space)
+def test_result_does_not_depend_on_model_order(n):
     rng = np.random.default_rng(2)
-    x = _base(50, 6, seed=3)
+    x = _base(n, 6, seed=3)
     mats = [x @ _rotation(6, s) + rng.normal(scale=0.4, size=x.shape) for s in range(4)]
-    mats.append(rng.normal(size=(50, 9)))  # a wider, unrelated model: padding in play
+    mats.append(rng.normal(size=(n, 9)))  # a wider, unrelated model: padding in play
     a = generalized_procrustes(mats, tol=1e-12)
     order = [3, 0, 4, 2, 1]
     b = generalized_procrustes([mats[i] for i in order], tol=1e-12)

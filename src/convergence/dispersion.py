@@ -23,10 +23,11 @@ rotated rows stay from the mean row measures how much the models disagree about 
 The result is defined up to one global rotation (which model starts); the dispersion, the residual and
 the mean's Gram matrix ``M M^T`` are not affected by it.
 
-When ``D`` exceeds ``n`` the rotation is found from a thin SVD of each matrix (``X = A B^T`` with
-orthonormal ``B``): ``X Q = A P R^T`` where ``P S R^T`` is the SVD of ``A^T M`` (r x D, r = rank X), and
-``Q`` itself is completed on the orthogonal complements once, at the end. This is the same rotation
-(the complement directions do not move ``X``), computed in O(n^2 D) instead of O(D^3) per iteration.
+When ``D`` exceeds ``n`` the iteration runs in coordinates: every rotated matrix ``X Q = A P R^T`` (thin
+SVD ``X = A B^T``, SVD ``A^T M = P S R^T``) has its rows in the row space of ``M``, so all means stay in
+the n-dimensional row space of the starting matrix; with an orthonormal basis of it (one QR) each step
+is an n x n SVD per model instead of a D x D one, and ``Q`` itself is completed on the orthogonal
+complements once, on demand. It is the same rotation (the complement directions do not move ``X``).
 """
 
 from __future__ import annotations
@@ -148,33 +149,32 @@ def prepare_matrices(matrices, *, centre: bool = True, scale: bool = True, width
 
 
 class _Aligner:
-    """Rotates one prepared matrix onto a target (orthogonal Procrustes), directly or via its thin SVD."""
+    """Rotates one prepared matrix onto a target (orthogonal Procrustes).
 
-    def __init__(self, x: np.ndarray, allow_reflection: bool):
+    Direct (D <= n): ``Q = U V^T`` from the SVD of ``X^T M`` (D x D). Thin (D > n): every target lies in
+    one fixed n-dimensional subspace with orthonormal basis ``basis`` (D x n) and is given by its
+    coordinates ``T`` (n x n, ``M = T basis^T``); with ``X = A B^T`` (thin SVD, B orthonormal), ``X^T M =
+    B (A^T T) basis^T``, so the SVD ``A^T T = P S W^T`` (r x n) gives ``X Q = A P W^T basis^T``: the rotated
+    matrix in the same coordinates is ``A P W^T``.
+    """
+
+    def __init__(self, x: np.ndarray, allow_reflection: bool, basis: np.ndarray | None = None):
         self.x = x
         self.allow_reflection = allow_reflection
-        n, d = x.shape
-        self.thin = d > n
-        if self.thin:
+        self.basis = basis
+        if basis is not None:
             u, s, vt = np.linalg.svd(x, full_matrices=False)
             r = int(np.sum(s > s[0] * 1e-12)) if s.size and s[0] > 0 else 0
             self.a = u[:, :r] * s[:r]  # x = a @ b.T with orthonormal b
             self.b = vt[:r].T
         self._last = None
 
-    def rotate(self, target: np.ndarray, basis=None) -> np.ndarray:
-        """``X Q`` with ``Q`` the Procrustes rotation onto ``target``; ``basis`` = (Qt, Rt), a thin QR of
-        ``target^T`` (shared by every model of an iteration), makes the thin path cheaper."""
-        if self.thin:
-            r = self.a.shape[1]
-            if basis is not None and basis[0].shape[1] >= r:
-                # A^T M = (A^T Rt^T) Qt^T: an r x r' SVD, then the right factor mapped back by Qt
-                p, _, wt = np.linalg.svd(self.a.T @ basis[1].T, full_matrices=False)
-                rt = wt @ basis[0].T
-            else:  # the target has lower rank than X: the full thin SVD keeps Q orthogonal on all of X
-                p, _, rt = np.linalg.svd(self.a.T @ target, full_matrices=False)
-            self._last = (p, rt)
-            return (self.a @ p) @ rt
+    def rotate(self, target: np.ndarray) -> np.ndarray:
+        """``X Q`` (direct) or its coordinates ``A P W^T`` (thin) for the target (coordinates, when thin)."""
+        if self.basis is not None:
+            p, _, wt = np.linalg.svd(self.a.T @ target, full_matrices=False)
+            self._last = (p, wt)
+            return (self.a @ p) @ wt
         u, _, vt = np.linalg.svd(self.x.T @ target)
         if not self.allow_reflection and np.linalg.det(u) * np.linalg.det(vt) < 0:
             u[:, -1] *= -1  # the direction of the smallest singular value
@@ -184,11 +184,11 @@ class _Aligner:
 
     def rotation(self) -> np.ndarray:
         """The full (D, D) rotation of the last :meth:`rotate` call."""
-        if not self.thin:
+        if self.basis is None:
             return self._last
-        p, rt = self._last
+        p, wt = self._last
         d = self.x.shape[1]
-        left, right = self.b @ p, rt.T  # (D, r): X^T M = left S right^T
+        left, right = self.b @ p, self.basis @ wt.T  # (D, r) each, orthonormal columns: X^T M = left S right^T
         n1 = scipy.linalg.null_space(left.T) if left.shape[1] < d else np.zeros((d, 0))
         n2 = scipy.linalg.null_space(right.T) if right.shape[1] < d else np.zeros((d, 0))
         q = left @ right.T + n1 @ n2.T
@@ -242,15 +242,20 @@ def generalized_procrustes(
     prepared = prepare_matrices(_check_matrices(matrices, minimum=2), centre=centre, scale=scale, width=width)
     if isinstance(start, (bool, np.bool_)) or not isinstance(start, (int, np.integer)) or not 0 <= start < len(prepared):
         raise ValueError(f"start={start!r} is out of range; allowed: 0 <= start < {len(prepared)}")
-    aligners = [_Aligner(x, bool(allow_reflection)) for x in prepared]
+    n, width_dims = prepared[0].shape
+    basis = None
     mean = prepared[start].copy()
+    if width_dims > n:
+        # every rotated matrix and every mean lies in the n-dim row space of the first mean: work in its
+        # coordinates (an orthonormal basis from one QR), map back at the end
+        basis, coords = np.linalg.qr(mean.T)
+        mean = coords.T
+    aligners = [_Aligner(x, bool(allow_reflection), basis) for x in prepared]
     changes, residuals = [], []
     converged = False
     rotated = prepared
-    thin = any(a.thin for a in aligners)
     for _ in range(int(max_iter)):
-        basis = np.linalg.qr(mean.T) if thin else None
-        rotated = [a.rotate(mean, basis) for a in aligners]
+        rotated = [a.rotate(mean) for a in aligners]
         new = np.mean(rotated, axis=0)
         changes.append(float(np.linalg.norm(new - mean)))
         residuals.append(float(np.mean([np.sum((r - new) ** 2) for r in rotated])))
@@ -262,6 +267,9 @@ def generalized_procrustes(
         warnings.warn(f"generalised Procrustes did not converge in max_iter={max_iter} iterations: the mean still "
                       f"moved by {changes[-1]:.3g} (tol={tol:g}); raise max_iter or tol",
                       GPAConvergenceWarning, stacklevel=2)
+    if basis is not None:
+        rotated = [r @ basis.T for r in rotated]
+        mean = np.mean(rotated, axis=0)
     distances = np.stack([np.sum((r - mean) ** 2, axis=1) for r in rotated])
     return GPAResult(
         prepared=prepared,
