@@ -14,4 +14,6 @@ STEP_VERSIONS = {
     "competence": 1,
     "lowlevel": 1,
     "layers": 2,  # 2: read-out scales each layer by one RMS, not per feature
+    "dispersion": 1,
+    "dispersion_alignment": 1,
 }

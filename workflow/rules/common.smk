@@ -5,6 +5,7 @@ from convergence.config import (
     ConfigError,
     MODEL_FIELDS,
     analysis_enabled,
+    dispersion_groups,
     embedding_pairs,
     metric_params,
     models_for,
@@ -21,12 +22,14 @@ except ConfigError as err:
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
 METRICS = list(config["alignment"]["metrics"])
+GROUPS = list(config["dispersion"]["groups"]) or ["none"]
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     model="|".join(MODELS),
     metric="|".join(METRICS),
+    group="|".join(GROUPS),
 
 
 # ------------------------------------------------------------------------------------------ paths
@@ -110,6 +113,54 @@ def named_layers(dataset):
 
 def has_crossmodal(dataset):
     return bool(models_for(config, dataset, "vision")) and bool(models_for(config, dataset, "language"))
+
+
+def group_models(dataset, group):
+    """The vision models of dispersion group `group` on `dataset` (config order)."""
+    groups = dispersion_groups(config, dataset)
+    if group not in groups:
+        raise WorkflowError(f"dispersion group {group!r} has fewer than two vision models on dataset {dataset!r}")
+    return groups[group]
+
+
+def group_kernels(dataset, group):
+    """Kernel stores of one dispersion group, named by model (adding a model elsewhere adds nothing)."""
+    return {m: kernel_store(dataset, m) for m in group_models(dataset, group)}
+
+
+def crossmodal_kernels(dataset):
+    """Kernel stores of every vision and language model of a captioned dataset, named by model."""
+    return {m: kernel_store(dataset, m) for m in models_for(config, dataset)}
+
+
+def group_labels(dataset, group):
+    """modality / objective / family of the models of one dispersion group (only theirs: relabelling another
+    model must not redo this group's GPA)."""
+    return {m: {f: config["models"][m].get(f, "") for f in MODEL_FIELDS} for m in group_models(dataset, group)}
+
+
+def dispersion_layers(models):
+    """dispersion.layers restricted to `models` (unlisted models use their last layer)."""
+    return {m: layer for m, layer in config["dispersion"]["layers"].items() if m in models}
+
+
+# The GPA options of the dispersion section: besides its models, all the dispersion step depends on.
+GPA_OPTIONS = ("tol", "max_iter", "centre", "scale", "width", "allow_reflection")
+
+
+def dispersion_alignment_options(wildcards):
+    """The parameters of the dispersion_alignment step: selection criteria, metrics with their parameters (from the
+    alignment section, as the registry declares), k scaling, draws."""
+    d = config["dispersion"]
+    keys = ("quantiles", "sizes", "k_fraction", "k_min", "n_random", "n_bootstrap", "ci", "seed")
+    return {
+        # k of the kNN metrics is set per subset from k_full (alignment.k), k_fraction and k_min
+        "metrics": {
+            m: {p: v for p, v in metric_params(m, config["alignment"]).items() if p != "k"} for m in d["metrics"]
+        },
+        "k_full": config["alignment"]["k"],
+        **{key: d[key] for key in keys},
+    }
 
 
 def compared_datasets():
