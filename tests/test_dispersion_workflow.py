@@ -29,6 +29,7 @@ CONFIG = {
     "crossmodal": {"enabled": False},
     "competence": {"enabled": False},
     "prh": {"enabled": False},
+    "layers": {"enabled": False},
     "dispersion": {
         "groups": {"vision": {"exclude_objectives": ["random"]}, "pair": {"models": ["cnn_a", "cnn_r"]}},
         "layers": {"cnn_a": "layer3"},
