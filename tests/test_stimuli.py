@@ -316,3 +316,61 @@ def test_write_manifest_keeps_an_unchanged_file_untouched(tmp_path):
     assert path.stat().st_mtime_ns == 10**9
     assert write_manifest({"sha256": "b"}, path) and path.stat().st_mtime_ns > 10**9
     assert [p.name for p in path.parent.iterdir()] == ["d.json"]
+# -- tuxpaint (Debian tuxpaint-stamps-default) -----------------------------------------------------------------
+def _stamp(root, rel, caption=None, mode="RGBA"):
+    from PIL import Image
+
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "RGBA":  # a red square on a fully transparent (black-coloured) background
+        im = np.zeros((40, 40, 4), np.uint8)
+        im[10:30, 10:30] = (255, 0, 0, 255)
+        Image.fromarray(im, "RGBA").save(path)
+    else:  # a palette image whose index 0 is transparent
+        im = Image.new("P", (40, 40), 0)
+        im.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+        im.paste(1, (10, 10, 30, 30))
+        im.save(path, transparency=0)
+    if caption is not None:
+        path.with_suffix(".txt").write_text(f"{caption}\nfr.utf8=Traduction.\n")
+
+
+def test_tuxpaint_captions_labels_and_white_background(tmp_path):
+    _stamp(tmp_path, "animals/mammals/kangaroo.png", "A red kangaroo.")
+    _stamp(tmp_path, "animals/birds/owl.png", "An owl.", mode="P")
+    _stamp(tmp_path, "food/bread.png", "A loaf of bread.")
+    _stamp(tmp_path, "food/mute.png")  # no caption file: left out
+    _stamp(tmp_path, "symbols/letters/a.png", "The letter A.")  # symbols: left out
+    ds = build_stimuli("t", {"source": "tuxpaint", "path": str(tmp_path), "image_size": 20})
+    check_common(ds)
+    assert ds["stimulus"].values.tolist() == ["animals/birds/owl", "animals/mammals/kangaroo", "food/bread"]
+    assert ds["caption"].values.tolist() == ["An owl.", "A red kangaroo.", "A loaf of bread."]
+    assert ds["label"].values.tolist() == ["animals", "animals", "food"]
+    assert ds["subcategory"].values.tolist() == ["animals/birds", "animals/mammals", "food"]
+    img = ds["image"].values
+    assert (img[:, 0, 0] == 255).all()  # transparent corners composite to white, not black
+    assert tuple(img[1, 10, 10]) == (255, 0, 0) and tuple(img[0, 10, 10]) == (0, 0, 255)
+    assert ds.attrs["has_captions"] and ds.attrs["classes"] == ["animals", "food"]
+
+
+def test_tuxpaint_missing_package_names_it(tmp_path):
+    with pytest.raises(StimulusError, match="apt-get install tuxpaint-stamps-default"):
+        build_stimuli("t", {"source": "tuxpaint", "path": str(tmp_path / "nowhere")})
+    _stamp(tmp_path, "symbols/a.png", "A.")
+    with pytest.raises(StimulusError, match="no captioned stamps"):
+        build_stimuli("t", {"source": "tuxpaint", "path": str(tmp_path)})
+
+
+def test_tuxpaint_real_package_smallest_case():
+    from convergence.stimuli import TUXPAINT_DIR, tuxpaint_index
+
+    if not TUXPAINT_DIR.is_dir():
+        pytest.skip("Debian tuxpaint-stamps-default is not installed")
+    rows = tuxpaint_index()
+    assert 500 <= len(rows) <= 560 and not any(r["category"] == "symbols" for r in rows)
+    kangaroo = [r for r in rows if r["id"].endswith("/kangaroo")]
+    assert kangaroo and kangaroo[0]["caption"] == "A red kangaroo." and kangaroo[0]["subcategory"].startswith("animals/")
+    ds = build_stimuli("t", {"source": "tuxpaint", "limit": 6, "seed": 0, "image_size": 32})
+    check_common(ds)
+    assert ds.sizes["stimulus"] == 6 and set(ds["label"].values) <= {r["category"] for r in rows}
+    assert (ds["image"].values[:, 0, 0] == 255).all()  # stamps have transparent corners

@@ -18,8 +18,15 @@ uint8), ``caption`` and ``label`` (strings) where the source has them. Sources:
 ``huggingface``
     A Hugging Face dataset (``name``, ``revision``, ``split``, ``image_column``, ``caption_column``,
     ``label_column``), or one saved with ``save_to_disk`` (``path``).
+``tuxpaint``
+    Debian's ``tuxpaint-stamps-default`` clip art: every ``<category>/<subcategory>/.../<name>.png`` outside
+    the ``symbols`` category (letters and signs, not objects) that has a ``<name>.txt`` beside it; caption =
+    the first line of that file ("A red kangaroo."); ``label`` = the category (animals, food, ...),
+    ``subcategory`` = ``<category>/<first folder below it>`` (``animals/mammals``; the category alone for
+    stamps directly in it); transparency composited on the ``background`` (white); id = the path without
+    ``.png``.
 
-Image files (``image_folder``, ``csv``, ``huggingface``) may be in any mode Pillow reads: transparency is
+Image files (``image_folder``, ``csv``, ``huggingface``, ``tuxpaint``) may be in any mode Pillow reads: transparency is
 composited on the dataset's ``background`` (default white), 16-bit greyscale is scaled to 8 bits, palette
 and greyscale images become RGB (:func:`to_rgb`); an image that cannot be decoded is one error naming it.
 
@@ -37,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-SOURCES = ("emoji", "fashion_mnist", "digits", "image_folder", "csv", "huggingface")
+SOURCES = ("emoji", "fashion_mnist", "digits", "image_folder", "csv", "huggingface", "tuxpaint")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
@@ -46,7 +53,14 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
     "t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
 )
-DEBIAN_PACKAGES = {"emoji": "fonts-noto-color-emoji", "fashion_mnist": "dataset-fashion-mnist"}
+TUXPAINT_DIR = Path("/usr/share/tuxpaint/stamps")
+#: tuxpaint categories left out: ``symbols`` holds letters, digits and signs, not depictions of objects.
+TUXPAINT_EXCLUDED = ("symbols",)
+DEBIAN_PACKAGES = {
+    "emoji": "fonts-noto-color-emoji",
+    "fashion_mnist": "dataset-fashion-mnist",
+    "tuxpaint": "tuxpaint-stamps-default",
+}
 
 
 class StimulusError(ValueError):
@@ -333,6 +347,43 @@ def load_huggingface(spec: dict, image_size: int = 224) -> dict:
     return {"ids": ids, "images": images, "captions": captions, "labels": labels}
 
 
+def tuxpaint_index(root: Path = TUXPAINT_DIR) -> list[dict]:
+    """Every usable tuxpaint stamp (see the module doc), sorted by id: ``id``, ``path``, ``caption``,
+    ``category``, ``subcategory``. Stamps without a caption file (or with an empty first line) are left out."""
+    if not root.is_dir():
+        raise _missing_debian("tuxpaint", root)
+    rows = []
+    for png in sorted(root.rglob("*.png")):
+        rel = png.relative_to(root)
+        if len(rel.parts) < 2 or rel.parts[0] in TUXPAINT_EXCLUDED:
+            continue
+        txt = png.with_suffix(".txt")
+        if not txt.is_file():
+            continue
+        lines = txt.read_text(encoding="utf-8", errors="replace").splitlines()
+        caption = lines[0].strip() if lines else ""
+        if not caption:
+            continue
+        category = rel.parts[0]
+        sub = f"{category}/{rel.parts[1]}" if len(rel.parts) > 2 else category
+        rows.append({"id": rel.with_suffix("").as_posix(), "path": png, "caption": caption,
+                     "category": category, "subcategory": sub})
+    if not rows:
+        raise StimulusError(f"tuxpaint: no captioned stamps under {root} outside {list(TUXPAINT_EXCLUDED)}")
+    return rows
+
+
+def load_tuxpaint(root: str | Path = TUXPAINT_DIR, image_size: int = 224, background=DEFAULT_BACKGROUND) -> dict:
+    rows = tuxpaint_index(Path(root))
+    return {
+        "ids": [r["id"] for r in rows],
+        "images": _load_images([r["path"] for r in rows], image_size, background),
+        "captions": [r["caption"] for r in rows],
+        "labels": [r["category"] for r in rows],
+        "extra": {"subcategory": [r["subcategory"] for r in rows]},
+    }
+
+
 # ------------------------------------------------------------------------------------------- manifests
 
 
@@ -373,6 +424,12 @@ def content_files(spec: dict, base_dir: str | Path = ".") -> list[tuple[str, Pat
         return [(f.relative_to(root).as_posix(), f) for f in sorted(root.rglob("*")) if f.is_file()]
     if source == "emoji":
         return [(str(EMOJI_FONT), EMOJI_FONT)]
+    if source == "tuxpaint":
+        root = here(spec.get("path", TUXPAINT_DIR))
+        if not root.is_dir():
+            return []
+        return [(f.relative_to(root).as_posix(), f) for f in sorted(root.rglob("*"))
+                if f.suffix in (".png", ".txt") and f.relative_to(root).parts[0] not in TUXPAINT_EXCLUDED]
     if source == "fashion_mnist":
         root = here(spec.get("path", FASHION_MNIST_DIR))
         prefixes = {"train": ("train",), "test": ("t10k",)}.get(spec.get("split", "all"), ("train", "t10k"))
@@ -482,6 +539,8 @@ def build_stimuli(name: str, spec: dict) -> xr.Dataset:
         raw = load_csv(spec["path"], size, background)
     elif source == "huggingface":
         raw = load_huggingface(spec, size)
+    elif source == "tuxpaint":
+        raw = load_tuxpaint(spec.get("path", TUXPAINT_DIR), size, background)
     else:
         raise StimulusError(f"dataset {name!r}: unknown source {source!r}; allowed sources are {list(SOURCES)}")
 
@@ -500,6 +559,8 @@ def build_stimuli(name: str, spec: dict) -> xr.Dataset:
         data_vars["caption"] = ("stimulus", np.array([raw["captions"][i] for i in idx], dtype=object))
     if raw["labels"] is not None:
         data_vars["label"] = ("stimulus", np.array([raw["labels"][i] for i in idx], dtype=object))
+    for var, values in (raw.get("extra") or {}).items():  # further per-stimulus labels (e.g. subcategory)
+        data_vars[var] = ("stimulus", np.array([values[i] for i in idx], dtype=object))
     ds = xr.Dataset(
         data_vars,
         coords={"stimulus": np.array([ids[i] for i in idx], dtype=object), "channel": np.array(["R", "G", "B"], dtype=object)},
