@@ -116,6 +116,30 @@ def test_competence_table_and_prh_choice():
     assert list(competence.index) == ["va"] and "probe" in label
 
 
+def test_fixed_text_competence_is_preferred_over_the_caption_mean():
+    stim = xr.Dataset(coords={"stimulus": np.array([f"s{i:02d}" for i in range(N)], dtype=object)})
+    lms = {}
+    for name, caption_bpb, text_bpb in (("small", 2.7, 0.94), ("big", 2.6, 0.70)):
+        lm = store(name, "language", [4], 5)
+        lm["bits_per_byte"] = ("stimulus", np.full(N, caption_bpb, np.float32))
+        lm.attrs["text_bits_per_byte"] = {"bits_per_byte": text_bpb, "text": "CC0-1.0.txt", "bytes": 7048}
+        lms[name] = lm
+    table = competence_table(stim, lms)
+    text_rows = table[table.measure == "text_bits_per_byte"].set_index("model")["value"]
+    assert text_rows.to_dict() == {"small": pytest.approx(0.94), "big": pytest.approx(0.70)}
+    competence, label = prh_competence(table)
+    assert competence.to_dict() == {"small": pytest.approx(0.06), "big": pytest.approx(0.30)}
+    assert label == "competence (1 - bits per byte on the fixed text)"
+    # one LM without the text value: both fall back to the caption mean, never a mix of the two texts
+    del lms["big"].attrs["text_bits_per_byte"]
+    competence, label = prh_competence(competence_table(stim, lms))
+    assert competence.to_dict() == {"small": pytest.approx(-1.7), "big": pytest.approx(-1.6)}
+    assert "caption mean" in label
+    lms["big"].attrs["text_bits_per_byte"] = {"text": "x"}
+    with pytest.raises(ValueError, match="malformed 'text_bits_per_byte'"):
+        competence_table(stim, lms)
+
+
 def test_metric_params_only_what_the_metric_takes():
     cfg = {"k": 7, "rbf_sigma": 0.3}
     assert metric_params("mutual_knn", cfg) == {"k": 7}

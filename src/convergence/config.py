@@ -138,6 +138,19 @@ def _check_references(cfg: dict, base: Path) -> None:
             p = Path(m["weights"])
             if not (p if p.is_absolute() else base / p).is_file():
                 raise ConfigError(f"config.models.{mname}.weights: {m['weights']!r} does not exist")
+        pooling = m.get("pooling", "auto")
+        if m["modality"] == "vision" and pooling == "last":
+            raise ConfigError(f"config.models.{mname}.pooling: 'last' (last token) applies to text models only; "
+                              "allowed for vision models: auto, cls, mean")
+        if m["modality"] == "language" and pooling == "cls":
+            raise ConfigError(f"config.models.{mname}.pooling: 'cls' is not defined for text models; allowed for "
+                              "language models: auto (= mean), mean, last")
+    text = cfg.get("competence", {}).get("text")
+    if text is not None:
+        p = Path(text)
+        if not (p if p.is_absolute() else base / p).is_file():
+            raise ConfigError(f"config.competence.text: {text!r} does not exist (the fixed text causal LMs are "
+                              "scored on; leave it out for the built-in one)")
     _check_neighbour_counts(cfg)
     for m in cfg.get("alignment", {}).get("named_layers", {}):
         if m not in models:
@@ -215,9 +228,31 @@ def csv_columns(path: str | Path) -> list[str] | None:
         raise ConfigError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); save the CSV as UTF-8") from None
 
 
+#: The built-in competence text (package data): see convergence/texts/README.md.
+COMPETENCE_TEXT_RESOURCE = "texts/CC0-1.0.txt"
+
+
+def competence_text_path(cfg: dict) -> str:
+    """The fixed text causal LMs are scored on: ``competence.text`` when set, else the package's own."""
+    text = cfg.get("competence", {}).get("text")
+    if text:
+        return str(text)
+    return str(resources.files("convergence").joinpath(COMPETENCE_TEXT_RESOURCE))
+
+
+def is_causal_lm(model: dict) -> bool:
+    """Whether a model entry is a causal LM that records bits per byte, known without loading it: a packaged
+    causal LM, or an ``hf`` entry with ``kind: causal_lm``."""
+    if model.get("source") == "packaged":
+        from .models.zoo import CAUSAL_LMS
+
+        return model.get("name") in CAUSAL_LMS
+    return model.get("source") == "hf" and model.get("kind") == "causal_lm"
+
+
 def dataset_has_captions(dataset: dict) -> bool:
     """Whether a dataset entry provides captions (so language models run on it)."""
-    if dataset["source"] == "emoji":
+    if dataset["source"] in ("emoji", "tuxpaint"):
         return True
     if dataset["source"] == "huggingface":
         return bool(dataset.get("caption_column"))

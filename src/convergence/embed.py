@@ -69,6 +69,54 @@ def _batches(stimuli: xr.Dataset, modality: str, batch_size: int):
             yield start, batch
 
 
+def _text_cache_key(encoder: Encoder, text_sha: str, window: int) -> str | None:
+    """A cache key for a fixed-text score: only for weights named by a content hash (packaged models)."""
+    weights = encoder.provenance.get("source_sha256") or encoder.provenance.get("weights_sha256")
+    if not weights or encoder.provenance.get("source") == "hf":
+        return None
+    import hashlib
+
+    parts = [str(weights), str(encoder.provenance.get("converter_version", "")), text_sha, str(window),
+             type(encoder.model).__name__ if hasattr(encoder, "model") else ""]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def text_competence(encoder: Encoder, text_path, *, window: int = 1024) -> dict:
+    """A causal LM's bits per byte on the fixed text at ``text_path`` (see
+    :meth:`~convergence.models.hf_source.HFTextEncoder.text_bits_per_byte`), with the text's name and
+    sha256. The score depends only on the weights and the text, so for weights named by a content hash it is
+    computed once per machine and kept under the model cache (``<cache>/text_bpb/``)."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from .models.cache import atomic_file, cache_root
+
+    if not hasattr(encoder, "text_bits_per_byte") or not getattr(encoder, "causal", False):
+        raise ExtractionError(f"model {encoder.name!r} is not a causal language model: no bits per byte on a text")
+    path = Path(text_path)
+    if not path.is_file():
+        raise ExtractionError(f"competence text {path} does not exist")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ExtractionError(f"competence text {path} is not UTF-8: {err}") from err
+    text_sha = hashlib.sha256(raw).hexdigest()
+    key = _text_cache_key(encoder, text_sha, window)
+    cached = cache_root() / "text_bpb" / f"{key}.json" if key else None
+    if cached is not None and cached.is_file():
+        result = json.loads(cached.read_text())
+    else:
+        t0 = time.perf_counter()
+        result = encoder.text_bits_per_byte(text, window=window)
+        result["seconds"] = round(time.perf_counter() - t0, 3)
+        if cached is not None:
+            with atomic_file(cached, suffix=".json") as tmp:
+                tmp.write_text(json.dumps(result))
+    return {**result, "text": path.name, "text_sha256": text_sha}
+
+
 def extract(
     encoder: Encoder,
     stimuli: xr.Dataset,
@@ -76,12 +124,15 @@ def extract(
     batch_size: int = 32,
     progress: bool = True,
     seed: int = 0,
+    text=None,
 ) -> xr.Dataset:
     """Features of every stimulus at every selected layer of ``encoder``.
 
     Returns a Dataset with one float32 variable per layer, dims ``("stimulus", f"feature_{layer}")``, the
     stimulus ids as coordinate, ``bits_per_byte`` (dim ``stimulus``) for causal language models, and attrs
-    ``model, modality, layers, depths, provenance, versions, device, batch_size, dataset, seconds``.
+    ``model, modality, layers, depths, provenance, versions, device, batch_size, dataset, seconds``. With
+    ``text`` (a path) a causal LM also gets attr ``text_bits_per_byte``: its bits per byte on that fixed text
+    and how they were measured (:func:`text_competence`); other models ignore ``text``.
     Raises :class:`ExtractionError` on non-finite features.
     """
     if batch_size < 1:
@@ -139,4 +190,6 @@ def extract(
         "seconds": round(seconds, 3),
         "format_version": FORMAT_VERSION,
     }
+    if text is not None and getattr(encoder, "causal", False):
+        ds.attrs["text_bits_per_byte"] = text_competence(encoder, text)
     return ds

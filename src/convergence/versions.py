@@ -11,7 +11,7 @@ STEP_VERSIONS = {
     "embed": 1,
     "kernel": 1,
     "alignment": 3,  # 3: z-score NaN for a degenerate null (convergence.inference)
-    "competence": 1,
+    "competence": 2,  # 2: text_bits_per_byte rows (the fixed competence text)
     "lowlevel": 1,
     "layers": 2,  # 2: read-out scales each layer by one RMS, not per feature
     "dispersion": 1,

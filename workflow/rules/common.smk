@@ -5,8 +5,10 @@ from convergence.config import (
     ConfigError,
     MODEL_FIELDS,
     analysis_enabled,
+    competence_text_path,
     dispersion_groups,
     embedding_pairs,
+    is_causal_lm,
     metric_params,
     models_for,
     validate_config,
@@ -95,6 +97,12 @@ def model_files(wildcards):
     """Weights files a model is read from (ONNX file, local timm weights), so replacing them reruns it."""
     m = config["models"][wildcards.model]
     return [p for p in (m.get("path"), m.get("weights")) if p]
+
+
+def competence_text(wildcards):
+    """The fixed text a causal LM is scored on (config competence.text), for causal LMs only, so that other
+    models' extractions do not depend on it."""
+    return [competence_text_path(config)] if is_causal_lm(config["models"][wildcards.model]) else []
 
 
 def kernel_products(wildcards):

@@ -3,6 +3,7 @@ rule embed:
     input:
         stimuli=lambda w: stimuli_store(w.dataset),
         weights=model_files,
+        text=competence_text,
     output:
         directory("results/embeddings/{dataset}/{model}.zarr"),
     log:

@@ -1,7 +1,9 @@
 """The ``competence`` analysis: how good each model is at its own job, to set against its alignment.
 
 :func:`competence_table` (the rule's numbers): per model, k-NN and linear-probe accuracy of the last layer
-on labelled stimuli, and the mean bits per byte of causal language models on the captions.
+on labelled stimuli; for causal language models the bits per byte on the one fixed text of the embed step
+(``text_bits_per_byte``: the competence measure, the same text for every model) and the mean bits per byte
+on the captions (``bits_per_byte``: noisy on 3-6-token captions, shown beside it).
 """
 
 from __future__ import annotations
@@ -95,6 +97,21 @@ def mean_bits_per_byte(embeddings: xr.Dataset) -> float:
     return float(values.mean())
 
 
+def text_bits_per_byte(embeddings: xr.Dataset) -> float | None:
+    """A causal LM's bits per byte on the fixed competence text (attr ``text_bits_per_byte`` of its embedding
+    store, written by :func:`convergence.embed.extract`); ``None`` when the store has none."""
+    info = embeddings.attrs.get("text_bits_per_byte")
+    if info is None:
+        return None
+    if not isinstance(info, Mapping) or "bits_per_byte" not in info:
+        raise ValueError(f"the embedding store of {embeddings.attrs.get('model', '?')!r} has a malformed "
+                         f"'text_bits_per_byte' attr (expected a mapping with 'bits_per_byte'): {info!r}")
+    value = float(info["bits_per_byte"])
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"text bits per byte must be finite and positive; got {value}")
+    return value
+
+
 def competence_table(
     stimuli: xr.Dataset,
     stores: Mapping[str, xr.Dataset],
@@ -103,8 +120,8 @@ def competence_table(
     seed: int = 0,
     model_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> pd.DataFrame:
-    """Per model: k-NN and linear-probe accuracy of its last layer on labelled stimuli (vision), and mean
-    bits per byte on the captions (causal LMs). Tidy: one row per (model, measure). Model labels come
+    """Per model: k-NN and linear-probe accuracy of its last layer on labelled stimuli (vision); bits per byte
+    on the fixed text (``text_bits_per_byte``) and mean bits per byte on the captions (causal LMs). Tidy: one row per (model, measure). Model labels come
     from ``model_labels`` where given, else from the store's provenance (``labels_of``)."""
     rows = []
     labels = stimuli["label"].to_series() if "label" in stimuli else None
@@ -123,6 +140,9 @@ def competence_table(
             if smallest >= 2:  # stratified folds need every class at least twice; 5 folds when classes allow
                 rows.append({**info, "measure": "linear_probe_accuracy", "layer": layer,
                              "value": linear_probe_accuracy(x, y, seed=seed, n_splits=min(5, smallest))})
+        text_bpb = text_bits_per_byte(ds)
+        if text_bpb is not None:
+            rows.append({**info, "measure": "text_bits_per_byte", "layer": "", "value": text_bpb})
         if "bits_per_byte" in ds.data_vars:
             rows.append({**info, "measure": "bits_per_byte", "layer": "", "value": mean_bits_per_byte(ds)})
     return pd.DataFrame(rows, columns=["model", *MODEL_FIELDS, "measure", "layer", "value"])

@@ -16,11 +16,21 @@ import xarray as xr
 
 
 def prh_competence(table: pd.DataFrame) -> tuple[pd.Series, str]:
-    """The competence the PRH plot uses: ``1 - bits per byte`` when causal LMs recorded it, otherwise the
-    vision models' linear-probe accuracy. Returns (model -> value, axis label); empty when neither exists."""
-    bpb = table[table["measure"] == "bits_per_byte"]
-    if len(bpb):
-        return pd.Series(1.0 - bpb["value"].to_numpy(), index=bpb["model"].to_numpy()), "competence (1 - bits per byte)"
+    """The competence the PRH plot uses, from the competence table.
+
+    Language models: ``1 - bits per byte`` on the fixed competence text (``text_bits_per_byte``) when every
+    causal LM has it, otherwise ``1 -`` the caption mean (``bits_per_byte``; mixing the two would compare
+    different texts). Without causal LMs: the vision models' linear-probe accuracy. Returns
+    (model -> value, axis label); empty when nothing applies.
+    """
+    text = table[table["measure"] == "text_bits_per_byte"]
+    captions = table[table["measure"] == "bits_per_byte"]
+    if len(text) and set(captions["model"]) <= set(text["model"]):
+        return (pd.Series(1.0 - text["value"].to_numpy(), index=text["model"].to_numpy()),
+                "competence (1 - bits per byte on the fixed text)")
+    if len(captions):
+        return (pd.Series(1.0 - captions["value"].to_numpy(), index=captions["model"].to_numpy()),
+                "competence (1 - bits per byte, caption mean)")
     probe = table[table["measure"] == "linear_probe_accuracy"]
     return pd.Series(probe["value"].to_numpy(), index=probe["model"].to_numpy()), "linear-probe accuracy (last layer)"
 

@@ -1,7 +1,9 @@
 """Hugging Face transformers models: text encoders, causal LMs and vision backbones.
 
 Text layers are every hidden state (the embedding layer included), mean-pooled over valid tokens (the
-attention mask). Causal LMs also give each text's bits per UTF-8 byte. Vision models give every hidden
+attention mask) or, with ``pooling: last``, the hidden state of each text's last non-padding token (what a
+causal LM has read the whole text at). Causal LMs also give each text's bits per UTF-8 byte, and
+:meth:`HFTextEncoder.text_bits_per_byte` scores one long fixed text (the competence measure). Vision models give every hidden
 state, pooled as the CLS token (transformers) or a global average (CNN feature maps).
 """
 
@@ -16,6 +18,20 @@ import torch
 from .base import Encoder, ImagePreprocessing, ModelLoadError, relative_depths
 
 KINDS = ("auto", "text_encoder", "causal_lm", "vision")
+#: Token poolings of text models: ``mean`` over the attention mask, or the ``last`` non-padding token.
+TEXT_POOLINGS = ("mean", "last")
+
+
+def text_pooling(value: str | None, name: str = "?") -> str:
+    """The config's ``pooling`` for a text model: ``auto`` (= ``mean``), ``mean`` or ``last``."""
+    if value in (None, "auto"):
+        return "mean"
+    if value not in TEXT_POOLINGS:
+        raise ValueError(
+            f"model {name!r}: pooling {value!r} is not defined for text models; allowed: auto (= mean), "
+            f"{', '.join(TEXT_POOLINGS)}"
+        )
+    return value
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -24,8 +40,18 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
 
 
+def last_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``hidden`` (B, T, D) at each row's last position where ``mask`` (B, T) is 1 (right or left padding)."""
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    last = torch.where(mask.bool(), positions, torch.full_like(positions, -1)).max(dim=1).values
+    if (last < 0).any():
+        raise ValueError("a text has no token to pool (empty attention mask)")
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
 class HFTextEncoder(Encoder):
-    """Every hidden state of a transformers text model, mean-pooled over the attention mask.
+    """Every hidden state of a transformers text model, pooled over tokens (``pooling``: ``mean`` over the
+    attention mask, or the ``last`` non-padding token).
 
     With ``causal=True`` the model must be a ``*ForCausalLM``; :meth:`bits_per_byte` then gives, per text,
     the summed next-token negative log-likelihood in bits divided by the text's UTF-8 byte count (tokens
@@ -42,15 +68,18 @@ class HFTextEncoder(Encoder):
         causal: bool,
         device: torch.device | str = "cpu",
         max_length: int = 128,
+        pooling: str = "mean",
         provenance: dict | None = None,
     ) -> None:
         self.model = model.eval().to(device)
         self.tokenizer = tokenizer
         self.causal = causal
         self.max_length = int(max_length)
+        self.pooling = text_pooling(pooling, name)
         n_hidden = int(model.config.get_text_config().num_hidden_layers) + 1
         names = [f"hidden_{i:02d}" for i in range(n_hidden)]
-        prov = {"pooling": "mean over attention mask", "max_length": self.max_length, **(provenance or {})}
+        described = "mean over attention mask" if self.pooling == "mean" else "last non-padding token"
+        prov = {"pooling": described, "max_length": self.max_length, **(provenance or {})}
         super().__init__(
             name=name,
             modality="language",
@@ -74,28 +103,91 @@ class HFTextEncoder(Encoder):
         out = self.model(**enc, output_hidden_states=True, return_dict=True)
         return enc, out
 
+    def _pooled(self, enc: dict, hidden) -> dict[str, np.ndarray]:
+        if len(hidden) != len(self._all_names):
+            raise RuntimeError(f"{self.name}: expected {len(self._all_names)} hidden states, got {len(hidden)}")
+        pool = mean_pool if self.pooling == "mean" else last_pool
+        mask = enc["attention_mask"]
+        return {n: pool(hidden[self._all_names.index(n)].float(), mask).cpu().numpy() for n in self.layer_names}
+
     @torch.inference_mode()
     def encode(self, batch: Sequence[str]) -> dict[str, np.ndarray]:
         enc, out = self._forward(batch)
-        hidden = out.hidden_states
-        if len(hidden) != len(self._all_names):
-            raise RuntimeError(f"{self.name}: expected {len(self._all_names)} hidden states, got {len(hidden)}")
-        mask = enc["attention_mask"]
-        return {
-            n: mean_pool(hidden[self._all_names.index(n)].float(), mask).cpu().numpy() for n in self.layer_names
-        }
+        return self._pooled(enc, out.hidden_states)
 
     @torch.inference_mode()
     def encode_with_bpb(self, batch: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """Features and bits-per-byte from ONE forward pass (extraction uses this for causal LMs)."""
         enc, out = self._forward(batch)
-        mask = enc["attention_mask"]
-        feats = {
-            n: mean_pool(out.hidden_states[self._all_names.index(n)].float(), mask).cpu().numpy()
-            for n in self.layer_names
-        }
+        feats = self._pooled(enc, out.hidden_states)
         bpb = self._bpb(batch, enc, out.logits) if self.causal else None
         return feats, bpb
+
+    def start_token(self) -> tuple[int, str]:
+        """The token prepended to every window of a fixed text: the document separator ``<|endoftext|>`` when
+        the vocabulary has it (GPT-2, Qwen, SmolLM2 pretraining), else the tokenizer's BOS (Gemma's ``<bos>``),
+        else its EOS. Chat markers such as SmolLM2's BOS ``<|im_start|>`` would announce a chat turn instead."""
+        tok = self.tokenizer
+        vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+        if "<|endoftext|>" in vocab:
+            return int(vocab["<|endoftext|>"]), "document separator '<|endoftext|>'"
+        for attr in ("bos_token", "eos_token"):
+            token, token_id = getattr(tok, attr, None), getattr(tok, f"{attr}_id", None)
+            if token is not None and token_id is not None:
+                return int(token_id), f"{attr} {token!r}"
+        raise ValueError(f"{self.name}: the tokenizer has neither <|endoftext|>, a BOS nor an EOS token to start "
+                         "a text with")
+
+    @torch.inference_mode()
+    def text_bits_per_byte(self, text: str, *, window: int = 1024, batch_size: int = 4) -> dict:
+        """Bits per UTF-8 byte of one long text: the competence measure of a causal LM.
+
+        The text is tokenised once without special tokens and cut into consecutive windows of
+        ``window - 1`` tokens; each window gets the model's start token (:meth:`start_token`) prepended, so
+        every token of the text is predicted (the first token of a window from the start token alone). The
+        summed negative log2-likelihood of all text tokens is divided by the text's UTF-8 byte count.
+        Returns ``bits_per_byte``, ``bits``, ``bytes``, ``tokens``, ``windows``, ``window``, ``start_token``.
+        """
+        if not self.causal:
+            raise ValueError(f"{self.name}: bits per byte need a causal language model")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("the competence text must be a non-empty string")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+            raise ValueError(f"window must be an integer >= 2 (tokens per forward pass); got {window!r}")
+        limit = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        if limit is not None and window > int(limit):
+            window = int(limit)
+        start_id, start_desc = self.start_token()
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError("the competence text tokenises to nothing")
+        step = window - 1
+        chunks = [[start_id, *ids[i : i + step]] for i in range(0, len(ids), step)]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else start_id
+        bits = 0.0
+        for b in range(0, len(chunks), batch_size):
+            group = chunks[b : b + batch_size]
+            width = max(len(c) for c in group)
+            input_ids = torch.full((len(group), width), int(pad), dtype=torch.long)
+            mask = torch.zeros((len(group), width), dtype=torch.long)
+            for r, c in enumerate(group):
+                input_ids[r, : len(c)] = torch.tensor(c)
+                mask[r, : len(c)] = 1
+            input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+            logits = self.model(input_ids=input_ids, attention_mask=mask, return_dict=True).logits
+            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+            nll = -logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+            bits += float((nll * mask[:, 1:].to(nll.dtype)).sum()) / math.log(2.0)
+        nbytes = len(text.encode("utf-8"))
+        return {
+            "bits_per_byte": bits / nbytes,
+            "bits": bits,
+            "bytes": nbytes,
+            "tokens": len(ids),
+            "windows": len(chunks),
+            "window": window,
+            "start_token": start_desc,
+        }
 
     def _bpb(self, texts: Sequence[str], enc: dict, logits: torch.Tensor) -> np.ndarray:
         ids, mask = enc["input_ids"], enc["attention_mask"]
@@ -201,6 +293,13 @@ def load(name: str, spec: dict, device: torch.device) -> Encoder:
     modality = spec["modality"]
     if kind == "auto":
         kind = "vision" if modality == "vision" else _guess_text_kind(spec)
+    if kind == "vision":
+        if spec.get("pooling", "auto") not in ("auto", "cls", "mean"):
+            raise ValueError(
+                f"model {name!r}: pooling {spec['pooling']!r} is not defined for vision models; allowed: auto, cls, mean"
+            )
+    else:
+        text_pooling(spec.get("pooling", "auto"), name)  # fail before loading weights
     trust = bool(spec.get("trust_remote_code", False))
     provenance = {"source": "hf", "transformers_version": transformers.__version__, "kind": kind}
     pretrained = bool(spec.get("pretrained", True))
@@ -245,5 +344,6 @@ def load(name: str, spec: dict, device: torch.device) -> Encoder:
     tokenizer = _tokenizer(spec, None)
     return HFTextEncoder(
         name, model, tokenizer, causal=(kind == "causal_lm"), device=device,
-        max_length=int(spec.get("max_length", 128)), provenance=provenance,
+        max_length=int(spec.get("max_length", 128)), pooling=text_pooling(spec.get("pooling", "auto"), name),
+        provenance=provenance,
     )

