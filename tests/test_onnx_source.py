@@ -141,6 +141,41 @@ def test_nhwc_input_and_fixed_batch(tmp_path, tiny_path, images):
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
 
 
+def test_input_size_is_read_from_a_static_graph(tmp_path, tiny_path, images):
+    """The tiny graph's input is 3x8x8: without `size` the images are cropped to 8 px (read from the graph)."""
+    pre = {k: v for k, v in IDENTITY_PRE.items() if k != "size"}
+    enc = load_encoder("a", {"source": "onnx", "path": str(tiny_path), "preprocessing": pre, "layers": ["relu_out"]},
+                       "cpu")
+    assert enc.preprocessing.size == 8 and enc.provenance["input_size_from"] == "graph"
+    ref = load_encoder("b", {"source": "onnx", "path": str(tiny_path), "preprocessing": IDENTITY_PRE,
+                             "layers": ["relu_out"]}, "cpu")
+    assert ref.provenance["input_size_from"] == "config"
+    np.testing.assert_allclose(enc.encode(images)["relu_out"], ref.encode(images)["relu_out"], rtol=1e-6)
+    nhwc = tmp_path / "nhwc.onnx"
+    _conv_model(nhwc, nhwc_input=True)
+    assert load_encoder("c", {"source": "onnx", "path": str(nhwc), "preprocessing": {**pre, "layout": "NHWC"}},
+                        "cpu").preprocessing.size == 8
+    with pytest.raises(ModelLoadError, match="size is 16 but the graph's input is fixed at 8x8"):
+        load_encoder("d", {"source": "onnx", "path": str(tiny_path), "preprocessing": {**pre, "size": 16}}, "cpu")
+
+
+def test_input_size_of_dynamic_or_odd_graphs():
+    from convergence.models.onnx_source import static_input_size
+
+    def graph(shape):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)
+        return helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
+
+    assert static_input_size(graph(["b", 3, "h", "w"])) is None
+    assert static_input_size(graph([1, 3, 224, 224])) == 224
+    assert static_input_size(graph([1, 256, 256, 3]), "NHWC") == 256
+    with pytest.raises(ValueError, match="fixed at 224x160"):
+        static_input_size(graph([1, 3, 224, 160]))
+    with pytest.raises(ValueError, match="has 3 axes"):
+        static_input_size(graph([1, 3, 224]))
+
+
 def test_preprocessing_bgr_scale_mean():
     from convergence.models.onnx_source import preprocessing_from_spec
 

@@ -20,6 +20,7 @@ Config entry (``source: onnx``)::
       layers: ["/stage1/Relu_output_0", {pool: "/ReduceMean_output_0"}]   # tensor names, or {stored_name: tensor}
       preprocessing: {size: 224, crop_pct: 0.875, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225],
                       interpolation: bicubic, channel_order: RGB, scale: 1.0, layout: NCHW}
+                                        # size: read from the graph when its input is static (else 224)
       feature_layout: auto              # or NCHW / NHWC, or a mapping tensor -> layout
       token_pooling: mean               # or first
 
@@ -371,6 +372,29 @@ def layer_map(layers) -> dict[str, str]:
     return out
 
 
+def static_input_size(model, layout: str = "NCHW") -> int | None:
+    """The square image size a vision graph's single input fixes, or ``None`` when height or width is dynamic.
+
+    ``layout`` says where the spatial axes are (NCHW: 2 and 3; NHWC: 1 and 2). A static but non-square input
+    raises ``ValueError`` (images are centre-cropped squares). Graph inputs that are initializers are skipped.
+    """
+    inputs = graph_inputs(model)
+    if len(inputs) != 1:
+        return None
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims) != 4:
+        raise ValueError(f"the image input {inputs[0].name!r} has {len(dims)} axes; a vision graph takes 4 "
+                         f"(batch and three image axes, layout {layout})")
+    axes = (2, 3) if layout == "NCHW" else (1, 2)
+    hw = [int(dims[a].dim_value) if dims[a].HasField("dim_value") and dims[a].dim_value > 0 else None for a in axes]
+    if None in hw:
+        return None
+    if hw[0] != hw[1]:
+        raise ValueError(f"the image input {inputs[0].name!r} is fixed at {hw[0]}x{hw[1]} ({layout}); only square "
+                         "inputs are supported")
+    return hw[0]
+
+
 def preprocessing_from_spec(pre: Mapping | None) -> tuple[ImagePreprocessing, str]:
     """``spec['preprocessing']`` -> (:class:`ImagePreprocessing`, input layout)."""
     pre = dict(pre or {})
@@ -420,7 +444,23 @@ def load(name: str, spec: dict, device: torch.device) -> OnnxEncoder:
     }
     try:
         if modality == "vision":
-            pre, layout = preprocessing_from_spec(spec.get("preprocessing"))
+            pre_spec = dict(spec.get("preprocessing") or {})
+            _, layout = preprocessing_from_spec(pre_spec)
+            try:
+                fixed = static_input_size(model, layout)
+            except ValueError as err:
+                raise ModelLoadError(str(err)) from err
+            if "size" not in pre_spec:
+                pre_spec["size"] = fixed if fixed is not None else 224
+                provenance["input_size_from"] = "graph" if fixed is not None else "default (the graph's input is dynamic)"
+            else:
+                if fixed is not None and int(pre_spec["size"]) != fixed:
+                    raise ModelLoadError(
+                        f"preprocessing.size is {pre_spec['size']} but the graph's input is fixed at {fixed}x{fixed}; "
+                        "leave size out to read it from the graph"
+                    )
+                provenance["input_size_from"] = "config"
+            pre, layout = preprocessing_from_spec(pre_spec)
             return OnnxEncoder(
                 name, model, tensors, modality="vision", preprocessing=pre, input_layout=layout,
                 feature_layout=spec.get("feature_layout", "auto"), token_pooling=spec.get("token_pooling", "mean"),
