@@ -189,3 +189,41 @@ def test_background_accepts_a_colour_name_or_rgb():
         validate_config({**base, "datasets": {"d": {"source": "digits", "background": bg}}})
     with pytest.raises(ConfigError, match="background"):
         validate_config({**base, "datasets": {"d": {"source": "digits", "background": [0, 0]}}})
+def test_pooling_must_fit_the_modality():
+    msg = bad(lambda c: c["models"]["cnn"].update(pooling="last"))
+    assert "config.models.cnn.pooling" in msg and "text models only" in msg
+    msg = bad(lambda c: c["models"]["text"].update(pooling="cls"))
+    assert "config.models.text.pooling" in msg and "auto (= mean), mean, last" in msg
+    msg = bad(lambda c: c["models"]["text"].update(pooling="first"))
+    assert "'first' is not allowed" in msg and "'last'" in msg
+    assert validate_config({**GOOD, "models": {**GOOD["models"], "text": {**TINY_BERT, "pooling": "last"}}})
+
+
+def test_new_dataset_sources_and_their_captions():
+    from convergence.config import dataset_has_captions, is_causal_lm
+
+    assert dataset_has_captions({"source": "tuxpaint"})
+    assert not dataset_has_captions({"source": "openclipart"})
+    assert dataset_has_captions({"source": "openclipart", "captioned_only": True})
+    msg = bad(lambda c: c["datasets"]["emo"].update(captioned_only=True))
+    assert "config.datasets.emo" in msg and "'openclipart' only" in msg
+    msg = bad(lambda c: c["datasets"].update(oc={"source": "openclipart", "captioned_only": True, "captions": False}))
+    assert "captioned_only: true needs captions" in msg
+    msg = bad(lambda c: c["datasets"].update(tp={"source": "tuxpaint", "models": ["text"]}) or c["datasets"].update(
+        oc={"source": "openclipart", "models": ["text"]}))
+    assert "config.datasets.oc" in msg and "no captions" in msg
+    assert is_causal_lm({"source": "packaged", "name": "qwen25_coder_05b"})
+    assert is_causal_lm({"source": "hf", "kind": "causal_lm"}) and not is_causal_lm({"source": "hf"})
+    assert not is_causal_lm({"source": "packaged", "name": "all_minilm_l6"})
+
+
+def test_competence_text_must_exist(tmp_path):
+    from convergence.config import competence_text_path
+
+    msg = bad(lambda c: c.update(competence={"text": "no/such/text.txt"}))
+    assert "config.competence.text" in msg and "does not exist" in msg
+    builtin = competence_text_path(validate_config(GOOD))
+    assert builtin.endswith("texts/CC0-1.0.txt") and open(builtin).read().startswith("Creative Commons Legal Code")
+    text = tmp_path / "t.txt"
+    text.write_text("some text")
+    assert competence_text_path(validate_config({**GOOD, "competence": {"text": str(text)}})) == str(text)

@@ -219,7 +219,7 @@ def test_text_bits_per_byte_scores_every_token_of_the_text(tiny_specs):
     bits = -logp.gather(-1, ids[0, 1:, None]).sum().item() / np.log(2)
     assert whole["bits_per_byte"] == pytest.approx(bits / 900, rel=1e-4)
     # shorter windows cut the context but still score all 900 tokens; random weights give ~log2(384)
-    cut = enc.text_bits_per_byte(text, window=100, batch_size=3)
+    cut = enc.text_bits_per_byte(text, window=100)
     assert cut["windows"] == 10 and cut["tokens"] == 900
     assert cut["bits_per_byte"] == pytest.approx(np.log2(384), rel=0.25)
     for bad, match in ((dict(window=1), "window"), (dict(window=2.5), "window")):

@@ -1,4 +1,6 @@
 """Stimulus sets: every source gives unique ids, uint8 RGB images, and captions/labels where it has them."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -374,3 +376,75 @@ def test_tuxpaint_real_package_smallest_case():
     check_common(ds)
     assert ds.sizes["stimulus"] == 6 and set(ds["label"].values) <= {r["category"] for r in rows}
     assert (ds["image"].values[:, 0, 0] == 255).all()  # stamps have transparent corners
+
+
+# -- openclipart (Debian openclipart-png + openclipart-svg) ----------------------------------------------------
+def _svg(root, rel, title):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        '<svg xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:cc="http://creativecommons.org/ns#"><metadata>'
+        f"<cc:Work><dc:format>image/svg+xml</dc:format><dc:publisher><cc:Agent><dc:title>Open Clip Art Library"
+        f"</dc:title></cc:Agent></dc:publisher><dc:title>{title}</dc:title></cc:Work></metadata></svg>"
+    )
+
+
+def test_openclipart_caption_filter():
+    from convergence.stimuli import openclipart_caption
+
+    assert openclipart_caption("Labrador Retriever (Black)") == "Labrador Retriever (Black)"
+    for noise in ("apple", "crawfish1 bw", "my_drawing", "icon.svg", "L&Atilde;&copy;zard", "Löwe im Gras", "",
+                  None, " ".join(["word"] * 13)):
+        assert openclipart_caption(noise) is None, noise
+    assert openclipart_caption("Golf flag in hole", shared_by=4) is None  # a collection's name
+
+
+def _bomb_png(path, side=20_000):
+    """A PNG whose header declares side x side pixels (over twice Pillow's limit); its data is never read."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_openclipart_symlinks_labels_captions_and_bombs(tmp_path):
+    png, svg = tmp_path / "png", tmp_path / "svg"
+    _stamp(png, "animals/mammals/dog_a.png", mode="P")
+    _stamp(png, "food/fruit/apple_b.png")
+    _bomb_png(png / "food/fruit/huge_c.png")
+    (png / "animals/pet").mkdir()
+    (png / "animals/pet/dog_link.png").symlink_to(png / "animals/mammals/dog_a.png")  # the same image twice
+    _svg(svg, "animals/mammals/dog_a.svg", "A sleeping dog")
+    _svg(svg, "food/fruit/apple_b.svg", "apple")  # one word: no caption
+    spec = {"source": "openclipart", "path": str(png), "svg_path": str(svg), "image_size": 16}
+    with pytest.warns(UserWarning, match=r"skipped 1 image.*huge_c\.png"):
+        ds = build_stimuli("o", spec)
+    check_common(ds)
+    assert ds["stimulus"].values.tolist() == ["animals/mammals/dog_a", "food/fruit/apple_b"]
+    assert ds["label"].values.tolist() == ["animals", "food"]
+    assert ds["subcategory"].values.tolist() == ["animals/mammals", "food/fruit"]
+    assert "caption" not in ds and ds.attrs["with_caption"] == 1 and ds.attrs["distinct_images"] == 2
+    assert (ds["image"].values[:, 0, 0] == 255).all()
+    with pytest.warns(UserWarning, match="huge_c"):
+        only = build_stimuli("o", {**spec, "captioned_only": True})
+    assert only["caption"].values.tolist() == ["A sleeping dog"] and only.attrs["has_captions"]
+
+
+def test_openclipart_real_package_smallest_case():
+    from convergence.stimuli import OPENCLIPART_PNG, OPENCLIPART_SVG
+
+    if not (OPENCLIPART_PNG.is_dir() and OPENCLIPART_SVG.is_dir()):
+        pytest.skip("Debian openclipart-png / openclipart-svg are not installed")
+    spec = {"source": "openclipart", "limit": 8, "seed": 0, "image_size": 32, "captioned_only": True}
+    with pytest.warns(UserWarning, match=r"skipped 3 image\(s\).*stop_sign_miguel"):
+        ds = build_stimuli("o", spec)
+    check_common(ds)
+    assert ds.sizes["stimulus"] == 8 and ds.attrs["distinct_images"] == 6897
+    assert 1000 < ds.attrs["with_caption"] < 3000 and all(len(c.split()) >= 2 for c in ds["caption"].values)
+    with pytest.warns(UserWarning):
+        again = build_stimuli("o", spec)
+    assert again["stimulus"].values.tolist() == ds["stimulus"].values.tolist()  # seeded

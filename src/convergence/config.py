@@ -112,6 +112,13 @@ def _check_references(cfg: dict, base: Path) -> None:
                 close = difflib.get_close_matches(m, list(models), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"config.datasets.{dname}.models: unknown model {m!r}{hint}; configured models: {sorted(models)}")
+        only_openclipart = sorted(k for k in ("svg_path", "captions", "captioned_only") if k in d)
+        if only_openclipart and d["source"] != "openclipart":
+            raise ConfigError(f"config.datasets.{dname}: {only_openclipart} apply to source 'openclipart' only, "
+                              f"not {d['source']!r}")
+        if d["source"] == "openclipart" and d.get("captioned_only") and d.get("captions") is False:
+            raise ConfigError(f"config.datasets.{dname}: captioned_only: true needs captions (captions: false "
+                              "reads no titles)")
         if d["source"] in ("image_folder", "csv") or (d["source"] == "huggingface" and d.get("path")):
             p = Path(d["path"])
             p = p if p.is_absolute() else base / p
@@ -254,6 +261,8 @@ def dataset_has_captions(dataset: dict) -> bool:
     """Whether a dataset entry provides captions (so language models run on it)."""
     if dataset["source"] in ("emoji", "tuxpaint"):
         return True
+    if dataset["source"] == "openclipart":
+        return bool(dataset.get("captioned_only", False))
     if dataset["source"] == "huggingface":
         return bool(dataset.get("caption_column"))
     if dataset["source"] == "csv":

@@ -69,6 +69,10 @@ def _batches(stimuli: xr.Dataset, modality: str, batch_size: int):
             yield start, batch
 
 
+#: Bump when the fixed-text score's definition changes (start token, windows), so cached scores are not reused.
+TEXT_BPB_VERSION = 1
+
+
 def _text_cache_key(encoder: Encoder, text_sha: str, window: int) -> str | None:
     """A cache key for a fixed-text score: only for weights named by a content hash (packaged models)."""
     weights = encoder.provenance.get("source_sha256") or encoder.provenance.get("weights_sha256")
@@ -77,6 +81,7 @@ def _text_cache_key(encoder: Encoder, text_sha: str, window: int) -> str | None:
     import hashlib
 
     parts = [str(weights), str(encoder.provenance.get("converter_version", "")), text_sha, str(window),
+             f"v{TEXT_BPB_VERSION}",
              type(encoder.model).__name__ if hasattr(encoder, "model") else ""]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 

@@ -25,8 +25,16 @@ uint8), ``caption`` and ``label`` (strings) where the source has them. Sources:
     ``subcategory`` = ``<category>/<first folder below it>`` (``animals/mammals``; the category alone for
     stamps directly in it); transparency composited on the ``background`` (white); id = the path without
     ``.png``.
+``openclipart``
+    Debian's ``openclipart-png`` (public domain): every distinct PNG (symlinked duplicates resolved to one
+    file), ``label`` = top-level folder, ``subcategory`` = the full folder path; transparency composited on
+    the ``background``. Captions are the SVG titles of ``openclipart-svg`` that pass
+    :func:`openclipart_caption` (see there); with ``captioned_only: true`` only images with such a caption are
+    kept (then language models run on it), otherwise every image is kept without captions (vision-only).
+    Images Pillow refuses as decompression bombs (over twice ``Image.MAX_IMAGE_PIXELS``) are skipped with a
+    warning naming them. ``limit``/``per_class`` are applied before any image is decoded.
 
-Image files (``image_folder``, ``csv``, ``huggingface``, ``tuxpaint``) may be in any mode Pillow reads: transparency is
+Image files (``image_folder``, ``csv``, ``huggingface``, ``tuxpaint``, ``openclipart``) may be in any mode Pillow reads: transparency is
 composited on the dataset's ``background`` (default white), 16-bit greyscale is scaled to 8 bits, palette
 and greyscale images become RGB (:func:`to_rgb`); an image that cannot be decoded is one error naming it.
 
@@ -37,6 +45,7 @@ that many stimuli). Row order is the source's own order, so results are determin
 from __future__ import annotations
 
 import gzip
+import re
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
@@ -44,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-SOURCES = ("emoji", "fashion_mnist", "digits", "image_folder", "csv", "huggingface", "tuxpaint")
+SOURCES = ("emoji", "fashion_mnist", "digits", "image_folder", "csv", "huggingface", "tuxpaint", "openclipart")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
@@ -56,10 +65,17 @@ FASHION_MNIST_CLASSES = (
 TUXPAINT_DIR = Path("/usr/share/tuxpaint/stamps")
 #: tuxpaint categories left out: ``symbols`` holds letters, digits and signs, not depictions of objects.
 TUXPAINT_EXCLUDED = ("symbols",)
+OPENCLIPART_PNG = Path("/usr/share/openclipart/png")
+OPENCLIPART_SVG = Path("/usr/share/openclipart/svg")
+#: A title shared by more files than this is a collection or theme name ("gramastar", "Lemon SVG theme"),
+#: not a description of one image.
+OPENCLIPART_MAX_SHARED_TITLE = 3
 DEBIAN_PACKAGES = {
     "emoji": "fonts-noto-color-emoji",
     "fashion_mnist": "dataset-fashion-mnist",
     "tuxpaint": "tuxpaint-stamps-default",
+    "openclipart": "openclipart-png",
+    "openclipart_svg": "openclipart-svg",
 }
 
 
@@ -384,6 +400,139 @@ def load_tuxpaint(root: str | Path = TUXPAINT_DIR, image_size: int = 224, backgr
     }
 
 
+_SVG_AGENT_BLOCKS = re.compile(r"<dc:(publisher|creator|rights|contributor)\b.*?</dc:\1>", re.S)
+_SVG_WORK = re.compile(r"<cc:Work\b.*?</cc:Work>", re.S)
+_SVG_TITLE = re.compile(r"<dc:title>(.*?)</dc:title>", re.S)
+_CAPTION_OK = re.compile(r"^[A-Za-z0-9 ,.'()&!?:;-]+$")
+_FILE_NAME_LIKE = re.compile(r"_|\.(svg|png|jpe?g|eps|ai|wmf|gif)\b|\b(?=\w*[A-Za-z])(?=\w*\d)\w+\b", re.I)
+
+
+def svg_title(path: Path) -> str | None:
+    """The work's own ``dc:title`` in an SVG's metadata (not its publisher's or creator's), entity-decoded and
+    whitespace-collapsed; ``None`` when absent. Only the first 256 KiB are read (the metadata is near the top)."""
+    import html
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 18).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    work = _SVG_WORK.search(head)
+    if work is None:
+        return None
+    m = _SVG_TITLE.search(_SVG_AGENT_BLOCKS.sub("", work.group(0)))
+    if m is None:
+        return None
+    title = " ".join(html.unescape(m.group(1)).split())
+    return title or None
+
+
+OPENCLIPART_CAPTION_FILTER = (
+    "SVG dc:title kept when: ASCII letters, digits, spaces and plain punctuation only; 2 to 12 words, at least 2 "
+    "with letters; no underscores, file extensions or letter-digit words; shared by at most "
+    f"{OPENCLIPART_MAX_SHARED_TITLE} images"
+)
+
+
+def openclipart_caption(title: str | None, shared_by: int = 1) -> str | None:
+    """The caption filter of the ``openclipart`` source: ``title`` when it looks like a description of the
+    image, else ``None``. Kept: ASCII letters, digits, spaces and plain punctuation only (drops non-English
+    and mangled-entity titles), at least two words with letters, at most 12 words, nothing file-name-like
+    (underscores, file extensions, words mixing letters and digits such as ``crawfish1``), and a title used by
+    at most :data:`OPENCLIPART_MAX_SHARED_TITLE` images (``shared_by``; shared titles name collections)."""
+    if not title or shared_by > OPENCLIPART_MAX_SHARED_TITLE:
+        return None
+    if not _CAPTION_OK.match(title) or _FILE_NAME_LIKE.search(title):
+        return None
+    words = [w for w in title.split() if any(c.isalpha() for c in w)]
+    if not 2 <= len(title.split()) <= 12 or len(words) < 2:
+        return None
+    return title
+
+
+def openclipart_index(png_root: Path = OPENCLIPART_PNG, svg_root: Path | None = OPENCLIPART_SVG) -> tuple[list[dict], list[str]]:
+    """Every distinct, decodable openclipart PNG, sorted by id: ``id`` (path of the real file without
+    ``.png``), ``path``, ``label`` (top folder), ``subcategory`` (folder path), ``title`` (raw SVG title or
+    None) and ``caption`` (:func:`openclipart_caption`). Also returns the skipped decompression bombs.
+    ``svg_root`` None: no titles."""
+    import warnings
+
+    from PIL import Image
+
+    if not png_root.is_dir():
+        raise _missing_debian("openclipart", png_root)
+    real_root = png_root.resolve()
+    seen: dict[Path, Path] = {}
+    for png in sorted(png_root.rglob("*.png")):
+        real = png.resolve()
+        if real.is_file() and real not in seen:
+            try:
+                real.relative_to(real_root)
+            except ValueError:  # a link out of the tree: keep the link's own place
+                seen[real] = png
+                continue
+            seen[real] = real
+    rows, bombs = [], []
+    for real, where in sorted(seen.items(), key=lambda kv: kv[1]):
+        rel = where.relative_to(real_root if where == real else png_root)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(real) as im:
+                    w, h = im.size
+        except Image.DecompressionBombError:
+            w = h = None
+        except OSError as err:
+            raise StimulusError(f"cannot read image {real}: {err}") from err
+        if w is None:  # Pillow refuses it (over twice MAX_IMAGE_PIXELS); between 1x and 2x it only warns
+            bombs.append(str(real))
+            continue
+        rows.append({"id": rel.with_suffix("").as_posix(), "path": real, "label": rel.parts[0] if len(rel.parts) > 1 else "",
+                     "subcategory": rel.parent.as_posix(), "title": None})
+    if bombs:
+        warnings.warn(f"openclipart: skipped {len(bombs)} image(s) that Pillow refuses as decompression bombs "
+                      f"(over {2 * Image.MAX_IMAGE_PIXELS} pixels): {bombs}", stacklevel=2)
+    if svg_root is not None:
+        if not svg_root.is_dir():
+            raise _missing_debian("openclipart_svg", svg_root)
+        for r in rows:
+            r["title"] = svg_title(svg_root / f"{r['id']}.svg")
+    counts: dict[str, int] = {}
+    for r in rows:
+        if r["title"]:
+            counts[r["title"]] = counts.get(r["title"], 0) + 1
+    for r in rows:
+        r["caption"] = openclipart_caption(r["title"], counts.get(r["title"] or "", 0))
+    return rows, bombs
+
+
+def load_openclipart(spec: dict, image_size: int = 224, background=DEFAULT_BACKGROUND) -> dict:
+    png_root = Path(spec.get("path", OPENCLIPART_PNG))
+    svg_root = Path(spec.get("svg_path", OPENCLIPART_SVG)) if spec.get("captions", True) else None
+    rows, bombs = openclipart_index(png_root, svg_root)
+    n_all, n_captioned = len(rows), sum(r["caption"] is not None for r in rows)
+    captioned_only = bool(spec.get("captioned_only", False))
+    if captioned_only:
+        if svg_root is None:
+            raise StimulusError("openclipart: captioned_only needs captions (captions: true)")
+        rows = [r for r in rows if r["caption"] is not None]
+    if not rows:
+        raise StimulusError(f"openclipart: no images left under {png_root}")
+    # subsample before decoding (build_stimuli's own subsample is then a no-op: same rule, fewer rows)
+    idx = subsample_indices(len(rows), [r["label"] for r in rows], per_class=spec.get("per_class"),
+                            limit=spec.get("limit"), seed=int(spec.get("seed", 0)))
+    rows = [rows[i] for i in idx]
+    return {
+        "ids": [r["id"] for r in rows],
+        "images": _load_images([r["path"] for r in rows], image_size, background),
+        "captions": [r["caption"] for r in rows] if captioned_only else None,
+        "labels": [r["label"] for r in rows],
+        "extra": {"subcategory": [r["subcategory"] for r in rows]},
+        "attrs": {"distinct_images": n_all, "with_caption": n_captioned, "skipped_bombs": bombs,
+                  "caption_filter": OPENCLIPART_CAPTION_FILTER},
+    }
+
+
 # ------------------------------------------------------------------------------------------- manifests
 
 
@@ -424,6 +573,11 @@ def content_files(spec: dict, base_dir: str | Path = ".") -> list[tuple[str, Pat
         return [(f.relative_to(root).as_posix(), f) for f in sorted(root.rglob("*")) if f.is_file()]
     if source == "emoji":
         return [(str(EMOJI_FONT), EMOJI_FONT)]
+    if source == "openclipart":
+        roots = [here(spec.get("path", OPENCLIPART_PNG))]
+        if spec.get("captions", True):
+            roots.append(here(spec.get("svg_path", OPENCLIPART_SVG)))
+        return [(str(f), f) for root in roots if root.is_dir() for f in sorted(root.rglob("*")) if f.is_file()]
     if source == "tuxpaint":
         root = here(spec.get("path", TUXPAINT_DIR))
         if not root.is_dir():
@@ -541,6 +695,8 @@ def build_stimuli(name: str, spec: dict) -> xr.Dataset:
         raw = load_huggingface(spec, size)
     elif source == "tuxpaint":
         raw = load_tuxpaint(spec.get("path", TUXPAINT_DIR), size, background)
+    elif source == "openclipart":
+        raw = load_openclipart(spec, size, background)
     else:
         raise StimulusError(f"dataset {name!r}: unknown source {source!r}; allowed sources are {list(SOURCES)}")
 
@@ -573,5 +729,6 @@ def build_stimuli(name: str, spec: dict) -> xr.Dataset:
         "has_labels": raw["labels"] is not None,
         "classes": sorted(set(ds["label"].values.tolist())) if raw["labels"] is not None else [],
         "spec": {k: v for k, v in spec.items()},
+        **(raw.get("attrs") or {}),
     }
     return ds

@@ -123,6 +123,29 @@ class HFTextEncoder(Encoder):
         bpb = self._bpb(batch, enc, out.logits) if self.causal else None
         return feats, bpb
 
+    def _window_nll(self, input_ids: torch.Tensor, slice_len: int = 128) -> float:
+        """Summed next-token negative log-likelihood (nats) of one unpadded window ``(1, T)``.
+
+        The decoder runs once; its output layer (and Gemma's final logit soft-capping) runs on ``slice_len``
+        positions at a time, so a 262k-token vocabulary never materialises a (T, vocab) float32 matrix twice.
+        """
+        base = getattr(self.model, "base_model", None)
+        head = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
+        if base is None or base is self.model or head is None:
+            logits = self.model(input_ids=input_ids, return_dict=True).logits[0, :-1].float()
+            return float(-torch.log_softmax(logits, -1).gather(-1, input_ids[0, 1:, None]).sum())
+        hidden = base(input_ids=input_ids, return_dict=True).last_hidden_state[0, :-1]
+        targets = input_ids[0, 1:]
+        cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
+        total = 0.0
+        for i in range(0, hidden.shape[0], slice_len):
+            logits = head(hidden[i : i + slice_len]).float()
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            picked = logits.gather(-1, targets[i : i + slice_len, None]).squeeze(-1)
+            total += float((torch.logsumexp(logits, -1) - picked).sum())
+        return total
+
     def start_token(self) -> tuple[int, str]:
         """The token prepended to every window of a fixed text: the document separator ``<|endoftext|>`` when
         the vocabulary has it (GPT-2, Qwen, SmolLM2 pretraining), else the tokenizer's BOS (Gemma's ``<bos>``),
@@ -139,7 +162,7 @@ class HFTextEncoder(Encoder):
                          "a text with")
 
     @torch.inference_mode()
-    def text_bits_per_byte(self, text: str, *, window: int = 1024, batch_size: int = 4) -> dict:
+    def text_bits_per_byte(self, text: str, *, window: int = 1024) -> dict:
         """Bits per UTF-8 byte of one long text: the competence measure of a causal LM.
 
         The text is tokenised once without special tokens and cut into consecutive windows of
@@ -163,21 +186,10 @@ class HFTextEncoder(Encoder):
             raise ValueError("the competence text tokenises to nothing")
         step = window - 1
         chunks = [[start_id, *ids[i : i + step]] for i in range(0, len(ids), step)]
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else start_id
         bits = 0.0
-        for b in range(0, len(chunks), batch_size):
-            group = chunks[b : b + batch_size]
-            width = max(len(c) for c in group)
-            input_ids = torch.full((len(group), width), int(pad), dtype=torch.long)
-            mask = torch.zeros((len(group), width), dtype=torch.long)
-            for r, c in enumerate(group):
-                input_ids[r, : len(c)] = torch.tensor(c)
-                mask[r, : len(c)] = 1
-            input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-            logits = self.model(input_ids=input_ids, attention_mask=mask, return_dict=True).logits
-            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-            nll = -logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            bits += float((nll * mask[:, 1:].to(nll.dtype)).sum()) / math.log(2.0)
+        for chunk in chunks:  # one window at a time, the output layer in slices: memory stays small
+            input_ids = torch.tensor([chunk], dtype=torch.long, device=self.device)
+            bits += self._window_nll(input_ids) / math.log(2.0)
         nbytes = len(text.encode("utf-8"))
         return {
             "bits_per_byte": bits / nbytes,

