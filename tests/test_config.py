@@ -227,3 +227,20 @@ def test_competence_text_must_exist(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("some text")
     assert competence_text_path(validate_config({**GOOD, "competence": {"text": str(text)}})) == str(text)
+
+
+def test_open_clip_and_module_entries():
+    clip = {"source": "open_clip", "name": "ViT-B-32", "pretrained": "openai", "tower": "image", "modality": "vision",
+            "objective": "image-text"}
+    assert validate_config({**GOOD, "models": {**GOOD["models"], "clip": clip}})
+    msg = bad(lambda c: c["models"].update(clip={**clip, "tower": "text"}))
+    assert "config.models.clip" in msg and "tower 'text' is modality 'language'" in msg
+    msg = bad(lambda c: c["models"].update(clip={k: v for k, v in clip.items() if k != "tower"}))
+    assert "'tower' is a required property" in msg
+    msg = bad(lambda c: c["models"]["cnn"].update(pretrained="openai"))
+    assert "config.models.cnn.pretrained" in msg and "'open_clip' only" in msg
+    net = {"source": "module", "factory": "pkg.mod:build", "layers": {"a": "body.0"}, "modality": "vision",
+           "objective": "random"}
+    assert validate_config({**GOOD, "models": {**GOOD["models"], "net": net}})
+    msg = bad(lambda c: c["models"].update(net={**net, "factory": "build"}))
+    assert "config.models.net.factory" in msg

@@ -145,6 +145,14 @@ def _check_references(cfg: dict, base: Path) -> None:
             p = Path(m["weights"])
             if not (p if p.is_absolute() else base / p).is_file():
                 raise ConfigError(f"config.models.{mname}.weights: {m['weights']!r} does not exist")
+        if isinstance(m.get("pretrained"), str) and m["source"] != "open_clip":
+            raise ConfigError(f"config.models.{mname}.pretrained: a tag ({m['pretrained']!r}) is for source "
+                              f"'open_clip' only; {m['source']!r} takes true or false")
+        if m["source"] == "open_clip":
+            want = "vision" if m["tower"] == "image" else "language"
+            if m["modality"] != want:
+                raise ConfigError(f"config.models.{mname}: tower {m['tower']!r} is modality {want!r}, not "
+                                  f"{m['modality']!r}")
         pooling = m.get("pooling", "auto")
         if m["modality"] == "vision" and pooling == "last":
             raise ConfigError(f"config.models.{mname}.pooling: 'last' (last token) applies to text models only; "

