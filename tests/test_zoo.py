@@ -303,6 +303,15 @@ def test_gemma_bits_per_byte(gemma):
     assert len(gemma.layer_names) == 19 and feats["hidden_18"].shape == (len(CAPTIONS), 640)
     assert all(np.isfinite(v).all() for v in feats.values())
     assert "Gemma Terms of Use" in gemma.provenance["licence"]
+    # the fixed-text score runs the output layer in slices (with Gemma's final logit soft-capping): the same
+    # sum as one full forward pass; Gemma's vocabulary has no <|endoftext|>, so its BOS starts the text
+    start, described = gemma.start_token()
+    assert described == "bos_token '<bos>'"
+    ids = torch.tensor([[start, *gemma.tokenizer(CAPTIONS[1], add_special_tokens=False)["input_ids"]]])
+    with torch.inference_mode():
+        logp = torch.log_softmax(gemma.model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+        full = -float(logp.gather(-1, ids[0, 1:, None]).sum())
+        assert gemma._window_nll(ids, slice_len=4) == pytest.approx(full, rel=1e-4)
 
 
 @pytest.fixture(scope="module", params=["smollm2_135m", "qwen25_coder_05b"])
@@ -333,6 +342,18 @@ def test_gguf_language_models_score_text_and_captions(small_lm):
     last = small_lm.encode(CAPTIONS)
     small_lm.pooling = "mean"
     assert not np.allclose(last[small_lm.layer_names[-1]], feats[small_lm.layer_names[-1]])
+
+
+@pytest.mark.zoo
+@pytest.mark.parametrize("key", ["qwen25_coder_05b", "qwen25_coder_15b"])
+def test_chunk_packages_assemble_to_the_documented_gguf(key, tmp_path):
+    """The real chunk packages join to the GGUF whose sha256 and size the zoo records (the 1.5B model is
+    not loaded here: it needs about 9 GiB; studies/competence.yaml runs it)."""
+    _skip_unless_installed(key)
+    joined = packaged.verified_gguf(PACKAGED[key], key, tmp_path)
+    assert joined.stat().st_size == PACKAGED[key]["gguf"]["bytes"]
+    with open(joined, "rb") as fh:
+        assert fh.read(4) == b"GGUF"
 
 
 # -- the conversion cache ------------------------------------------------------------------------------------
