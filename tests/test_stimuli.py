@@ -448,3 +448,22 @@ def test_openclipart_real_package_smallest_case():
     with pytest.warns(UserWarning):
         again = build_stimuli("o", spec)
     assert again["stimulus"].values.tolist() == ds["stimulus"].values.tolist()  # seeded
+
+
+def test_clip_art_manifests_follow_their_files(tmp_path):
+    """The stimuli rule reruns when a stamp or its caption changes (content manifest), not otherwise."""
+    from convergence.stimuli import content_manifest
+
+    _stamp(tmp_path, "animals/mammals/kangaroo.png", "A red kangaroo.")
+    _stamp(tmp_path, "symbols/a.png", "The letter A.")
+    spec = {"source": "tuxpaint", "path": str(tmp_path)}
+    first = content_manifest(spec)
+    assert first["n_files"] == 2  # the png and its txt; symbols are not read
+    assert content_manifest(spec) == first
+    (tmp_path / "animals/mammals/kangaroo.txt").write_text("A grey kangaroo.\n")
+    assert content_manifest(spec)["sha256"] != first["sha256"]
+    oc = {"source": "openclipart", "path": str(tmp_path / "png"), "svg_path": str(tmp_path / "svg")}
+    _stamp(tmp_path / "png", "food/apple.png")
+    _svg(tmp_path / "svg", "food/apple.svg", "A green apple")
+    assert content_manifest(oc)["n_files"] == 2
+    assert content_manifest({**oc, "captions": False})["n_files"] == 1
