@@ -105,29 +105,33 @@ def _best(row: np.ndarray, higher: bool) -> int:
     return int(np.argmax(oriented))
 
 
+def _ordered_pairs(scores: xr.Dataset):
+    """``(a, b, scores, depths_a, depths_b)`` for every ordered pair of different models (``pair_matrix``)."""
+    models = _models(scores)
+    for a in models:
+        for b in models:
+            if a != b:
+                yield (a, b, *pair_matrix(scores, a, b))
+
+
 # ---------------------------------------------------------------------------------- best matches
 def best_matches(scores: xr.Dataset) -> pd.DataFrame:
     """Per ordered model pair (A != B) and layer of A: the best-matching layer of B, its score and its offset
     from the relative-depth diagonal (``depth_b - depth_a``); rows whose scores are all NaN are left out."""
-    models = _models(scores)
     higher = _higher(scores)
     rows = []
-    for a in models:
-        for b in models:
-            if a == b:
+    for a, b, s, da, db in _ordered_pairs(scores):
+        names_a = _layer_names(scores, "a", a)
+        names_b = _layer_names(scores, "b", b)
+        for i in range(s.shape[0]):
+            j = _best(s[i], higher)
+            if j < 0:
                 continue
-            s, da, db = pair_matrix(scores, a, b)
-            names_a = _layer_names(scores, "a", a)
-            names_b = _layer_names(scores, "b", b)
-            for i in range(s.shape[0]):
-                j = _best(s[i], higher)
-                if j < 0:
-                    continue
-                rows.append({"model_a": a, "model_b": b, "layer_a": names_a[i], "position_a": i, "depth_a": da[i],
-                             "layer_b": names_b[j], "position_b": j, "depth_b": db[j], "offset": db[j] - da[i],
-                             "score": s[i, j],
-                             **{f"{f}_{side}": _label(scores, m, f) for f in MODEL_FIELDS if f != "modality"
-                                for side, m in (("a", a), ("b", b))}})
+            rows.append({"model_a": a, "model_b": b, "layer_a": names_a[i], "position_a": i, "depth_a": da[i],
+                         "layer_b": names_b[j], "position_b": j, "depth_b": db[j], "offset": db[j] - da[i],
+                         "score": s[i, j],
+                         **{f"{f}_{side}": _label(scores, m, f) for f in MODEL_FIELDS if f != "modality"
+                            for side, m in (("a", a), ("b", b))}})
     return pd.DataFrame(rows)
 
 
@@ -149,18 +153,13 @@ def diagonal_test(scores: xr.Dataset, *, tolerance: float = 0.1, n_permutations:
     """
     if not 0 < float(tolerance) <= 1:
         raise ValueError(f"tolerance={tolerance!r} must lie in (0, 1] (relative depth)")
-    models = _models(scores)
     higher = _higher(scores)
     pairs = []
-    for a in models:
-        for b in models:
-            if a == b:
-                continue
-            s, da, db = pair_matrix(scores, a, b)
-            best = np.array([_best(row, higher) for row in s])
-            keep = best >= 0
-            if keep.any():
-                pairs.append((da[keep], db, best[keep]))
+    for a, b, s, da, db in _ordered_pairs(scores):
+        best = np.array([_best(row, higher) for row in s])
+        keep = best >= 0
+        if keep.any():
+            pairs.append((da[keep], db, best[keep]))
     if not pairs:
         raise ValueError("no model pair has a finite layer score; the diagonal test needs at least two models")
     tol = float(tolerance) + 1e-12
@@ -211,24 +210,19 @@ def depth_profile(scores: xr.Dataset, *, n_bins: int = 10) -> tuple[pd.DataFrame
     (``all`` and each family combination, e.g. ``cnn-transformer``) the mean, standard deviation, quartiles,
     minimum and maximum of both dissimilarities over pairs.
     """
-    models = _models(scores)
     higher = _higher(scores)
     centres = depth_bins(n_bins)
     rows = []
-    for a in models:
-        for b in models:
-            if a == b:
-                continue
-            s, da, db = pair_matrix(scores, a, b)
-            fams = sorted([_label(scores, a, "family") or "?", _label(scores, b, "family") or "?"])
-            for t in centres:
-                i, j = int(np.argmin(np.abs(da - t))), int(np.argmin(np.abs(db - t)))
-                jb = _best(s[i], higher)
-                best = s[i, jb] if jb >= 0 else np.nan
-                rows.append({"model_a": a, "model_b": b, "kind": "-".join(fams), "depth": t,
-                             "depth_a": da[i], "depth_b": db[j], "matched": s[i, j], "best": best,
-                             "dissimilarity_matched": _dissimilarity(s[i, j], higher),
-                             "dissimilarity_best": _dissimilarity(best, higher)})
+    for a, b, s, da, db in _ordered_pairs(scores):
+        fams = sorted([_label(scores, a, "family") or "?", _label(scores, b, "family") or "?"])
+        for t in centres:
+            i, j = int(np.argmin(np.abs(da - t))), int(np.argmin(np.abs(db - t)))
+            jb = _best(s[i], higher)
+            best = s[i, jb] if jb >= 0 else np.nan
+            rows.append({"model_a": a, "model_b": b, "kind": "-".join(fams), "depth": t,
+                         "depth_a": da[i], "depth_b": db[j], "matched": s[i, j], "best": best,
+                         "dissimilarity_matched": _dissimilarity(s[i, j], higher),
+                         "dissimilarity_best": _dissimilarity(best, higher)})
     per_pair = pd.DataFrame(rows)
     parts = []
     for kind, group in [("all", per_pair), *per_pair.groupby("kind")]:
