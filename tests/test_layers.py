@@ -201,3 +201,16 @@ def test_readout_by_layer_and_objective(synthetic):
     assert set(summary["objectives"]) == {"supervised", "random"}
     assert summary["models"]["cnn1"]["statistics"]["luminance"]["drop"] > 0.5
     assert set(curves["objective"]) == {"supervised", "random"}
+
+
+def test_layers_datasets_restrict_the_analysis_and_unknown_names_are_refused():
+    from convergence.config import ConfigError, validate_config
+    from convergence.granularity import layers_datasets
+
+    model = {"source": "timm", "name": "resnet18", "pretrained": False, "modality": "vision", "objective": "random"}
+    cfg = {"datasets": {"a": {"source": "digits"}, "b": {"source": "digits", "seed": 1}},
+           "models": {"m1": dict(model), "m2": {**model, "name": "resnet10t"}}}
+    assert layers_datasets(validate_config(cfg)) == ["a", "b"]
+    assert layers_datasets(validate_config({**cfg, "layers": {"datasets": ["b"]}})) == ["b"]
+    with pytest.raises(ConfigError, match=r"config.layers.datasets: unknown dataset 'c'"):
+        validate_config({**cfg, "layers": {"datasets": ["c"]}})

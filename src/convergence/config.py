@@ -175,6 +175,9 @@ def _check_references(cfg: dict, base: Path) -> None:
         close = difflib.get_close_matches(layers["metric"], list(METRIC_NAMES), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"config.layers.metric: {layers['metric']!r} is not allowed{hint}; allowed values: {list(METRIC_NAMES)}")
+    for d in layers.get("datasets", []):
+        if d not in datasets:
+            raise ConfigError(f"config.layers.datasets: unknown dataset {d!r}; configured datasets: {sorted(datasets)}")
     for pair in layers.get("pairs", []):
         for m in pair:
             if m not in models:

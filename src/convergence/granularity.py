@@ -61,8 +61,9 @@ def layers_models(cfg: Mapping, dataset: str) -> list[str]:
 
 
 def layers_datasets(cfg: Mapping) -> list[str]:
-    """Datasets with at least two models to compare layer by layer."""
-    return [d for d in cfg["datasets"] if len(layers_models(cfg, d)) >= 2]
+    """Datasets with at least two models to compare layer by layer (among ``layers.datasets`` when given)."""
+    chosen = cfg.get("layers", {}).get("datasets") or list(cfg["datasets"])
+    return [d for d in cfg["datasets"] if d in chosen and len(layers_models(cfg, d)) >= 2]
 
 
 def layers_store(cfg: Mapping, kind: str, dataset: str, model: str) -> str:
