@@ -26,7 +26,7 @@ SCHEMA_RESOURCE = "schemas/config.schema.yaml"
 #: The fields that label a model entry for the analyses (never for its extraction).
 MODEL_FIELDS = ("modality", "objective", "family")
 #: Config sections whose ``metrics`` list names registry metrics (the schema's allowed names are filled in).
-METRIC_SECTIONS = ("alignment", "dispersion")
+METRIC_SECTIONS = ("alignment", "dispersion", "consistency")
 
 
 class ConfigError(ValueError):
@@ -193,6 +193,9 @@ def _check_references(cfg: dict, base: Path) -> None:
                 raise ConfigError(f"config.dispersion.groups.{gname}.models: unknown model {m!r}; configured models: {sorted(models)}")
             if models[m]["modality"] != "vision":
                 raise ConfigError(f"config.dispersion.groups.{gname}.models: {m!r} is not a vision model")
+    for m in cfg.get("consistency", {}).get("layers", {}):
+        if m not in models:
+            raise ConfigError(f"config.consistency.layers: unknown model {m!r}; configured models: {sorted(models)}")
     ref = cfg.get("prh", {}).get("reference")
     if ref is not None and ref not in models:
         raise ConfigError(f"config.prh.reference: unknown model {ref!r}; configured models: {sorted(models)}")

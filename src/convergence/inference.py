@@ -176,3 +176,49 @@ def random_subset_test(statistic: Callable[[np.ndarray], float], subset: Sequenc
     observed = float(statistic(subset))
     null = np.array([statistic(draw) for draw in random_subsets(rng, n_total, size, n_draws)], dtype=np.float64)
     return {"observed": observed, **null_summary(null, observed, higher_is_better), "null": null, "size": size}
+
+
+ALTERNATIVES = ("greater", "less", "two-sided")
+
+
+def permutation_test(statistic: Callable[[np.ndarray], float], n: int, *, n_permutations: int = 1000,
+                     alternative: str = "greater", rng: np.random.Generator | None = None) -> dict:
+    """Compare ``statistic`` on the identity order of ``n`` items with its value on random permutations.
+
+    The generic permutation test (e.g. a Mantel test: permute which model carries which behaviour score
+    while the similarity matrix stays fixed, so the dependence between model pairs is kept).
+
+    Parameters
+    ----------
+    statistic : callable (permutation -> float)
+        The statistic when item ``i`` takes the role of item ``perm[i]``; called once with the identity
+        (the observed value) and once per permutation.
+    n : int
+        Items permuted (at least 2).
+    n_permutations : int
+        Random permutations (0: no null, NaN fields).
+    alternative : {"greater", "less", "two-sided"}
+        ``greater``/``less``: the one-sided p-value of this module (null draws at least as high / as low
+        as the observed value count); ``two-sided``: null draws at least as far from 0 as the observed
+        value (``|null| >= |observed|``), for statistics centred on 0 under the null such as correlations.
+
+    Returns
+    -------
+    dict
+        ``observed``, ``null_mean``, ``null_std``, ``z_score``, ``p_value`` (conventions of this module),
+        ``null`` (the draws), ``n_permutations`` and ``alternative``.
+    """
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative={alternative!r} is not known; allowed: {ALTERNATIVES}")
+    n = check_int(n, "n", minimum=2)
+    n_permutations = check_count(n_permutations, "n_permutations")
+    rng = rng or np.random.default_rng(0)
+    observed = float(statistic(np.arange(n)))
+    perms = permutations(rng, n, n_permutations)
+    null = np.array([] if perms is None else [statistic(p) for p in perms], dtype=np.float64)
+    if alternative == "two-sided":
+        entry = null_summary(null, observed)
+        entry["p_value"] = p_value(np.abs(null), abs(observed)) if null.size else np.nan
+    else:
+        entry = null_summary(null, observed, higher_is_better=alternative == "greater")
+    return {"observed": observed, **entry, "null": null, "n_permutations": n_permutations, "alternative": alternative}

@@ -654,9 +654,18 @@ def refresh_manifest(spec: dict, path: str | Path, base_dir: str | Path = ".") -
 # ------------------------------------------------------------------------------------------ subsampling
 
 
-def subsample_indices(n: int, labels: list[str] | None, *, per_class: int | None, limit: int | None, seed: int) -> np.ndarray:
-    """Sorted row indices of a seeded subsample: ``per_class`` rows of each label, or ``limit`` rows."""
+def subsample_indices(n: int, labels: list[str] | None, *, per_class: int | None, limit: int | None, seed: int,
+                      per_class_cap: int | None = None) -> np.ndarray:
+    """Sorted row indices of a seeded subsample: ``per_class`` rows of each label, or ``limit`` rows.
+
+    ``per_class_cap`` (Ciernik et al.'s rule): when ``n`` exceeds it, keep ``ceil(per_class_cap / n_classes)``
+    rows of each label (all rows of a smaller class); a source of at most ``per_class_cap`` rows is kept whole.
+    An explicit ``per_class`` takes precedence."""
     rng = np.random.default_rng(seed)
+    if per_class is None and per_class_cap is not None and n > per_class_cap:
+        if labels is None:
+            raise StimulusError("per_class_cap subsampling needs a labelled source")
+        per_class = -(-int(per_class_cap) // len(set(labels)))
     if per_class is not None:
         if labels is None:
             raise StimulusError("per_class subsampling needs a labelled source")
@@ -705,7 +714,8 @@ def build_stimuli(name: str, spec: dict) -> xr.Dataset:
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise StimulusError(f"dataset {name!r}: stimulus ids must be unique; duplicated: {dup}")
     idx = subsample_indices(
-        len(ids), raw["labels"], per_class=spec.get("per_class"), limit=spec.get("limit"), seed=int(spec.get("seed", 0))
+        len(ids), raw["labels"], per_class=spec.get("per_class"), limit=spec.get("limit"), seed=int(spec.get("seed", 0)),
+        per_class_cap=spec.get("per_class_cap"),
     )
     if len(idx) == 0:
         raise StimulusError(f"dataset {name!r}: no stimuli left after subsampling")

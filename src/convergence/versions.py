@@ -16,4 +16,5 @@ STEP_VERSIONS = {
     "layers": 2,  # 2: read-out scales each layer by one RMS, not per feature
     "dispersion": 1,
     "dispersion_alignment": 1,
+    "consistency": 1,
 }

@@ -133,7 +133,7 @@ METRICS: dict[str, Metric] = {
                (0.0, 1.0), fixed={"kernel": "rbf"},
                params=(Param("sigma", None, "absolute RBF bandwidth", config_key="rbf_sigma"),
                        Param("sigma_factor", None, "bandwidth as a factor of the median distance (instead of sigma)"),
-                       Param("unbiased", False, "unbiased HSIC"))),
+                       Param("unbiased", False, "unbiased HSIC", config_key="rbf_unbiased"))),
         Metric("cknna", "CKNNA", "convergence.metrics.cka:cknna", f"{_ENGINES}:CknnaMetric", "neighbors",
                (-1.0, 1.0), symmetric=False, params=(Param("k", 10, "neighbours per stimulus (2 <= k <= n - 1)", config_key="k"),),
                note="the PRH code adds 1e-6 to the denominator, here it is exact: they differ by "

@@ -1,0 +1,176 @@
+# Analysis `consistency`: is model-to-model similarity consistent across datasets, by training objective,
+# and does it follow the models' behaviour? (Ciernik et al.; docs/science.md section B.)
+# Its metrics are its own (`consistency.metrics`, not `alignment.metrics`): one layer per model with the
+# study's preprocessing and no null, so this analysis scores its own similarity matrices from the
+# embedding stores instead of asking the alignment rule for every-layer stores with nulls. Its `metric`
+# wildcard is constrained per rule to its own metric names (a rule's constraint overrides the global one).
+
+CONSISTENCY = config["consistency"]
+CONSISTENCY_METRICS = list(CONSISTENCY["metrics"])
+CONSISTENCY_WILDCARDS = {"metric": "|".join(CONSISTENCY_METRICS)}
+
+
+def consistency_models(dataset):
+    """The models this analysis compares on `dataset` (those of `consistency.modality`)."""
+    modality = CONSISTENCY["modality"]
+    return models_for(config, dataset, None if modality == "all" else modality)
+
+
+def consistency_datasets():
+    """Datasets with at least two compared models; the analysis needs at least two of them."""
+    datasets = [d for d in DATASETS if len(consistency_models(d)) >= 2]
+    return datasets if len(datasets) >= 2 else []
+
+
+def consistency_embeddings(wildcards):
+    return {m: embedding_store(wildcards.dataset, m) for m in consistency_models(wildcards.dataset)}
+
+
+def consistency_layers(dataset):
+    """consistency.layers restricted to the models compared on `dataset` (others keep their last layer)."""
+    models = consistency_models(dataset)
+    return {m: layer for m, layer in CONSISTENCY["layers"].items() if m in models}
+
+
+def consistency_labels(wildcards):
+    return {m: labels for m, labels in model_labels(wildcards).items() if m in consistency_models(wildcards.dataset)}
+
+
+register_targets(
+    "consistency",
+    lambda: [
+        p
+        for m in CONSISTENCY_METRICS
+        if consistency_datasets()
+        for name in ("matrices", "distributions", "behaviour")
+        for p in figure("consistency", m, name)
+    ],
+)
+
+
+rule consistency_similarity:
+    """One dataset's model x model similarity at one layer per model (the study's features), for one metric."""
+    input:
+        unpack(consistency_embeddings),
+    output:
+        store=directory("results/consistency/{metric}/similarity/{dataset}.zarr"),
+        table="results/consistency/{metric}/similarity/{dataset}.csv",
+    log:
+        "logs/consistency/{metric}/similarity/{dataset}.log",
+    wildcard_constraints:
+        **CONSISTENCY_WILDCARDS,
+    conda:
+        "../../../envs/convergence.yaml"
+    params:
+        params=lambda w: metric_params(w.metric, CONSISTENCY),
+        layers=lambda w: consistency_layers(w.dataset),
+        preprocess=CONSISTENCY["preprocess"],
+        labels=consistency_labels,
+        pair_cache=lambda w: f"results/.cache/consistency/{w.dataset}/{w.metric}",
+        version=STEP_VERSIONS["consistency"],
+    script:
+        "../../../scripts/consistency_similarity.py"
+
+
+rule consistency_probe:
+    """Linear-probe accuracy of every compared model on one dataset's labels (empty table without labels)."""
+    input:
+        unpack(lambda w: {"stimuli": stimuli_store(w.dataset), **consistency_embeddings(w)}),
+    output:
+        "results/consistency/probes/{dataset}.csv",
+    log:
+        "logs/consistency/probes/{dataset}.log",
+    conda:
+        "../../../envs/convergence.yaml"
+    params:
+        layers=lambda w: consistency_layers(w.dataset),
+        preprocess=CONSISTENCY["preprocess"],
+        seed=CONSISTENCY["seed"],
+        n_splits=CONSISTENCY["probe_splits"],
+        inner_splits=CONSISTENCY["probe_inner_splits"],
+        labels=consistency_labels,
+        version=STEP_VERSIONS["consistency"],
+    script:
+        "../../../scripts/consistency_probe.py"
+
+
+rule consistency:
+    """Consistency of one metric's similarities across every pair of datasets, per model-set pair, and the
+    similarity-behaviour link per dataset."""
+    input:
+        similarity=lambda w: [
+            f"results/consistency/{w.metric}/similarity/{d}.zarr" for d in consistency_datasets()
+        ],
+        probes=lambda w: [f"results/consistency/probes/{d}.csv" for d in consistency_datasets()],
+    output:
+        consistency="results/consistency/{metric}/consistency.csv",
+        behaviour="results/consistency/{metric}/behaviour.csv",
+        pairs="results/consistency/{metric}/behaviour_pairs.csv",
+    log:
+        "logs/consistency/{metric}/consistency.log",
+    wildcard_constraints:
+        **CONSISTENCY_WILDCARDS,
+    conda:
+        "../../../envs/convergence.yaml"
+    params:
+        datasets=lambda w: consistency_datasets(),
+        missing=CONSISTENCY["missing"],
+        min_pairs=CONSISTENCY["min_pairs"],
+        n_permutations=CONSISTENCY["n_permutations"],
+        alternative=CONSISTENCY["alternative"],
+        seed=CONSISTENCY["seed"],
+        version=STEP_VERSIONS["consistency"],
+    script:
+        "../../../scripts/consistency.py"
+
+
+rule figure_consistency_matrices:
+    """Dataset x dataset consistency (Spearman) of one metric, one panel per model-set pair."""
+    input:
+        consistency="results/consistency/{metric}/consistency.csv",
+    output:
+        png="results/figures/consistency/{metric}/matrices.png",
+        pdf="results/figures/consistency/{metric}/matrices.pdf",
+    log:
+        "logs/figures/consistency/{metric}/matrices.log",
+    wildcard_constraints:
+        **CONSISTENCY_WILDCARDS,
+    conda:
+        "../../../envs/convergence.yaml"
+    script:
+        "../../../scripts/figure_consistency_matrices.py"
+
+
+rule figure_consistency_distributions:
+    """The study's main figure: the distribution of consistency over dataset pairs, by model-set pair."""
+    input:
+        consistency="results/consistency/{metric}/consistency.csv",
+    output:
+        png="results/figures/consistency/{metric}/distributions.png",
+        pdf="results/figures/consistency/{metric}/distributions.pdf",
+    log:
+        "logs/figures/consistency/{metric}/distributions.log",
+    wildcard_constraints:
+        **CONSISTENCY_WILDCARDS,
+    conda:
+        "../../../envs/convergence.yaml"
+    script:
+        "../../../scripts/figure_consistency_distributions.py"
+
+
+rule figure_consistency_behaviour:
+    """Pairwise similarity against |difference in probe accuracy|, one panel per labelled dataset."""
+    input:
+        behaviour="results/consistency/{metric}/behaviour.csv",
+        pairs="results/consistency/{metric}/behaviour_pairs.csv",
+    output:
+        png="results/figures/consistency/{metric}/behaviour.png",
+        pdf="results/figures/consistency/{metric}/behaviour.pdf",
+    log:
+        "logs/figures/consistency/{metric}/behaviour.log",
+    wildcard_constraints:
+        **CONSISTENCY_WILDCARDS,
+    conda:
+        "../../../envs/convergence.yaml"
+    script:
+        "../../../scripts/figure_consistency_behaviour.py"
