@@ -367,3 +367,78 @@ def test_causal_lms_are_scored_on_the_fixed_text_and_prh_uses_it(tmp_path):
     text.write_text("Another text. " * 30)
     embeds = {w for r, w in scheduled(tmp_path) if r == "embed"}
     assert embeds == {"dataset=emo, model=gpt_mean", "dataset=emo, model=gpt_last"}, embeds
+
+
+CONSISTENCY_CONFIG = {
+    "progress": False,
+    "embed_threads": 1,
+    "datasets": {
+        "emo": {"source": "emoji", "limit": 24, "seed": 1, "image_size": 32},
+        "dig": {"source": "digits", "per_class": 4, "seed": 0},
+        "dig2": {"source": "digits", "per_class": 4, "seed": 1},
+    },
+    "models": {"cnn_a": {**TINY_CNN, "objective": "supervised"}, "vit_a": dict(TINY_VIT),
+               "cnn_b": {**TINY_CNN, "name": "resnet10t"}, "text_a": dict(TINY_BERT)},
+    "alignment": {"enabled": False}, "crossmodal": {"enabled": False}, "competence": {"enabled": False},
+    "prh": {"enabled": False}, "layers": {"enabled": False}, "dispersion": {"enabled": False},
+    "consistency": {"metrics": ["cka_linear_unbiased", "cka_rbf"], "n_permutations": 20, "probe_splits": 2,
+                    "probe_inner_splits": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def consistency_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("consistency")
+    write_config(workdir, CONSISTENCY_CONFIG)
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_consistency_run_writes_tables_and_figures(consistency_run):
+    import pandas as pd
+
+    for metric in ("cka_linear_unbiased", "cka_rbf"):
+        table = pd.read_csv(consistency_run / f"results/consistency/{metric}/consistency.csv")
+        every = table[table.set_pair == "all"]
+        assert len(every) == 3 and set(every.n_models) == {3}  # vision models only: text_a is left out
+        assert every["spearman"].between(-1, 1).all() and (every.n_pairs == 3).all()
+        assert "random x supervised" in set(table.set_pair)
+        links = pd.read_csv(consistency_run / f"results/consistency/{metric}/behaviour.csv")
+        assert set(links.dataset) == {"dig", "dig2"}  # emoji has no labels: no probe
+        assert links["p_value"].between(0, 1).all() and (links.n_pairs == 3).all()
+        for name in ("matrices", "distributions", "behaviour"):
+            assert (consistency_run / f"results/figures/consistency/{metric}/{name}.png").stat().st_size > 10_000
+    probes = pd.read_csv(consistency_run / "results/consistency/probes/dig.csv")
+    assert set(probes.model) == {"cnn_a", "vit_a", "cnn_b"} and probes["accuracy"].between(0, 1).all()
+    for row in probes.itertuples():  # the default layer: each model's last stored layer
+        store = xr.open_zarr(consistency_run / f"results/embeddings/dig/{row.model}.zarr", consolidated=False)
+        assert row.layer == store.attrs["layers"][-1]
+
+
+def test_adding_a_dataset_reruns_only_its_jobs_and_the_consistency_aggregate(consistency_run):
+    cfg = copy.deepcopy(CONSISTENCY_CONFIG)
+    cfg["datasets"]["dig3"] = {"source": "digits", "per_class": 4, "seed": 2}
+    write_config(consistency_run, cfg)
+    try:
+        jobs = scheduled(consistency_run)
+    finally:
+        write_config(consistency_run, CONSISTENCY_CONFIG)
+    per_dataset = {j for j in jobs if "dataset=" in j[1]}
+    assert per_dataset and all("dataset=dig3" in w for _, w in per_dataset), jobs
+    assert {("stimuli", "dataset=dig3"), ("embed", "dataset=dig3, model=cnn_a"),
+            ("consistency_similarity", "metric=cka_rbf, dataset=dig3")} <= jobs
+    aggregates = {"consistency", "figure_consistency_matrices", "figure_consistency_distributions",
+                  "figure_consistency_behaviour"}
+    assert {rule for rule, _ in jobs - per_dataset} <= aggregates | {"all"}, jobs
+    assert ("consistency", "metric=cka_linear_unbiased") in jobs
+
+
+def test_consistency_study_builds_dag(tmp_path):
+    """studies/consistency.yaml (hub models by objective, hub datasets) plans its jobs without the hub."""
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", "--quiet", "rules", "--configfile", str(ROOT / "studies/consistency.yaml")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert re.search(r"consistency\s+3\b", text) and re.search(r"consistency_similarity\s+\d+", text), text

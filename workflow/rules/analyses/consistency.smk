@@ -10,30 +10,13 @@ CONSISTENCY_METRICS = list(CONSISTENCY["metrics"])
 CONSISTENCY_WILDCARDS = {"metric": "|".join(CONSISTENCY_METRICS)}
 
 
-def consistency_models(dataset):
-    """The models this analysis compares on `dataset` (those of `consistency.modality`)."""
-    modality = CONSISTENCY["modality"]
-    return models_for(config, dataset, None if modality == "all" else modality)
-
-
-def consistency_datasets():
-    """Datasets with at least two compared models; the analysis needs at least two of them."""
-    datasets = [d for d in DATASETS if len(consistency_models(d)) >= 2]
-    return datasets if len(datasets) >= 2 else []
-
-
-def consistency_embeddings(wildcards):
-    return {m: embedding_store(wildcards.dataset, m) for m in consistency_models(wildcards.dataset)}
-
-
-def consistency_layers(dataset):
-    """consistency.layers restricted to the models compared on `dataset` (others keep their last layer)."""
-    models = consistency_models(dataset)
-    return {m: layer for m, layer in CONSISTENCY["layers"].items() if m in models}
-
-
-def consistency_labels(wildcards):
-    return {m: labels for m, labels in model_labels(wildcards).items() if m in consistency_models(wildcards.dataset)}
+# the models compared on each dataset (those of `consistency.modality`), and the datasets with at least
+# two of them (the analysis needs at least two such datasets)
+CONSISTENCY_MODELS = {
+    d: models_for(config, d, None if CONSISTENCY["modality"] == "all" else CONSISTENCY["modality"]) for d in DATASETS
+}
+CONSISTENCY_DATASETS = [d for d in DATASETS if len(CONSISTENCY_MODELS[d]) >= 2]
+CONSISTENCY_DATASETS = CONSISTENCY_DATASETS if len(CONSISTENCY_DATASETS) >= 2 else []
 
 
 register_targets(
@@ -41,7 +24,7 @@ register_targets(
     lambda: [
         p
         for m in CONSISTENCY_METRICS
-        if consistency_datasets()
+        if CONSISTENCY_DATASETS
         for name in ("matrices", "distributions", "behaviour")
         for p in figure("consistency", m, name)
     ],
@@ -51,7 +34,7 @@ register_targets(
 rule consistency_similarity:
     """One dataset's model x model similarity at one layer per model (the study's features), for one metric."""
     input:
-        unpack(consistency_embeddings),
+        unpack(lambda w: {m: embedding_store(w.dataset, m) for m in CONSISTENCY_MODELS[w.dataset]}),
     output:
         store=directory("results/consistency/{metric}/similarity/{dataset}.zarr"),
         table="results/consistency/{metric}/similarity/{dataset}.csv",
@@ -63,9 +46,9 @@ rule consistency_similarity:
         "../../../envs/convergence.yaml"
     params:
         params=lambda w: metric_params(w.metric, CONSISTENCY),
-        layers=lambda w: consistency_layers(w.dataset),
+        layers=lambda w: {m: layer for m, layer in CONSISTENCY["layers"].items() if m in CONSISTENCY_MODELS[w.dataset]},
         preprocess=CONSISTENCY["preprocess"],
-        labels=consistency_labels,
+        labels=lambda w: {m: labels for m, labels in model_labels(w).items() if m in CONSISTENCY_MODELS[w.dataset]},
         pair_cache=lambda w: f"results/.cache/consistency/{w.dataset}/{w.metric}",
         version=STEP_VERSIONS["consistency"],
     script:
@@ -75,7 +58,12 @@ rule consistency_similarity:
 rule consistency_probe:
     """Linear-probe accuracy of every compared model on one dataset's labels (empty table without labels)."""
     input:
-        unpack(lambda w: {"stimuli": stimuli_store(w.dataset), **consistency_embeddings(w)}),
+        unpack(
+            lambda w: {
+                "stimuli": stimuli_store(w.dataset),
+                **{m: embedding_store(w.dataset, m) for m in CONSISTENCY_MODELS[w.dataset]},
+            }
+        ),
     output:
         "results/consistency/probes/{dataset}.csv",
     log:
@@ -83,12 +71,12 @@ rule consistency_probe:
     conda:
         "../../../envs/convergence.yaml"
     params:
-        layers=lambda w: consistency_layers(w.dataset),
+        layers=lambda w: {m: layer for m, layer in CONSISTENCY["layers"].items() if m in CONSISTENCY_MODELS[w.dataset]},
         preprocess=CONSISTENCY["preprocess"],
         seed=CONSISTENCY["seed"],
         n_splits=CONSISTENCY["probe_splits"],
         inner_splits=CONSISTENCY["probe_inner_splits"],
-        labels=consistency_labels,
+        labels=lambda w: {m: labels for m, labels in model_labels(w).items() if m in CONSISTENCY_MODELS[w.dataset]},
         version=STEP_VERSIONS["consistency"],
     script:
         "../../../scripts/consistency_probe.py"
@@ -98,10 +86,8 @@ rule consistency:
     """Consistency of one metric's similarities across every pair of datasets, per model-set pair, and the
     similarity-behaviour link per dataset."""
     input:
-        similarity=lambda w: [
-            f"results/consistency/{w.metric}/similarity/{d}.zarr" for d in consistency_datasets()
-        ],
-        probes=lambda w: [f"results/consistency/probes/{d}.csv" for d in consistency_datasets()],
+        similarity=lambda w: [f"results/consistency/{w.metric}/similarity/{d}.zarr" for d in CONSISTENCY_DATASETS],
+        probes=lambda w: [f"results/consistency/probes/{d}.csv" for d in CONSISTENCY_DATASETS],
     output:
         consistency="results/consistency/{metric}/consistency.csv",
         behaviour="results/consistency/{metric}/behaviour.csv",
@@ -113,7 +99,7 @@ rule consistency:
     conda:
         "../../../envs/convergence.yaml"
     params:
-        datasets=lambda w: consistency_datasets(),
+        datasets=lambda w: CONSISTENCY_DATASETS,
         missing=CONSISTENCY["missing"],
         min_pairs=CONSISTENCY["min_pairs"],
         n_permutations=CONSISTENCY["n_permutations"],
