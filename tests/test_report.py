@@ -46,3 +46,25 @@ def test_generated_blocks_replace_only_their_own_text():
     assert _replace_block(text, "x", "new\n") == "intro\n<!-- x -->\nnew\n<!-- end of x -->\noutro\n"
     with pytest.raises(ValueError, match="no '<!-- y -->'"):
         _replace_block(text, "y", "")
+
+
+def test_consistency_claim_needs_a_self_supervised_group_to_judge(tmp_path):
+    import pandas as pd
+
+    from convergence.report import _consistency_claim
+
+    assert _consistency_claim(tmp_path) is None
+    folder = tmp_path / "consistency" / "rsa"
+    folder.mkdir(parents=True)
+    rows = [("all", 0.9), ("supervised x supervised", 0.8), ("random x random", 0.2), ("random x supervised", 0.1)]
+    pd.DataFrame([{"set_pair": s, "spearman": v} for s, v in rows]).to_csv(folder / "consistency.csv", index=False)
+    pd.DataFrame([{"dataset": "digits", "rho": -0.5, "p_value": 0.01}]).to_csv(folder / "behaviour.csv", index=False)
+    measured, status = _consistency_claim(tmp_path)
+    assert "supervised x supervised 0.80" in measured and "digits rho -0.50 (p 0.010)" in measured
+    assert "not testable" in status
+    rows.append(("self-supervised x self-supervised", 0.95))
+    pd.DataFrame([{"set_pair": s, "spearman": v} for s, v in rows]).to_csv(folder / "consistency.csv", index=False)
+    assert _consistency_claim(tmp_path)[1] == "reproduced"
+    rows[-1] = ("self-supervised x self-supervised", 0.5)
+    pd.DataFrame([{"set_pair": s, "spearman": v} for s, v in rows]).to_csv(folder / "consistency.csv", index=False)
+    assert _consistency_claim(tmp_path)[1] == "**not reproduced**"
