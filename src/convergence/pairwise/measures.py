@@ -736,7 +736,23 @@ class _BasisPrepared(_Prepared):
     reduced: list  # per layer (n, rank): the centred features in their principal axes (for resampling)
 
 
-class SvccaMetric(PairMetric):
+class _BasisMetric(PairMetric):
+    """A metric of two per-layer bases (``_BasisPrepared.bases``) scored by ``_score(a, b)``: one small SVD
+    per layer pair, and per permutation of model b's rows for the null."""
+
+    @staticmethod
+    def _score(a, b) -> float:
+        raise NotImplementedError
+
+    def _pair_score(self, pa, la, pb, lb):
+        return self._score(pa.bases[la], pb.bases[lb])
+
+    def null(self, pa, la, pb, lb, perms):
+        a, b = pa.bases[la], pb.bases[lb]
+        return np.array([self._score(a, b[perm]) for perm in perms])
+
+
+class SvccaMetric(_BasisMetric):
     """SVCCA (``metrics.svcca``): each layer's principal basis once per model, one small SVD per pair."""
 
     def __init__(self, variance: float = 0.99):
@@ -775,13 +791,6 @@ class SvccaMetric(PairMetric):
     def _score(ua, ub) -> float:
         return svcca_from_bases(ua, ub, warn=False)
 
-    def _pair_score(self, pa, la, pb, lb):
-        return self._score(pa.bases[la], pb.bases[lb])
-
-    def null(self, pa, la, pb, lb, perms):
-        ua, ub = pa.bases[la], pb.bases[lb]
-        return np.array([self._score(ua, ub[perm]) for perm in perms])
-
     def bootstrap(self, pa, la, pb, lb, weights):
         out = []
         for idx in map(resample_indices, weights):
@@ -790,7 +799,7 @@ class SvccaMetric(PairMetric):
         return np.asarray(out)
 
 
-class ProcrustesMetric(PairMetric):
+class ProcrustesMetric(_BasisMetric):
     """Angular Procrustes distance (``metrics.procrustes_distance``); lower is more similar."""
 
     def min_stimuli(self) -> int:
@@ -803,13 +812,6 @@ class ProcrustesMetric(PairMetric):
         return _BasisPrepared(model, len(reduced), model.n, reduced, reduced)
 
     _score = staticmethod(procrustes_from_bases)
-
-    def _pair_score(self, pa, la, pb, lb):
-        return self._score(pa.bases[la], pb.bases[lb])
-
-    def null(self, pa, la, pb, lb, perms):
-        a, b = pa.bases[la], pb.bases[lb]
-        return np.array([self._score(a, b[perm]) for perm in perms])
 
     def bootstrap(self, pa, la, pb, lb, weights):
         return np.array([_safe(lambda: self._score(procrustes_basis(pa.bases[la][idx]), procrustes_basis(pb.bases[lb][idx])))
