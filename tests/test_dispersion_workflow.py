@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, TINY_BERT, TINY_CNN, TINY_VIT
-from test_workflow import SNAKEMAKE, scheduled, snakemake, write_config
+from test_workflow import SNAKEMAKE, finished_workdir, scheduled, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -47,10 +47,7 @@ DISPERSION_RULES = {"dispersion", "dispersion_alignment", "figure_dispersion", "
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("disp")
-    write_config(workdir, CONFIG)
-    snakemake(workdir, "--cores", "2")
-    return workdir
+    return finished_workdir(tmp_path_factory, "disp", CONFIG)
 
 
 def test_dispersion_stores_hold_each_groups_models_by_stimulus_id(run):

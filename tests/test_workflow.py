@@ -58,12 +58,17 @@ def write_config(workdir: Path, cfg: dict) -> None:
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("wf")
-    write_config(workdir, TINY_CONFIG)
+def finished_workdir(tmp_path_factory, name: str, cfg: dict) -> Path:
+    """A fresh working directory in which the workflow has run to completion on ``cfg``."""
+    workdir = tmp_path_factory.mktemp(name)
+    write_config(workdir, cfg)
     snakemake(workdir, "--cores", "2")
     return workdir
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    return finished_workdir(tmp_path_factory, "wf", TINY_CONFIG)
 
 
 def test_run_writes_labelled_stores(finished_run):
@@ -388,10 +393,7 @@ CONSISTENCY_CONFIG = {
 
 @pytest.fixture(scope="module")
 def consistency_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("consistency")
-    write_config(workdir, CONSISTENCY_CONFIG)
-    snakemake(workdir, "--cores", "2")
-    return workdir
+    return finished_workdir(tmp_path_factory, "consistency", CONSISTENCY_CONFIG)
 
 
 def test_consistency_run_writes_tables_and_figures(consistency_run):
