@@ -1,6 +1,5 @@
 """The dispersion analysis in the workflow: its rules run on a tiny config and write labelled stores and
 figures; adding or changing a model reruns only what depends on it; the study config plans its jobs."""
-import copy
 import os
 import re
 import subprocess
@@ -10,7 +9,8 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, TINY_BERT, TINY_CNN, TINY_VIT
-from test_workflow import SNAKEMAKE, finished_workdir, scheduled, snakemake, write_config
+from test_workflow import SNAKEMAKE, finished_workdir, scheduled
+from test_workflow import jobs_after as workflow_jobs_after
 
 pytestmark = pytest.mark.workflow
 
@@ -103,13 +103,7 @@ def test_rerun_schedules_nothing(run):
 
 
 def jobs_after(workdir, mutate):
-    cfg = copy.deepcopy(CONFIG)
-    mutate(cfg)
-    write_config(workdir, cfg)
-    try:
-        return scheduled(workdir)
-    finally:
-        write_config(workdir, CONFIG)
+    return workflow_jobs_after(workdir, mutate, base=CONFIG)
 
 
 def _by_rule(jobs):

@@ -118,15 +118,16 @@ def test_touching_scripts_and_library_reruns_nothing(finished_run):
     assert scheduled(finished_run) == set()
 
 
-def jobs_after(workdir: Path, mutate) -> set[tuple[str, str]]:
-    """Jobs a dry run schedules after ``mutate(config)``; the config is restored afterwards."""
-    cfg = copy.deepcopy(TINY_CONFIG)
+def jobs_after(workdir: Path, mutate, base: dict = TINY_CONFIG) -> set[tuple[str, str]]:
+    """Jobs a dry run schedules after ``mutate(config)`` (a copy of ``base``, the config the run finished on);
+    ``base`` is restored afterwards."""
+    cfg = copy.deepcopy(base)
     mutate(cfg)
     write_config(workdir, cfg)
     try:
         return scheduled(workdir)
     finally:
-        write_config(workdir, TINY_CONFIG)
+        write_config(workdir, base)
 
 
 def per_model_jobs(jobs, model: str) -> set[tuple[str, str]]:
