@@ -17,7 +17,7 @@ from convergence.models import ModelLoadError, load_encoder
 from convergence.models import packaged
 from convergence.models.packaged import PACKAGED
 
-OBJECTIVES = {"supervised", "self-supervised", "image-text", "language", "random"}
+OBJECTIVES = {"supervised", "self-supervised", "image-text", "language", "random", "edges"}
 CAPTIONS = [
     "A dog runs across the green field.",
     "Two children are playing with a red ball in the park.",
@@ -84,7 +84,7 @@ def test_registry_metadata():
     assert set(PACKAGED) == {
         "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "dinov2_small", "open_nsfw",
         "all_minilm_l6", "paraphrase_minilm_l3", "gemma3_270m", "smollm2_135m", "qwen25_coder_05b",
-        "qwen25_coder_15b",
+        "qwen25_coder_15b", "hed_edges",
     }
     for key, entry in PACKAGED.items():
         assert entry["modality"] in ("vision", "language"), key
@@ -252,6 +252,38 @@ def test_open_nsfw_pooled_feature(open_nsfw, photos):
     out = generic.encode(batch)["ReduceMean_output_0"]
     assert out.shape == (2, 1024)
     np.testing.assert_allclose(out, feats["layer4"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def hed():
+    pytest.importorskip("h5py")
+    return _load("hed_edges")
+
+
+@pytest.mark.zoo
+def test_hed_finds_the_edges_of_a_square(hed):
+    """The converted Keras weights do what HED does: the fused edge map is high on a square's outline and
+    near zero on the flat inside and outside (a wrong kernel permutation or channel order loses this)."""
+    img = np.zeros((1, 128, 128, 3), np.uint8)
+    img[:, 32:96, 32:96] = 255
+    edges = hed.module.edges(hed.preprocessing(img))[0, 0].detach().numpy()
+    outline = np.concatenate([edges[31:33, 40:88].ravel(), edges[40:88, 31:33].ravel()])
+    assert outline.mean() > 0.8
+    assert edges[50:78, 50:78].max() < 0.05 and edges[:16, :16].max() < 0.05
+    feats = hed.encode(img)
+    assert hed.layer_names == ["block1", "block2", "block3", "block4", "block5"]
+    assert [feats[n].shape[1] for n in hed.layer_names] == [64, 128, 256, 512, 512]
+    assert sum(p.numel() for p in hed.module.parameters()) == PACKAGED["hed_edges"]["parameters"]
+
+
+def test_hed_conversion_rejects_a_foreign_file(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "bad.weights.h5"
+    with h5py.File(path, "w") as fh:
+        fh["block1/layers/conv2d/vars/0"] = np.zeros((3, 3, 3, 32), np.float32)  # 32 filters, HED has 64
+        fh["block1/layers/conv2d/vars/1"] = np.zeros(32, np.float32)
+    with pytest.raises(ModelLoadError, match=r"block1\.0\.weight of shape \(32, 3, 3, 3\)"):
+        packaged.convert_hed(path)
 
 
 @pytest.mark.zoo

