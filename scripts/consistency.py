@@ -12,6 +12,7 @@ with logged(snakemake.log[0], threads=snakemake.threads):
     table = dataset_consistency(matrices, missing=snakemake.params.missing, min_pairs=snakemake.params.min_pairs)
     links, pairs = behaviour_table(matrices, probes, n_permutations=snakemake.params.n_permutations,
                                    alternative=snakemake.params.alternative, seed=snakemake.params.seed,
+                                   domains=snakemake.params.domains,
                                    min_pairs=snakemake.params.min_pairs)
     write_table(table, snakemake.output.consistency)
     write_table(links, snakemake.output.behaviour)

@@ -6,6 +6,7 @@ import xarray as xr
 
 from convergence.analyses.consistency import (
     behaviour_link,
+    behaviour_table,
     dataset_consistency,
     layer_kernel,
     model_set_pairs,
@@ -214,6 +215,20 @@ def test_behaviour_link_detects_similarity_that_tracks_accuracy():
     # a model without accuracy is left out; too few pairs give NaN
     few = behaviour_link(tracked, acc[["a", "b"]], n_permutations=10)
     assert few["n_pairs"] == 1 and np.isnan(few["rho"])
+
+
+def test_behaviour_table_labels_each_dataset_with_its_domain():
+    models = ["a", "b", "c", "d", "e", "f"]
+    acc = pd.Series([0.9, 0.85, 0.8, 0.4, 0.35, 0.6], index=models)
+    probe = pd.DataFrame({"model": models, "accuracy": acc.to_numpy()})
+    sims = {"digits": matrix(random_similarity(models, 1), models), "clipart": matrix(random_similarity(models, 2), models),
+            "unlabelled": matrix(random_similarity(models, 3), models)}
+    probes = {"digits": probe, "clipart": probe, "unlabelled": probe.iloc[:0]}
+    links, pairs = behaviour_table(sims, probes, domains={"digits": "single", "clipart": "multi"}, n_permutations=20)
+    assert links.set_index("dataset")["domain"].to_dict() == {"digits": "single", "clipart": "multi"}
+    assert len(pairs) == 2 * 15
+    links, _ = behaviour_table(sims, probes, n_permutations=20)
+    assert set(links["domain"]) == {""}
 
 
 def test_permutation_test_directions():

@@ -56,15 +56,44 @@ def test_consistency_claim_needs_a_self_supervised_group_to_judge(tmp_path):
     assert _consistency_claim(tmp_path) is None
     folder = tmp_path / "consistency" / "rsa"
     folder.mkdir(parents=True)
-    rows = [("all", 0.9), ("supervised x supervised", 0.8), ("random x random", 0.2), ("random x supervised", 0.1)]
-    pd.DataFrame([{"set_pair": s, "spearman": v} for s, v in rows]).to_csv(folder / "consistency.csv", index=False)
+
+    def write(rows):
+        pd.DataFrame([{"set_pair": s, "spearman": v, "n_pairs": n} for s, v, n in rows]).to_csv(
+            folder / "consistency.csv", index=False)
+
+    rows = [("all", 0.9, 10), ("supervised x supervised", 0.8, 3), ("random x random", 0.2, 3),
+            ("random x supervised", 0.1, 9)]
+    write(rows)
     pd.DataFrame([{"dataset": "digits", "rho": -0.5, "p_value": 0.01}]).to_csv(folder / "behaviour.csv", index=False)
     measured, status = _consistency_claim(tmp_path)
     assert "supervised x supervised 0.80" in measured and "digits rho -0.50 (p 0.010)" in measured
-    assert "not testable" in status
-    rows.append(("self-supervised x self-supervised", 0.95))
-    pd.DataFrame([{"set_pair": s, "spearman": v} for s, v in rows]).to_csv(folder / "consistency.csv", index=False)
-    assert _consistency_claim(tmp_path)[1] == "reproduced"
-    rows[-1] = ("self-supervised x self-supervised", 0.5)
-    pd.DataFrame([{"set_pair": s, "spearman": v} for s, v in rows]).to_csv(folder / "consistency.csv", index=False)
-    assert _consistency_claim(tmp_path)[1] == "**not reproduced**"
+    assert status.startswith("objective: **not testable here**") and "on 3-9 model pairs" in status
+    assert "random x random, supervised x supervised" in status
+    assert "behaviour link by domain: not testable" in status
+    rows.append(("self-supervised x self-supervised", 0.95, 3))
+    write(rows)
+    assert _consistency_claim(tmp_path)[1].startswith("objective: reproduced;")
+    rows[-1] = ("self-supervised x self-supervised", 0.5, 3)
+    write(rows)
+    assert _consistency_claim(tmp_path)[1].startswith("objective: **not reproduced**;")
+
+
+@pytest.mark.parametrize("rhos, verdict", [
+    ({"digits": -0.7, "fashion": -0.6, "clipart": -0.2, "emoji": 0.1}, "behaviour link: **reproduced**"),
+    ({"digits": -0.7, "fashion": -0.1, "clipart": -0.2, "emoji": 0.1}, "behaviour link: partly"),
+    ({"digits": 0.1, "fashion": -0.1, "clipart": -0.6, "emoji": 0.1}, "behaviour link: **not reproduced**"),
+])
+def test_consistency_claim_compares_the_behaviour_link_by_domain(tmp_path, rhos, verdict):
+    import pandas as pd
+
+    from convergence.report import _consistency_claim
+
+    folder = tmp_path / "consistency" / "rsa"
+    folder.mkdir(parents=True)
+    pd.DataFrame([{"set_pair": "all", "spearman": 0.9, "n_pairs": 10}]).to_csv(folder / "consistency.csv", index=False)
+    domains = {"digits": "single", "fashion": "single", "clipart": "multi", "emoji": "multi"}
+    pd.DataFrame([{"dataset": d, "domain": domains[d], "rho": r, "p_value": 0.05} for d, r in rhos.items()]).to_csv(
+        folder / "behaviour.csv", index=False)
+    measured, status = _consistency_claim(tmp_path)
+    assert verdict in status
+    assert "digits (single) rho" in measured and "clipart (multi) rho" in measured

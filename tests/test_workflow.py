@@ -160,8 +160,9 @@ def test_relabelling_a_model_reruns_only_aggregates(finished_run):
     assert ("alignment", "dataset=emo, metric=mutual_knn") in jobs
 
 
-def test_listing_models_on_a_dataset_does_not_rebuild_its_stimuli(finished_run):
-    jobs = jobs_after(finished_run, lambda cfg: cfg["datasets"]["emo"].update(models=["cnn_a", "vit_a", "text_a"]))
+@pytest.mark.parametrize("change", [{"models": ["cnn_a", "vit_a", "text_a"]}, {"domain": "multi"}])
+def test_listing_models_or_naming_the_domain_does_not_rebuild_its_stimuli(finished_run, change):
+    jobs = jobs_after(finished_run, lambda cfg: cfg["datasets"]["emo"].update(change))
     assert not any(rule in ("stimuli", "embed", "kernel") for rule, _ in jobs), jobs
 
 

@@ -205,38 +205,61 @@ def _dispersion_claim(results: Path) -> tuple[str, str] | None:
 def _consistency_claim(results: Path) -> tuple[str, str] | None:
     """Study 001 from ``results/consistency/*/{consistency,behaviour}.csv``: per metric the mean Spearman
     consistency over dataset pairs of each model-set pair, and the similarity-behaviour rho per labelled
-    dataset. Reproduced when ``self-supervised x self-supervised`` is the most consistent within-objective
-    model-set pair for every metric; not testable without two objectives of at least two models each, one
-    of them self-supervised."""
+    dataset. Two verdicts. Objective: reproduced when ``self-supervised x self-supervised`` is the most
+    consistent within-objective model-set pair for every metric; not testable unless the results have it and
+    another within-objective pair. Behaviour: reproduced when, for every metric, the link (rho, negative =
+    similar models behave alike) is stronger on every ``single``-domain dataset than on every ``multi``-domain
+    one; partly when only its mean over single-domain datasets is; not testable without both domains."""
     paths = sorted(glob.glob(str(results / "consistency" / "*" / "consistency.csv")))
     if not paths:
         return None
-    parts, verdicts = [], []
+    parts, objective, behaviour_verdicts, within_seen, pair_counts = [], [], [], set(), []
     for path in paths:
         t = pd.read_csv(path).dropna(subset=["spearman"])
         if t.empty:
             continue
         metric = Path(path).parent.name
+        pair_counts.extend(t.loc[t["set_pair"] != "all", "n_pairs"].tolist())
         means = t.groupby("set_pair")["spearman"].mean().sort_values(ascending=False)
         text = f"{metric}: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items())
         within = [k for k in means.index if k != "all" and k.split(" x ")[0] == k.split(" x ")[-1]]
+        within_seen.update(within)
         if "self-supervised x self-supervised" in within and len(within) >= 2:
-            verdicts.append(within[0] == "self-supervised x self-supervised")
+            objective.append(within[0] == "self-supervised x self-supervised")
         behaviour = Path(path).with_name("behaviour.csv")
         if behaviour.exists():
             b = pd.read_csv(behaviour).dropna(subset=["rho"])
             if len(b):
                 text += "; similarity vs |probe difference|: " + ", ".join(
-                    f"{r.dataset} rho {r.rho:.2f} (p {r.p_value:.3f})" for r in b.itertuples())
+                    f"{r.dataset}{f' ({r.domain})' if 'domain' in b and isinstance(r.domain, str) else ''} "
+                    f"rho {r.rho:.2f} (p {r.p_value:.3f})" for r in b.itertuples())
+                if "domain" in b:
+                    single = b.loc[b["domain"] == "single", "rho"]
+                    multi = b.loc[b["domain"] == "multi", "rho"]
+                    if len(single) and len(multi):
+                        behaviour_verdicts.append(
+                            "all" if single.max() < multi.min() else "mean" if single.mean() < multi.mean() else "no")
         parts.append(text)
     if not parts:
         return None
-    if not verdicts:
-        status = ("**not testable here**: the claim contrasts objectives, and the default has one self-supervised "
-                  "model and no image-text model (only supervised and random-weight groups have model pairs of "
-                  "their own), on 3-8 model pairs per correlation")
+    if not objective:
+        sizes = f"{min(pair_counts)}-{max(pair_counts)}" if pair_counts else "too few"
+        status = ("objective: **not testable here**: the claim contrasts objectives, and these results have no "
+                  "`self-supervised x self-supervised` pair (within-objective pairs: "
+                  + (", ".join(sorted(within_seen)) or "none") + f"), on {sizes} model pairs per correlation")
     else:
-        status = "reproduced" if all(verdicts) else "partly" if any(verdicts) else "**not reproduced**"
+        status = "objective: " + ("reproduced" if all(objective) else "partly" if any(objective)
+                                  else "**not reproduced**")
+    if not behaviour_verdicts:
+        status += "; behaviour link by domain: not testable (needs labelled single- and multi-domain datasets)"
+    elif all(v == "all" for v in behaviour_verdicts):
+        status += ("; behaviour link: **reproduced**: it depends on the dataset and is stronger on every "
+                   "single-domain dataset than on every multi-domain one, for every metric")
+    elif all(v in ("all", "mean") for v in behaviour_verdicts):
+        status += ("; behaviour link: partly: stronger on single-domain datasets on average, for every metric, "
+                   "but not on each of them")
+    else:
+        status += "; behaviour link: **not reproduced**: not stronger on single-domain datasets for every metric"
     return "; ".join(parts) + " (mean Spearman r over dataset pairs)", status
 
 
@@ -252,7 +275,7 @@ CLAIMS: list[tuple[str, str, Callable[[Path], tuple[str, str] | None]]] = [
      _dispersion_claim),
     ("Consistency across datasets (Ciernik et al., study 001)", "the training objective drives how consistent "
      "model-to-model similarity is across datasets (self-supervised models the most); the similarity-behaviour "
-     "link depends on the dataset", _consistency_claim),
+     "link depends on the dataset and is strongest on single-domain datasets", _consistency_claim),
 ]
 
 

@@ -66,14 +66,15 @@ def kernels_of(wildcards):
 
 # ------------------------------------------------------------------------------- per-entry params
 
-# Entry fields that only route or label a config entry: changing them must not redo its extraction
+# Entry fields that only route, label or describe a config entry: changing them must not redo its extraction
 # (a model's modality stays in: it decides how the model is run).
-DATASET_ROUTING = ("models",)
+DATASET_ROUTING = ("models", "domain")
 MODEL_LABELS = ("objective", "family", "parameters")
 
 
 def dataset_spec(wildcards):
-    """A dataset entry minus its model list (adding a model to a dataset must not rebuild its stimuli)."""
+    """A dataset entry minus its model list and description (adding a model to a dataset, or naming its
+    domain, must not rebuild its stimuli)."""
     return {k: v for k, v in config["datasets"][wildcards.dataset].items() if k not in DATASET_ROUTING}
 
 

@@ -463,9 +463,11 @@ def behaviour_link(matrix: xr.DataArray, accuracy: Mapping[str, float] | pd.Seri
     return out
 
 
-def behaviour_table(matrices: Mapping[str, xr.DataArray], probes: Mapping[str, pd.DataFrame], **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
+def behaviour_table(matrices: Mapping[str, xr.DataArray], probes: Mapping[str, pd.DataFrame],
+                    domains: Mapping[str, str | None] | None = None, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`behaviour_link` for every dataset that has both a similarity matrix and a non-empty probe
-    table. Returns (one row per dataset, one row per dataset and model pair)."""
+    table. Returns (one row per dataset, one row per dataset and model pair). ``domains`` (dataset ->
+    ``single``/``multi``, the datasets' ``domain`` config key) fills the ``domain`` column (empty if unknown)."""
     links, pairs = [], []
     for dataset, matrix in matrices.items():
         probe = probes.get(dataset)
@@ -473,11 +475,12 @@ def behaviour_table(matrices: Mapping[str, xr.DataArray], probes: Mapping[str, p
             continue
         accuracy = pd.Series(probe["accuracy"].to_numpy(dtype=np.float64), index=probe["model"].astype(str))
         link = behaviour_link(matrix, accuracy, **kwargs)
-        links.append({"metric": matrix.attrs.get("metric", ""), "dataset": dataset, **link})
+        links.append({"metric": matrix.attrs.get("metric", ""), "dataset": dataset,
+                      "domain": (domains or {}).get(dataset) or "", **link})
         table = behaviour_pairs(matrix, accuracy)
         table.insert(0, "dataset", dataset)
         pairs.append(table)
-    link_columns = ["metric", "dataset", "rho", "null_mean", "null_std", "z_score", "p_value", "n_models", "n_pairs",
+    link_columns = ["metric", "dataset", "domain", "rho", "null_mean", "null_std", "z_score", "p_value", "n_models", "n_pairs",
                     "n_permutations", "alternative"]
     pair_columns = ["dataset", "model_i", "model_j", "similarity", "accuracy_difference"]
     return (pd.DataFrame(links, columns=link_columns),

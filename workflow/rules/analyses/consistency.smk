@@ -100,6 +100,7 @@ rule consistency:
         "../../../envs/convergence.yaml"
     params:
         datasets=lambda w: CONSISTENCY_DATASETS,
+        domains=lambda w: {d: config["datasets"][d].get("domain") for d in CONSISTENCY_DATASETS},
         missing=CONSISTENCY["missing"],
         min_pairs=CONSISTENCY["min_pairs"],
         n_permutations=CONSISTENCY["n_permutations"],
