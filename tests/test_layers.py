@@ -77,6 +77,8 @@ def test_which_models_are_extracted_per_block():
     assert not needs_block_extraction({**cnn, "family": "transformer"})
     assert needs_block_extraction({"source": "packaged", "name": "efficientnet_lite0", "modality": "vision"})
     assert not needs_block_extraction({"source": "packaged", "name": "dinov2_small", "modality": "vision"})
+    # HED's stored layers are its five VGG16 blocks: read as they are, no second extraction
+    assert not needs_block_extraction({"source": "packaged", "name": "hed_edges", "modality": "vision"})
     assert not needs_block_extraction({"source": "hf", "name": "x", "modality": "language"})
     with pytest.raises(ValueError, match="granularity"):
         needs_block_extraction(cnn, "stages")

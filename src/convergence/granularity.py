@@ -10,7 +10,8 @@ embedding and kernel stores (``results/embeddings_blocks``, ``results/kernels_bl
 - its entry sets no ``granularity`` of its own (an entry's ``granularity: blocks`` makes its default store
   per block already; ``granularity: stages`` keeps the stages for this analysis too), and
 - it is a vision model of source ``timm`` not labelled ``family: transformer``, or of source ``packaged``
-  whose family (the entry's label, else the zoo's) is ``cnn``.
+  whose family (the entry's label, else the zoo's) is ``cnn`` and whose stored layers are not its blocks
+  already (the zoo entry's ``stores_blocks``: HED stores its five VGG16 blocks).
 
 Everything else (ViTs, language models, ONNX files whose layers are named tensors) is read from its
 default stores, so the analysis schedules no embedding or kernel job for it.
@@ -43,7 +44,9 @@ def needs_block_extraction(entry: Mapping, granularity: str = "blocks") -> bool:
     if entry.get("source") == "timm":
         return model_family(entry) != "transformer"
     if entry.get("source") == "packaged":
-        return model_family(entry) == "cnn"
+        from .models.zoo import PACKAGED
+
+        return model_family(entry) == "cnn" and not PACKAGED.get(entry.get("name", ""), {}).get("stores_blocks")
     return False
 
 

@@ -127,6 +127,7 @@ PACKAGED: dict[str, dict] = {
         "(TensorFlow is neither needed nor imported)",
         "loader": "hed",
         "input_size": 128,
+        "stores_blocks": True,  # its stored layers are its blocks: the layers analysis reads them as they are
     },
     "all_minilm_l6": {
         "modality": "language",
