@@ -15,6 +15,11 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
+# `snakemake --report report.html`: this description, the run's config, and every figure with its caption
+# (figures are marked with report() in the rules files; captions live in workflow/report/<analysis>/).
+report: "workflow/report/workflow.rst"
+
+
 # The stages every analysis builds on: stimuli -> embed -> kernel.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/stimuli.smk"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, TINY_BERT, TINY_CNN, TINY_VIT
-from test_workflow import SNAKEMAKE, finished_workdir, scheduled
+from test_workflow import SNAKEMAKE, check_report, finished_workdir, scheduled
 from test_workflow import jobs_after as workflow_jobs_after
 
 pytestmark = pytest.mark.workflow
@@ -96,6 +96,11 @@ def test_dispersion_alignment_compares_low_high_and_random_subsets(run):
         for kind in ("dispersion", "dispersion_alignment", "dispersion_ratio"):
             for ext in ("png", "pdf"):
                 assert (run / f"results/figures/{kind}/emo/{group}.{ext}").stat().st_size > 10_000
+
+
+def test_report_has_the_dispersion_figures_and_captions(run, tmp_path):
+    html = check_report(run, tmp_path, "&quot;n_random&quot;: 12")
+    assert '"Dispersion"' in html and "group <tt" in html  # the captions render the group wildcard
 
 
 def test_rerun_schedules_nothing(run):

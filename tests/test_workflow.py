@@ -118,6 +118,63 @@ def test_touching_scripts_and_library_reruns_nothing(finished_run):
     assert scheduled(finished_run) == set()
 
 
+# A phrase of each figure kind's caption (workflow/report/<analysis>/<rule>.rst), by figure folder.
+CAPTION_PHRASES = {
+    "overview": "What every model stored on dataset",
+    "alignment": "Model x model alignment on",
+    "crossmodal": "Vision (rows) x language (columns) alignment",
+    "prh": "The Platonic Representation Hypothesis plot",
+    "layers/{dataset}/grid": "Layer x layer similarity on",
+    "layers/{dataset}/depth": "Where along depth models differ",
+    "layers/{dataset}/smoothness": "How smoothly representations change with depth",
+    "layers/{dataset}/readout": "How much low-level image information each layer keeps",
+    "consistency/{metric}/matrices": "Consistency of model-to-model similarity across datasets",
+    "consistency/{metric}/distributions": "main figure for metric",
+    "consistency/{metric}/behaviour": "Does similarity predict behaviour?",
+    "dispersion": "Per-stimulus dispersion on",
+    "dispersion_alignment": "Vision x language alignment on stimulus subsets chosen by dispersion",
+    "dispersion_ratio": "The low / high dispersion alignment ratio",
+}
+
+
+def caption_phrase(figure: Path) -> str:
+    """The caption phrase of a figure under results/figures/ (its folder, or folder/<wildcard>/stem)."""
+    parts = figure.parts
+    for key in (f"{parts[0]}/{{dataset}}/{figure.stem}", f"{parts[0]}/{{metric}}/{figure.stem}", parts[0]):
+        if key in CAPTION_PHRASES:
+            return CAPTION_PHRASES[key]
+    raise AssertionError(f"no caption phrase known for figure {figure}: add one to CAPTION_PHRASES")
+
+
+def check_report(workdir: Path, tmp_path: Path, expected_config: str) -> str:
+    """Build `snakemake --report` in a finished run and check it: it runs no job, and it holds every figure
+    the run made (PNG) with its caption, the workflow description and the run's config. Returns the HTML."""
+    results = workdir / "results"
+    before = {p: p.stat().st_mtime_ns for p in results.rglob("*")}
+    html_path = tmp_path / "report.html"
+    out = snakemake(workdir, "--report", str(html_path))
+    assert "Finished jobid" not in out.stdout + out.stderr
+    assert {p: p.stat().st_mtime_ns for p in results.rglob("*")} == before, "building the report changed results"
+    html = html_path.read_text()
+    figures = sorted(p.relative_to(results / "figures") for p in (results / "figures").rglob("*.png"))
+    assert figures
+    for figure in figures:
+        assert f"results/figures/{figure.as_posix()}" in html, figure
+        assert caption_phrase(figure) in html, figure
+    assert "measures how similarly neural networks represent the same stimuli" in html
+    assert expected_config in html
+    assert "{{" not in html  # every caption's template was rendered
+    return html
+
+
+def test_report_has_every_figure_with_its_caption_and_the_config(finished_run, tmp_path):
+    html = check_report(finished_run, tmp_path, "&quot;n_permutations&quot;: 5")
+    for category in ("Overview", "Alignment", "Cross-modal", "PRH", "Layers"):
+        assert f'"{category}"' in html
+    # the captions' templates see the job's wildcards and the config
+    assert "shuffled 5 times" in html and r'reference model <tt class=\"docutils literal\">cnn_a' in html
+
+
 def jobs_after(workdir: Path, mutate, base: dict = TINY_CONFIG) -> set[tuple[str, str]]:
     """Jobs a dry run schedules after ``mutate(config)`` (a copy of ``base``, the config the run finished on);
     ``base`` is restored afterwards."""
@@ -417,6 +474,11 @@ def test_consistency_run_writes_tables_and_figures(consistency_run):
     for row in probes.itertuples():  # the default layer: each model's last stored layer
         store = xr.open_zarr(consistency_run / f"results/embeddings/dig/{row.model}.zarr", consolidated=False)
         assert row.layer == store.attrs["layers"][-1]
+
+
+def test_consistency_report_has_its_figures_and_captions(consistency_run, tmp_path):
+    html = check_report(consistency_run, tmp_path, "&quot;probe_splits&quot;: 2")
+    assert '"Consistency"' in html and '"cka_rbf"' in html  # category and subcategory (the metric)
 
 
 def test_adding_a_dataset_reruns_only_its_jobs_and_the_consistency_aggregate(consistency_run):

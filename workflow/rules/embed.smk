@@ -27,7 +27,12 @@ rule figure_overview:
     input:
         unpack(lambda w: {"stimuli": stimuli_store(w.dataset), **embeddings_of(w)}),
     output:
-        png="results/figures/overview/{dataset}.png",
+        png=report(
+            "results/figures/overview/{dataset}.png",
+            caption="../report/overview/figure_overview.rst",
+            category="Overview",
+            subcategory="{dataset}",
+        ),
         pdf="results/figures/overview/{dataset}.pdf",
     log:
         "logs/figures/overview/{dataset}.log",

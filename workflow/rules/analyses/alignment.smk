@@ -37,7 +37,12 @@ rule figure_alignment:
     input:
         alignment="results/alignment/{dataset}/{metric}.zarr",
     output:
-        png="results/figures/alignment/{dataset}/{metric}.png",
+        png=report(
+            "results/figures/alignment/{dataset}/{metric}.png",
+            caption="../../report/alignment/figure_alignment.rst",
+            category="Alignment",
+            subcategory="{dataset}",
+        ),
         pdf="results/figures/alignment/{dataset}/{metric}.pdf",
     log:
         "logs/figures/alignment/{dataset}/{metric}.log",

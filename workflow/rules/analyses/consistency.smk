@@ -116,7 +116,12 @@ rule figure_consistency_matrices:
     input:
         consistency="results/consistency/{metric}/consistency.csv",
     output:
-        png="results/figures/consistency/{metric}/matrices.png",
+        png=report(
+            "results/figures/consistency/{metric}/matrices.png",
+            caption="../../report/consistency/figure_consistency_matrices.rst",
+            category="Consistency",
+            subcategory="{metric}",
+        ),
         pdf="results/figures/consistency/{metric}/matrices.pdf",
     log:
         "logs/figures/consistency/{metric}/matrices.log",
@@ -133,7 +138,12 @@ rule figure_consistency_distributions:
     input:
         consistency="results/consistency/{metric}/consistency.csv",
     output:
-        png="results/figures/consistency/{metric}/distributions.png",
+        png=report(
+            "results/figures/consistency/{metric}/distributions.png",
+            caption="../../report/consistency/figure_consistency_distributions.rst",
+            category="Consistency",
+            subcategory="{metric}",
+        ),
         pdf="results/figures/consistency/{metric}/distributions.pdf",
     log:
         "logs/figures/consistency/{metric}/distributions.log",
@@ -151,7 +161,12 @@ rule figure_consistency_behaviour:
         behaviour="results/consistency/{metric}/behaviour.csv",
         pairs="results/consistency/{metric}/behaviour_pairs.csv",
     output:
-        png="results/figures/consistency/{metric}/behaviour.png",
+        png=report(
+            "results/figures/consistency/{metric}/behaviour.png",
+            caption="../../report/consistency/figure_consistency_behaviour.rst",
+            category="Consistency",
+            subcategory="{metric}",
+        ),
         pdf="results/figures/consistency/{metric}/behaviour.pdf",
     log:
         "logs/figures/consistency/{metric}/behaviour.log",

@@ -27,7 +27,12 @@ rule figure_crossmodal:
     input:
         crossmodal="results/crossmodal/{dataset}/{metric}.zarr",
     output:
-        png="results/figures/crossmodal/{dataset}/{metric}.png",
+        png=report(
+            "results/figures/crossmodal/{dataset}/{metric}.png",
+            caption="../../report/crossmodal/figure_crossmodal.rst",
+            category="Cross-modal",
+            subcategory="{dataset}",
+        ),
         pdf="results/figures/crossmodal/{dataset}/{metric}.pdf",
     log:
         "logs/figures/crossmodal/{dataset}/{metric}.log",

@@ -68,7 +68,12 @@ rule figure_dispersion:
         dispersion="results/dispersion/{dataset}/{group}.zarr",
         stimuli=lambda w: stimuli_store(w.dataset),
     output:
-        png="results/figures/dispersion/{dataset}/{group}.png",
+        png=report(
+            "results/figures/dispersion/{dataset}/{group}.png",
+            caption="../../report/dispersion/figure_dispersion.rst",
+            category="Dispersion",
+            subcategory="{dataset}",
+        ),
         pdf="results/figures/dispersion/{dataset}/{group}.pdf",
     log:
         "logs/figures/dispersion/{dataset}/{group}.log",
@@ -85,7 +90,12 @@ rule figure_dispersion_alignment:
     input:
         result="results/dispersion_alignment/{dataset}/{group}.zarr",
     output:
-        png="results/figures/dispersion_alignment/{dataset}/{group}.png",
+        png=report(
+            "results/figures/dispersion_alignment/{dataset}/{group}.png",
+            caption="../../report/dispersion/figure_dispersion_alignment.rst",
+            category="Dispersion",
+            subcategory="{dataset}",
+        ),
         pdf="results/figures/dispersion_alignment/{dataset}/{group}.pdf",
     log:
         "logs/figures/dispersion_alignment/{dataset}/{group}.log",
@@ -100,7 +110,12 @@ rule figure_dispersion_ratio:
     input:
         result="results/dispersion_alignment/{dataset}/{group}.zarr",
     output:
-        png="results/figures/dispersion_ratio/{dataset}/{group}.png",
+        png=report(
+            "results/figures/dispersion_ratio/{dataset}/{group}.png",
+            caption="../../report/dispersion/figure_dispersion_ratio.rst",
+            category="Dispersion",
+            subcategory="{dataset}",
+        ),
         pdf="results/figures/dispersion_ratio/{dataset}/{group}.pdf",
     log:
         "logs/figures/dispersion_ratio/{dataset}/{group}.log",

@@ -147,7 +147,12 @@ rule figure_layers_grid:
     input:
         matrices="results/layers/{dataset}/matrices.zarr",
     output:
-        png="results/figures/layers/{dataset}/grid.png",
+        png=report(
+            "results/figures/layers/{dataset}/grid.png",
+            caption="../../report/layers/figure_layers_grid.rst",
+            category="Layers",
+            subcategory="{dataset}",
+        ),
         pdf="results/figures/layers/{dataset}/grid.pdf",
     log:
         "logs/figures/layers/{dataset}/grid.log",
@@ -164,7 +169,12 @@ rule figure_layers_depth:
     input:
         summary="results/layers/{dataset}/depth_summary.csv",
     output:
-        png="results/figures/layers/{dataset}/depth.png",
+        png=report(
+            "results/figures/layers/{dataset}/depth.png",
+            caption="../../report/layers/figure_layers_depth.rst",
+            category="Layers",
+            subcategory="{dataset}",
+        ),
         pdf="results/figures/layers/{dataset}/depth.pdf",
     log:
         "logs/figures/layers/{dataset}/depth.log",
@@ -180,7 +190,12 @@ rule figure_layers_smoothness:
         curves="results/layers/{dataset}/smoothness_curves.csv",
         summary="results/layers/{dataset}/summary.json",
     output:
-        png="results/figures/layers/{dataset}/smoothness.png",
+        png=report(
+            "results/figures/layers/{dataset}/smoothness.png",
+            caption="../../report/layers/figure_layers_smoothness.rst",
+            category="Layers",
+            subcategory="{dataset}",
+        ),
         pdf="results/figures/layers/{dataset}/smoothness.pdf",
     log:
         "logs/figures/layers/{dataset}/smoothness.log",
@@ -195,7 +210,12 @@ rule figure_layers_readout:
     input:
         table="results/layers/{dataset}/readout.csv",
     output:
-        png="results/figures/layers/{dataset}/readout.png",
+        png=report(
+            "results/figures/layers/{dataset}/readout.png",
+            caption="../../report/layers/figure_layers_readout.rst",
+            category="Layers",
+            subcategory="{dataset}",
+        ),
         pdf="results/figures/layers/{dataset}/readout.pdf",
     log:
         "logs/figures/layers/{dataset}/readout.log",

@@ -38,7 +38,12 @@ rule figure_prh:
         table="results/prh/{dataset}/{metric}.csv",
         fit="results/prh/{dataset}/{metric}.json",
     output:
-        png="results/figures/prh/{dataset}/{metric}.png",
+        png=report(
+            "results/figures/prh/{dataset}/{metric}.png",
+            caption="../../report/prh/figure_prh.rst",
+            category="PRH",
+            subcategory="{dataset}",
+        ),
         pdf="results/figures/prh/{dataset}/{metric}.pdf",
     log:
         "logs/figures/prh/{dataset}/{metric}.log",
