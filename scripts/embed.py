@@ -23,6 +23,7 @@ with logged(snakemake.log[0], threads=snakemake.threads):
         progress=snakemake.config["progress"],
         seed=spec["seed"],
         text=text,
+        precision=spec.get("precision", "float32"),  # set by the rule when config precision is not float32
     )
     write_store(ds, snakemake.output[0])
     print(f"{snakemake.wildcards.model} on {snakemake.wildcards.dataset}: {len(ds.attrs['layers'])} layers, {ds.attrs['seconds']:.1f} s")

@@ -240,3 +240,41 @@ def test_extract_records_text_bits_per_byte_for_causal_lms_only(tiny_specs, emoj
     assert "text_bits_per_byte" not in bert.attrs
     with pytest.raises(ExtractionError, match="does not exist"):
         extract(load_encoder("gpt", tiny_specs["gpt"], "cpu"), emoji_stimuli, progress=False, text=tmp_path / "no.txt")
+
+
+def test_precision_is_float32_on_the_cpu_and_recorded(tiny_specs, emoji_stimuli):
+    from convergence.embed import effective_precision
+
+    enc = load_encoder("cnn", tiny_specs["cnn"], device="cpu")
+    exact = extract(enc, emoji_stimuli, batch_size=16, progress=False)
+    asked = extract(enc, emoji_stimuli, batch_size=16, progress=False, precision="bfloat16")
+    assert exact.attrs["precision"] == asked.attrs["precision"] == "float32"  # autocast runs on CUDA only
+    for layer in exact.attrs["layers"]:
+        np.testing.assert_array_equal(exact[layer].values, asked[layer].values)
+    assert effective_precision("float16", "cuda:0") == "float16" and effective_precision("float16", "cpu") == "float32"
+    with pytest.raises(ValueError, match=r"precision must be one of \['float32', 'bfloat16', 'float16'\], got 'half'"):
+        extract(enc, emoji_stimuli, progress=False, precision="half")
+
+
+def test_to_device_keeps_cpu_tensors_and_pins_for_cuda():
+    from convergence.models.base import to_device
+
+    x = torch.arange(6, dtype=torch.uint8)
+    assert to_device(x, "cpu") is x
+    if torch.cuda.is_available():  # the pinned, non-blocking path; on a CPU-only machine only the above runs
+        y = to_device(x, "cuda")
+        assert y.device.type == "cuda" and torch.equal(y.cpu(), x)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="autocast in reduced precision runs on CUDA only")
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_reduced_precision_on_cuda_is_close_to_float32(tiny_specs, emoji_stimuli, precision):
+    enc = load_encoder("cnn", tiny_specs["cnn"], device="cuda")
+    exact = extract(enc, emoji_stimuli, batch_size=16, progress=False)
+    half = extract(enc, emoji_stimuli, batch_size=16, progress=False, precision=precision)
+    assert half.attrs["precision"] == precision
+    for layer in exact.attrs["layers"]:
+        a, b = exact[layer].values, half[layer].values
+        assert b.dtype == np.float32 and np.isfinite(b).all()
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        assert cos.min() > 0.99, (layer, cos.min())

@@ -217,6 +217,12 @@ def test_relabelling_a_model_reruns_only_aggregates(finished_run):
     assert ("alignment", "dataset=emo, metric=mutual_knn") in jobs
 
 
+def test_changing_the_precision_reruns_every_extraction_and_the_default_none(finished_run):
+    jobs = jobs_after(finished_run, lambda c: c.update(precision="bfloat16"))
+    assert {w for r, w in jobs if r == "embed"} == {f"dataset=emo, model={m}" for m in TINY_CONFIG["models"]}
+    assert jobs_after(finished_run, lambda c: c.update(precision="float32")) == set()
+
+
 @pytest.mark.parametrize("change", [{"models": ["cnn_a", "vit_a", "text_a"]}, {"domain": "multi"}])
 def test_listing_models_or_naming_the_domain_does_not_rebuild_its_stimuli(finished_run, change):
     jobs = jobs_after(finished_run, lambda cfg: cfg["datasets"]["emo"].update(change))

@@ -2,7 +2,9 @@
 
 The loop is bound by the model's forward pass: stimuli are read in batches (the next batch is read on a
 background thread while the model runs), inference runs under ``torch.inference_mode()`` on the
-encoder's device, and each layer's rows land in one preallocated float32 array. The result is the
+encoder's device, and each layer's rows land in one preallocated float32 array. On CUDA, input batches are
+copied through pinned memory without blocking (:func:`convergence.models.base.to_device`), and the forward
+pass may run under ``torch.autocast`` in bfloat16 or float16 (``precision``); on the CPU it is float32. The result is the
 embedding store of design.md: an :class:`xarray.Dataset` with one variable per layer (dims ``stimulus``,
 ``feature_<layer>``), coordinate ``stimulus``, and provenance attrs.
 """
@@ -39,6 +41,29 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+#: Forward-pass precisions ``extract`` accepts (config key ``precision``).
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def effective_precision(precision: str, device: torch.device | str) -> str:
+    """The precision the forward pass will use: ``precision`` on CUDA, float32 on any other device (autocast
+    in reduced precision is applied on CUDA only). Raises ValueError for a name not in :data:`PRECISIONS`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    return precision if torch.device(device).type == "cuda" else "float32"
+
+
+def autocast(precision: str, device: torch.device | str):
+    """A context manager running the forward pass in ``effective_precision(precision, device)``: autocast
+    on CUDA for bfloat16/float16, nothing for float32 (or any non-CUDA device)."""
+    import contextlib
+
+    effective = effective_precision(precision, device)
+    if effective == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=getattr(torch, effective))
 
 
 def _batches(stimuli: xr.Dataset, modality: str, batch_size: int):
@@ -130,6 +155,7 @@ def extract(
     progress: bool = True,
     seed: int = 0,
     text=None,
+    precision: str = "float32",
 ) -> xr.Dataset:
     """Features of every stimulus at every selected layer of ``encoder``.
 
@@ -137,11 +163,14 @@ def extract(
     stimulus ids as coordinate, ``bits_per_byte`` (dim ``stimulus``) for causal language models, and attrs
     ``model, modality, layers, depths, provenance, versions, device, batch_size, dataset, seconds``. With
     ``text`` (a path) a causal LM also gets attr ``text_bits_per_byte``: its bits per byte on that fixed text
-    and how they were measured (:func:`text_competence`); other models ignore ``text``.
-    Raises :class:`ExtractionError` on non-finite features.
+    and how they were measured (:func:`text_competence`); other models ignore ``text``. ``precision``
+    (float32, bfloat16, float16) is the forward pass's arithmetic on CUDA (autocast; features are stored as
+    float32 either way); on the CPU the pass is float32 whatever is asked, and attr ``precision`` records
+    what was used. Raises :class:`ExtractionError` on non-finite features.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    used_precision = effective_precision(precision, encoder.device)
     torch.manual_seed(seed)
     n = stimuli.sizes["stimulus"]
     if n == 0:
@@ -152,13 +181,14 @@ def extract(
     t0 = time.perf_counter()
     bar = tqdm(total=n, desc=f"embed {encoder.name}", unit="stim", disable=not progress, mininterval=2.0)
     for start, batch in _batches(stimuli, encoder.modality, batch_size):
-        if hasattr(encoder, "encode_with_bpb") and getattr(encoder, "causal", False):
-            out, b = encoder.encode_with_bpb(batch)
-            if b is not None:
-                bpb[start : start + len(batch)] = b
-                has_bpb = True
-        else:
-            out = encoder.encode(batch)
+        with autocast(precision, encoder.device):
+            if hasattr(encoder, "encode_with_bpb") and getattr(encoder, "causal", False):
+                out, b = encoder.encode_with_bpb(batch)
+                if b is not None:
+                    bpb[start : start + len(batch)] = b
+                    has_bpb = True
+            else:
+                out = encoder.encode(batch)
         for layer in encoder.layer_names:
             arr = out[layer]
             if layer not in feats:
@@ -189,6 +219,7 @@ def extract(
         "versions": library_versions(),
         "dtype": "float32",
         "device": str(encoder.device),
+        "precision": used_precision,
         "batch_size": int(batch_size),
         "dataset": str(stimuli.attrs.get("dataset", "")),
         "n_stimuli": int(n),

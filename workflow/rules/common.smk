@@ -79,8 +79,13 @@ def dataset_spec(wildcards):
 
 
 def model_spec(wildcards):
-    """A model entry minus its labels (relabelling a model's objective must not re-extract it)."""
-    return {k: v for k, v in config["models"][wildcards.model].items() if k not in MODEL_LABELS}
+    """A model entry minus its labels (relabelling a model's objective must not re-extract it), plus the
+    extraction precision when it is not the default float32 (so switching it reruns extraction, while runs
+    made before the option existed keep their parameters)."""
+    spec = {k: v for k, v in config["models"][wildcards.model].items() if k not in MODEL_LABELS}
+    if config["precision"] != "float32":
+        spec["precision"] = config["precision"]
+    return spec
 
 
 def model_labels(wildcards):

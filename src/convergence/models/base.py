@@ -33,6 +33,18 @@ def pick_device(requested: str = "auto") -> torch.device:
     return device
 
 
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``tensor`` (on the CPU) moved to ``device``. To a CUDA device the host tensor is first copied into
+    page-locked (pinned) memory so the transfer runs asynchronously (``non_blocking``) on the current stream,
+    ordered before the kernels that read it; to the CPU it is returned as is."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return tensor.to(device)
+    if not tensor.is_pinned():
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
 def relative_depths(n_layers: int, *, includes_input: bool = False) -> list[float]:
     """Relative depth of each of ``n_layers`` layers: 0 is the input, 1 the last layer.
 
@@ -71,7 +83,7 @@ class ImagePreprocessing:
             raise ValueError(
                 f"images must be uint8 of shape (batch, height, width, 3); got {images.dtype} {images.shape}"
             )
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+        x = to_device(torch.from_numpy(np.ascontiguousarray(images)), device)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         h, w = x.shape[-2:]
         short = max(1, round(self.size / self.crop_pct))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .base import Encoder, ImagePreprocessing, ModelLoadError, relative_depths
+from .base import Encoder, ImagePreprocessing, ModelLoadError, relative_depths, to_device
 
 KINDS = ("auto", "text_encoder", "causal_lm", "vision")
 #: Token poolings of text models: ``mean`` over the attention mask, or the ``last`` non-padding token.
@@ -96,7 +96,7 @@ class HFTextEncoder(Encoder):
         enc = self.tokenizer(
             list(texts), return_tensors="pt", padding=True, truncation=True, max_length=self.max_length
         )
-        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        return {k: to_device(v, self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
     def _forward(self, texts: Sequence[str]):
         enc = self._tokens(texts)
