@@ -278,3 +278,20 @@ def test_reduced_precision_on_cuda_is_close_to_float32(tiny_specs, emoji_stimuli
         assert b.dtype == np.float32 and np.isfinite(b).all()
         cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
         assert cos.min() > 0.99, (layer, cos.min())
+
+
+def test_onnx_graphs_record_float32_whatever_the_precision(monkeypatch, tiny_specs, emoji_stimuli):
+    """ONNX Runtime is not touched by torch.autocast: even on a CUDA device the store must say float32."""
+    import contextlib
+
+    from convergence import embed
+    from convergence.models.onnx_source import OnnxEncoder
+
+    assert OnnxEncoder.autocast_capable is False
+    enc = load_encoder("cnn", tiny_specs["cnn"], device="cpu")
+    # pretend to be on CUDA: the asked precision is used, autocast itself is a no-op here
+    monkeypatch.setattr(embed, "effective_precision", lambda precision, device: precision)
+    monkeypatch.setattr(embed, "autocast", lambda precision, device: contextlib.nullcontext())
+    assert extract(enc, emoji_stimuli, progress=False, precision="float16").attrs["precision"] == "float16"
+    monkeypatch.setattr(type(enc), "autocast_capable", False)
+    assert extract(enc, emoji_stimuli, progress=False, precision="float16").attrs["precision"] == "float32"

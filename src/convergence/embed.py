@@ -4,9 +4,9 @@ The loop is bound by the model's forward pass: stimuli are read in batches (the 
 background thread while the model runs), inference runs under ``torch.inference_mode()`` on the
 encoder's device, and each layer's rows land in one preallocated float32 array. On CUDA, input batches are
 copied through pinned memory without blocking (:func:`convergence.models.base.to_device`), and the forward
-pass may run under ``torch.autocast`` in bfloat16 or float16 (``precision``); on the CPU it is float32. The result is the
-embedding store of design.md: an :class:`xarray.Dataset` with one variable per layer (dims ``stimulus``,
-``feature_<layer>``), coordinate ``stimulus``, and provenance attrs.
+pass may run under ``torch.autocast`` in bfloat16 or float16 (``precision``); on the CPU it is float32.
+The result is the embedding store of design.md: an :class:`xarray.Dataset` with one variable per layer
+(dims ``stimulus``, ``feature_<layer>``), coordinate ``stimulus``, and provenance attrs.
 """
 
 from __future__ import annotations
@@ -165,12 +165,14 @@ def extract(
     ``text`` (a path) a causal LM also gets attr ``text_bits_per_byte``: its bits per byte on that fixed text
     and how they were measured (:func:`text_competence`); other models ignore ``text``. ``precision``
     (float32, bfloat16, float16) is the forward pass's arithmetic on CUDA (autocast; features are stored as
-    float32 either way); on the CPU the pass is float32 whatever is asked, and attr ``precision`` records
-    what was used. Raises :class:`ExtractionError` on non-finite features.
+    float32 either way); on the CPU, and for ONNX graphs, the pass is float32 whatever is asked, and attr
+    ``precision`` records what was used. Raises :class:`ExtractionError` on non-finite features.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     used_precision = effective_precision(precision, encoder.device)
+    if not getattr(encoder, "autocast_capable", True):
+        used_precision = "float32"
     torch.manual_seed(seed)
     n = stimuli.sizes["stimulus"]
     if n == 0:
@@ -181,7 +183,7 @@ def extract(
     t0 = time.perf_counter()
     bar = tqdm(total=n, desc=f"embed {encoder.name}", unit="stim", disable=not progress, mininterval=2.0)
     for start, batch in _batches(stimuli, encoder.modality, batch_size):
-        with autocast(precision, encoder.device):
+        with autocast(used_precision, encoder.device):
             if hasattr(encoder, "encode_with_bpb") and getattr(encoder, "causal", False):
                 out, b = encoder.encode_with_bpb(batch)
                 if b is not None:

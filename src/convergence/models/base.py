@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -134,6 +135,10 @@ class Encoder(abc.ABC):
     depths: list[float]
     provenance: dict = field(default_factory=dict)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    #: Whether the forward pass is PyTorch code, so that ``torch.autocast`` (config ``precision``) acts on it;
+    #: False for graphs run by another runtime (ONNX Runtime), which always compute in float32.
+    autocast_capable: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:

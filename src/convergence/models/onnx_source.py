@@ -186,6 +186,8 @@ def _np_dtype(elem_type: int):
 class OnnxEncoder(Encoder):
     """Named tensors of an ONNX graph, pooled; vision (uint8 images) or language (strings + tokenizer)."""
 
+    autocast_capable = False  # ONNX Runtime runs the graph in float32 whatever config precision says
+
     def __init__(
         self,
         name: str,
