@@ -184,3 +184,21 @@ def test_named_layers_add_a_named_summary(kernels, tmp_path):
     assert named["summary_score"].sel(model_a="va", model_b="la").item() == pytest.approx(expected)
     table = summary_table(scores)
     assert set(table["summary"]) == {"best", "last", "named"}
+
+
+def test_cknna_all_layer_pairs_at_once_equal_the_pair_function(kernels):
+    """The batched CKNNA engine (every layer pair of a model pair from the shared neighbour pairs, no call per
+    layer pair) gives what ``metrics.cknna`` gives on each layer pair's features, in both orders."""
+    from convergence.metrics import cknna
+
+    ds = pairwise(kernels, "cknna", params={"k": 5}, summaries=("best",), n_permutations=0, n_bootstrap=0)
+    worst = 0.0
+    for a in kernels:
+        for b in kernels:
+            for i, la in enumerate(kernels[a].attrs["layers"]):
+                for j, lb in enumerate(kernels[b].attrs["layers"]):
+                    xa = kernels[a][f"features_{la}"].values.astype(np.float64)
+                    xb = kernels[b][f"features_{lb}"].values.astype(np.float64)
+                    got = float(ds["score"].sel(model_a=a, model_b=b, layer_a=i, layer_b=j))
+                    worst = max(worst, abs(got - cknna(xa, xb, k=5)))
+    assert worst < 1e-10

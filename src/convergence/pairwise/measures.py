@@ -657,8 +657,9 @@ class CknnaMetric(PairMetric):
                               np.asarray(self_hsic))
 
     def _pair_matrix(self, pa, pb):
-        num = np.array([[cknna_hsic(pa.nbrs[i], pa.values[i], pa.recip[i], pb.nbrs[j], pb.values[j], pb.recip[j])
-                         for j in range(pb.n_layers)] for i in range(pa.n_layers)])
+        """Every layer pair at once: the matched-pairs accumulation of :meth:`null_matrices` under the
+        identity order (no per-layer-pair call), equal to ``metrics.cknna_hsic`` per pair to round-off."""
+        num = self._matched_hsic(pa, pb, np.arange(pa.n, dtype=np.int64)[None])[0]
         return _normalise(num, pa.self_hsic, pb.self_hsic, f"cknna of {pa.model.name!r} vs {pb.model.name!r}")
 
     def null(self, pa, la, pb, lb, perms):
@@ -670,11 +671,20 @@ class CknnaMetric(PairMetric):
                          for t, perm in enumerate(perms)])
 
     def null_matrices(self, pa, pb, perms, valid=None):
-        """All layer pairs per permutation from the MATCHES only: a pair (i, j) enters the masked kernels
-        iff j is a neighbour of i in both models, which under a permutation is rare (about k^2 / n per
-        stimulus and layer pair). The (stimulus, neighbour) codes of every layer of model a are indexed once;
-        each permuted layer of model b looks its codes up, and the terms of ``metrics.cknna_hsic`` (trace,
-        sums, row and column sums) are accumulated per (draw, layer_a, layer_b) from the matched pairs."""
+        """All layer pairs per permutation (see :meth:`_matched_hsic`), normalised by the layers' self-HSIC."""
+        out = self._matched_hsic(pa, pb, perms)
+        denom = np.sqrt(np.abs(pa.self_hsic[:, None] * pb.self_hsic[None, :]))
+        ok = (pa.self_hsic[:, None] > 0) & (pb.self_hsic[None, :] > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(ok[None], out / denom[None], np.nan)
+
+    def _matched_hsic(self, pa, pb, perms) -> np.ndarray:
+        """The unnormalised CKNNA HSIC of every layer pair under each permutation of model b, (P, L_a, L_b),
+        from the MATCHES only: a pair (i, j) enters the masked kernels iff j is a neighbour of i in both
+        models (about k^2 / n per stimulus and layer pair under a permutation). The (stimulus, neighbour)
+        codes of every layer of model a are indexed once; each (permuted) layer of model b looks its codes
+        up, and the terms of ``metrics.cknna_hsic`` (trace, sums, row and column sums) are accumulated per
+        (draw, layer_a, layer_b) from the matched pairs with ``np.bincount``."""
         n, k, n_a, n_b = pa.n, self.k, pa.n_layers, pb.n_layers
         stim = np.arange(n, dtype=np.int64)[:, None]
         codes_a = (stim * n + pa.nbrs).ravel()  # (layer_a, i, p) flattened
@@ -683,8 +693,6 @@ class CknnaMetric(PairMetric):
         layer_a = (np.arange(codes_a.size) // (n * k))[order]  # entries grouped by code
         value_a, recip_a = pa.values.ravel()[order], pa.recip.ravel()[order]
         find = _code_finder(space, n)
-        denom = np.sqrt(np.abs(pa.self_hsic[:, None] * pb.self_hsic[None, :]))
-        ok = (pa.self_hsic[:, None] > 0) & (pb.self_hsic[None, :] > 0)
         out = np.empty((perms.shape[0], n_a, n_b))
         step = _batch_size(n_a * n_b * n)
         for start in range(0, perms.shape[0], step):
@@ -714,8 +722,7 @@ class CknnaMetric(PairMetric):
             pq = (col_p * row_q).reshape(size, n).sum(axis=1)
             hsic = (tr_pq + sum_p * sum_q / ((n - 1) * (n - 2)) - 2.0 * pq / (n - 2)) / (n * (n - 3))
             out[start : start + n_p] = hsic.reshape(n_p, n_b, n_a).transpose(0, 2, 1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(ok[None], out / denom[None], np.nan)
+        return out
 
     def bootstrap(self, pa, la, pb, lb, weights):
         a = (pa.nbrs[la], pa.values[la], pa.recip[la])
