@@ -97,3 +97,22 @@ def test_consistency_claim_compares_the_behaviour_link_by_domain(tmp_path, rhos,
     measured, status = _consistency_claim(tmp_path)
     assert verdict in status
     assert "digits (single) rho" in measured and "clipart (multi) rho" in measured
+
+
+def test_sample_size_claim_reads_the_trend_of_every_dataset_and_metric(tmp_path):
+    import pandas as pd
+
+    from convergence.report import _sample_size_claim
+
+    assert _sample_size_claim(tmp_path) is None
+    folder = tmp_path / "sample_size" / "emoji"
+    folder.mkdir(parents=True)
+    trend = pd.DataFrame({"pair_kind": ["all"] * 3, "n_stimuli": [32, 64, 128], "score": [0.4, 0.3, 0.2],
+                          "null_mean": [0.3, 0.15, 0.08], "excess": [0.1, 0.15, 0.12], "rho_n_score": [-1.0] * 3,
+                          "rho_n_excess": [0.5] * 3, "n_pairs": [6] * 3})
+    trend.to_csv(folder / "mutual_knn_trend.csv", index=False)
+    measured, status = _sample_size_claim(tmp_path)
+    assert "emoji, mutual_knn, 6 model pairs: n 32 -> 128: mean score 0.400 -> 0.200" in measured
+    assert status.startswith("reproduced")
+    trend.assign(rho_n_score=0.5).to_csv(folder / "cka_linear_trend.csv", index=False)
+    assert _sample_size_claim(tmp_path)[1] == "partly"

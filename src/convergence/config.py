@@ -26,7 +26,7 @@ SCHEMA_RESOURCE = "schemas/config.schema.yaml"
 #: The fields that label a model entry for the analyses (never for its extraction).
 MODEL_FIELDS = ("modality", "objective", "family")
 #: Config sections whose ``metrics`` list names registry metrics (the schema's allowed names are filled in).
-METRIC_SECTIONS = ("alignment", "dispersion", "consistency")
+METRIC_SECTIONS = ("alignment", "dispersion", "consistency", "sample_size")
 
 
 class ConfigError(ValueError):
@@ -196,6 +196,10 @@ def _check_references(cfg: dict, base: Path) -> None:
     for m in cfg.get("consistency", {}).get("layers", {}):
         if m not in models:
             raise ConfigError(f"config.consistency.layers: unknown model {m!r}; configured models: {sorted(models)}")
+    for d in cfg.get("sample_size", {}).get("datasets") or []:
+        if d not in cfg["datasets"]:
+            raise ConfigError(f"config.sample_size.datasets: unknown dataset {d!r}; configured datasets: "
+                              f"{sorted(cfg['datasets'])}")
     ref = cfg.get("prh", {}).get("reference")
     if ref is not None and ref not in models:
         raise ConfigError(f"config.prh.reference: unknown model {ref!r}; configured models: {sorted(models)}")

@@ -263,6 +263,34 @@ def _consistency_claim(results: Path) -> tuple[str, str] | None:
     return "; ".join(parts) + " (mean Spearman r over dataset pairs)", status
 
 
+def _sample_size_claim(results: Path) -> tuple[str, str] | None:
+    """The PRH critiques from ``results/sample_size/*/*_trend.csv``: per dataset and metric, the mean score over
+    model pairs and the mean null at the smallest and largest n, and Spearman's rho of n with the score and
+    with the excess over the null. Reproduced when the raw score falls as n grows (rho < 0) for every
+    dataset and metric of a higher-is-better metric."""
+    paths = sorted(glob.glob(str(results / "sample_size" / "*" / "*_trend.csv")))
+    if not paths:
+        return None
+    parts, falls = [], []
+    for path in paths:
+        t = pd.read_csv(path)
+        t = t[t["pair_kind"] == "all"].sort_values("n_stimuli")
+        if len(t) < 2:
+            continue
+        lo, hi = t.iloc[0], t.iloc[-1]
+        metric = Path(path).name[: -len("_trend.csv")]
+        parts.append(f"{Path(path).parent.name}, {metric}, {int(lo.n_pairs)} model pairs: n {int(lo.n_stimuli)} -> "
+                     f"{int(hi.n_stimuli)}: mean score {lo.score:.3f} -> {hi.score:.3f} (null {lo.null_mean:.3f} -> "
+                     f"{hi.null_mean:.3f}; above null {lo.excess:.3f} -> {hi.excess:.3f}); rho(n, score) "
+                     f"{lo.rho_n_score:+.2f}, rho(n, score - null) {lo.rho_n_excess:+.2f}")
+        falls.append(bool(lo.rho_n_score < 0))
+    if not parts:
+        return None
+    status = ("reproduced" if all(falls) else "partly" if any(falls) else "**not reproduced**")
+    status += (": the raw score falls as n grows" if all(falls) else "")
+    return "; ".join(parts), status
+
+
 #: One row per study: (study, claim, function of the results folder -> (measured, status) or None).
 CLAIMS: list[tuple[str, str, Callable[[Path], tuple[str, str] | None]]] = [
     ("Platonic Representation Hypothesis (Huh et al. 2024)",
@@ -273,6 +301,8 @@ CLAIMS: list[tuple[str, str, Callable[[Path], tuple[str, str] | None]]] = [
     ("Single-stimulus dispersion (study 000)", "stimuli on which vision models agree (low intra-modal dispersion) "
      "align up to 2x better with language models than high-dispersion ones, robust to selection criteria",
      _dispersion_claim),
+    ("PRH critiques: alignment vs number of stimuli", "mutual k-NN falls as the stimulus set grows, so a score "
+     "means little without its chance level at the same n", _sample_size_claim),
     ("Consistency across datasets (Ciernik et al., study 001)", "the training objective drives how consistent "
      "model-to-model similarity is across datasets (self-supervised models the most); the similarity-behaviour "
      "link depends on the dataset and is strongest on single-domain datasets", _consistency_claim),

@@ -17,4 +17,5 @@ STEP_VERSIONS = {
     "dispersion": 1,
     "dispersion_alignment": 1,
     "consistency": 1,
+    "sample_size": 1,
 }
