@@ -108,6 +108,19 @@ def test_run_writes_alignment_with_null_and_figures(finished_run):
     assert kernel["neighbors"].shape == (5, 40, 5) and "gram" in kernel
 
 
+def test_run_writes_alignment_against_the_number_of_stimuli(finished_run):
+    """The default sizes (32 ... 512) on a 40-stimulus dataset: 32 and the full set; every pair once."""
+    import pandas as pd
+
+    table = pd.read_csv(finished_run / "results/sample_size/emo/mutual_knn.csv")
+    assert sorted(table["n_stimuli"].unique()) == [32, 40]
+    assert len(table) == 2 * 3 and table["p_value"].between(0, 1).all()
+    assert (table["model_a"] < table["model_b"]).all()
+    curve = xr.open_zarr(finished_run / "results/sample_size/emo/mutual_knn.zarr", consolidated=False)
+    assert list(curve.attrs["sizes_left_out"]) == [64, 128, 256, 512]
+    assert (finished_run / "results/figures/sample_size/emo/mutual_knn.png").stat().st_size > 10_000
+
+
 def test_rerun_with_no_change_schedules_nothing(finished_run):
     assert scheduled(finished_run) == set()
 
@@ -134,6 +147,7 @@ CAPTION_PHRASES = {
     "dispersion": "Per-stimulus dispersion on",
     "dispersion_alignment": "Vision x language alignment on stimulus subsets chosen by dispersion",
     "dispersion_ratio": "The low / high dispersion alignment ratio",
+    "sample_size": "against the number of stimuli",
 }
 
 
@@ -237,7 +251,7 @@ def test_one_figure_regenerates_alone_from_cached_numbers(finished_run):
 
 AGGREGATE_RULES = {"figure_overview", "alignment", "crossmodal", "figure_alignment", "figure_crossmodal", "prh", "figure_prh",
                    "competence", "layers", "layers_readout", "figure_layers_grid", "figure_layers_depth",
-                   "figure_layers_smoothness", "figure_layers_readout"}
+                   "figure_layers_smoothness", "figure_layers_readout", "sample_size", "figure_sample_size"}
 LAYERS_RULES = {"embed_blocks", "kernel_blocks", "lowlevel", "layers", "layers_readout", "figure_layers_grid",
                 "figure_layers_depth", "figure_layers_smoothness", "figure_layers_readout"}
 
