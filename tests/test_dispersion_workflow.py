@@ -30,6 +30,7 @@ CONFIG = {
     "competence": {"enabled": False},
     "prh": {"enabled": False},
     "layers": {"enabled": False},
+    "sample_size": {"enabled": False},
     "dispersion": {
         "groups": {"vision": {"exclude_objectives": ["random"]}, "pair": {"models": ["cnn_a", "cnn_r"]}},
         "layers": {"cnn_a": "layer3"},
