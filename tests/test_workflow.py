@@ -465,6 +465,7 @@ CONSISTENCY_CONFIG = {
                "cnn_b": {**TINY_CNN, "name": "resnet10t"}, "text_a": dict(TINY_BERT)},
     "alignment": {"enabled": False}, "crossmodal": {"enabled": False}, "competence": {"enabled": False},
     "prh": {"enabled": False}, "layers": {"enabled": False}, "dispersion": {"enabled": False},
+    "sample_size": {"enabled": False},
     "consistency": {"metrics": ["cka_linear_unbiased", "cka_rbf"], "n_permutations": 20, "probe_splits": 2,
                     "probe_inner_splits": 2},
 }
