@@ -203,6 +203,48 @@ def _check_references(cfg: dict, base: Path) -> None:
     ref = cfg.get("prh", {}).get("reference")
     if ref is not None and ref not in models:
         raise ConfigError(f"config.prh.reference: unknown model {ref!r}; configured models: {sorted(models)}")
+    _check_taxonomy(cfg, base)
+
+
+def _check_taxonomy(cfg: dict, base: Path) -> None:
+    tax = cfg.get("taxonomy", {})
+    if not tax.get("dataset"):
+        return
+    models, datasets = cfg["models"], cfg["datasets"]
+    d = tax["dataset"]
+    if d not in datasets:
+        raise ConfigError(f"config.taxonomy.dataset: unknown dataset {d!r}; configured datasets: {sorted(datasets)}")
+    for key in ("vision_models", "language_models"):
+        if not tax.get(key):
+            raise ConfigError(f"config.taxonomy.{key}: give at least one model (the taxonomy runs on dataset {d!r})")
+    for m in tax["vision_models"]:
+        if m not in models or models[m]["modality"] != "vision":
+            raise ConfigError(f"config.taxonomy.vision_models: {m!r} is not a configured vision model; vision models: "
+                              f"{sorted(n for n, s in models.items() if s['modality'] == 'vision')}")
+        if m not in models_for(cfg, d, "vision"):
+            raise ConfigError(f"config.taxonomy.vision_models: {m!r} does not run on dataset {d!r} (its models: "
+                              f"{models_for(cfg, d)}); add it to datasets.{d}.models")
+    for m in tax["language_models"]:
+        if m not in models or not is_causal_lm(models[m]):
+            raise ConfigError(f"config.taxonomy.language_models: {m!r} is not a configured causal LM; causal LMs: "
+                              f"{sorted(n for n, s in models.items() if is_causal_lm(s))}")
+    if tax.get("hypernyms", "folders") != "folders":
+        p = Path(tax["hypernyms"])
+        if not (p if p.is_absolute() else base / p).is_file():
+            raise ConfigError(f"config.taxonomy.hypernyms: {tax['hypernyms']!r} is neither 'folders' nor an existing "
+                              "CSV (columns concept,hypernym)")
+    if not tax.get("conditions"):
+        raise ConfigError("config.taxonomy.conditions: give at least one condition")
+
+
+def taxonomy_runs(cfg: dict) -> list[tuple[str, str, str, int]]:
+    """Every (vision model, language model, condition, seed) the taxonomy analysis trains (none without
+    ``taxonomy.dataset``)."""
+    tax = cfg.get("taxonomy", {})
+    if not tax.get("dataset"):
+        return []
+    return [(v, lm, c, int(s)) for v in tax["vision_models"] for lm in tax["language_models"]
+            for c in tax["conditions"] for s in tax["seeds"]]
 
 
 #: Classes of the built-in sources whose classes are known before their stimuli are read, and their sizes.

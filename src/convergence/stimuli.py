@@ -40,6 +40,11 @@ and greyscale images become RGB (:func:`to_rgb`); an image that cannot be decode
 
 Every source then takes ``per_class`` (a per-class subsample, seeded) or ``limit`` (a seeded subsample of
 that many stimuli). Row order is the source's own order, so results are deterministic for a fixed seed.
+
+``variations`` (sources ``tuxpaint``, ``image_folder``, ``csv``): after subsampling, each image is rendered
+``n`` times with seeded changes (:func:`render_variation`: scale, position, horizontal flip, small rotation,
+background colour); ids become ``<id>~v<j>``, variable ``concept`` holds the source id and ``variation`` the
+index ``j``; captions and labels are copied to every variation.
 """
 
 from __future__ import annotations
@@ -286,7 +291,8 @@ def load_image_folder(path: str | Path, image_size: int = 224, background=DEFAUL
         raise StimulusError(f"image_folder {root} mixes images at the top level with class sub-folders; use one layout")
     labels = [p.parent.relative_to(root).as_posix() for p in files] if nested else None
     ids = [p.relative_to(root).with_suffix("").as_posix() for p in files]
-    return {"ids": ids, "images": _load_images(files, image_size, background), "captions": None, "labels": labels}
+    return {"ids": ids, "images": _load_images(files, image_size, background), "captions": None, "labels": labels,
+            "paths": files}
 
 
 def csv_image_paths(csv_path: Path, column: Iterable[str]) -> list[Path]:
@@ -317,6 +323,7 @@ def load_csv(path: str | Path, image_size: int = 224, background=DEFAULT_BACKGRO
         "images": _load_images(files, image_size, background),
         "captions": list(table["caption"]) if "caption" in table.columns else None,
         "labels": list(table["label"]) if "label" in table.columns else None,
+        "paths": files,
     }
 
 
@@ -397,6 +404,7 @@ def load_tuxpaint(root: str | Path = TUXPAINT_DIR, image_size: int = 224, backgr
         "captions": [r["caption"] for r in rows],
         "labels": [r["category"] for r in rows],
         "extra": {"subcategory": [r["subcategory"] for r in rows]},
+        "paths": [r["path"] for r in rows],
     }
 
 
@@ -682,6 +690,84 @@ def subsample_indices(n: int, labels: list[str] | None, *, per_class: int | None
     return idx
 
 
+# ------------------------------------------------------------------------------------------ variations
+
+#: Defaults of a dataset's ``variations`` entry (``n`` is required): the object's longer side is drawn from
+#: ``scale`` (fraction of the image side), it is rotated by up to ``rotate`` degrees either way, flipped
+#: left-right with probability ``flip``, placed uniformly in the free space, on a background whose channels
+#: are drawn from ``background`` (0-255; a light range keeps the object visible).
+VARIATION_DEFAULTS = {"scale": [0.6, 0.95], "rotate": 15.0, "flip": 0.5, "background": [170, 255]}
+VARIATION_SOURCES = ("tuxpaint", "image_folder", "csv")
+
+
+def variation_params(spec: dict) -> dict:
+    """The dataset field ``variations`` with its defaults, checked."""
+    params = {**VARIATION_DEFAULTS, **(spec or {})}
+    unknown = sorted(set(params) - set(VARIATION_DEFAULTS) - {"n"})
+    if unknown:
+        raise StimulusError(f"variations: unknown field(s) {unknown}; allowed: n, {sorted(VARIATION_DEFAULTS)}")
+    if not isinstance(params.get("n"), int) or params["n"] < 1:
+        raise StimulusError(f"variations.n must be a positive integer, got {params.get('n')!r}")
+    lo, hi = params["scale"]
+    if not 0 < lo <= hi <= 1:
+        raise StimulusError(f"variations.scale must be [low, high] with 0 < low <= high <= 1, got {params['scale']}")
+    blo, bhi = params["background"]
+    if not 0 <= blo <= bhi <= 255:
+        raise StimulusError(f"variations.background must be [low, high] within 0-255, got {params['background']}")
+    if not 0 <= params["flip"] <= 1 or params["rotate"] < 0:
+        raise StimulusError("variations.flip must be a probability and variations.rotate a non-negative angle")
+    return params
+
+
+def render_variation(image, size: int, rng: np.random.Generator, params: dict) -> np.ndarray:
+    """One seeded rendering of a PIL image (transparency kept as the object's outline) on a ``size`` x
+    ``size`` canvas: rotate, flip, scale the longer side to a drawn fraction of ``size``, place it at a
+    uniform position on a drawn background colour. Returns uint8 RGB (size, size, 3)."""
+    from PIL import Image
+
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
+        image = to_rgb(image)
+    obj = image.convert("RGBA")
+    angle = float(rng.uniform(-params["rotate"], params["rotate"]))
+    flip = bool(rng.random() < params["flip"])
+    scale = float(rng.uniform(*params["scale"]))
+    colour = tuple(int(c) for c in rng.integers(params["background"][0], params["background"][1] + 1, size=3))
+    fx, fy = float(rng.random()), float(rng.random())
+    if flip:
+        obj = obj.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if angle:
+        obj = obj.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
+    w, h = obj.size
+    factor = scale * size / max(w, h)
+    nw, nh = max(1, round(w * factor)), max(1, round(h * factor))
+    obj = obj.resize((nw, nh), Image.Resampling.BICUBIC)
+    canvas = Image.new("RGBA", (size, size), (*colour, 255))
+    canvas.alpha_composite(obj, (round(fx * (size - nw)), round(fy * (size - nh))))
+    return np.asarray(canvas.convert("RGB"), dtype=np.uint8)
+
+
+def render_variations(paths: list[Path], ids: list[str], n: int, size: int, seed: int, params: dict) -> np.ndarray:
+    """``n`` renderings of every file (rows: file-major), each seeded by (seed, the id's CRC-32, j) so that a
+    stimulus's renderings do not change when other files are added or removed."""
+    import zlib
+
+    from PIL import Image
+
+    out = np.zeros((len(paths) * n, size, size, 3), np.uint8)
+    for i, (p, sid) in enumerate(zip(paths, ids)):
+        try:
+            with Image.open(p) as im:
+                im.load()
+                for j in range(n):
+                    rng = np.random.default_rng([int(seed), zlib.crc32(sid.encode()), j])
+                    out[i * n + j] = render_variation(im, size, rng, params)
+        except StimulusError:
+            raise
+        except Exception as err:
+            raise _decode_error(p, err) from err
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- build
 
 
@@ -720,13 +806,30 @@ def build_stimuli(name: str, spec: dict) -> xr.Dataset:
     if len(idx) == 0:
         raise StimulusError(f"dataset {name!r}: no stimuli left after subsampling")
     images = raw["images"][idx]
+    extra = dict(raw.get("extra") or {})
+    if spec.get("variations"):
+        if source not in VARIATION_SOURCES:
+            raise StimulusError(f"dataset {name!r}: variations apply to sources {list(VARIATION_SOURCES)}, not {source!r}")
+        params = variation_params(spec["variations"])
+        n = params["n"]
+        images = render_variations([raw["paths"][i] for i in idx], [ids[i] for i in idx], n, size,
+                                   int(spec.get("seed", 0)), params)
+        extra["concept"] = list(ids)
+        extra["variation"] = [0] * len(ids)
+        raw = {**raw, "captions": raw["captions"] and [c for c in raw["captions"] for _ in range(n)],
+               "labels": raw["labels"] and [c for c in raw["labels"] for _ in range(n)]}
+        extra = {k: [v for v in values for _ in range(n)] for k, values in extra.items()}
+        extra["variation"] = [j for _ in ids for j in range(n)]
+        ids = [f"{i}~v{j}" for i in ids for j in range(n)]
+        idx = np.concatenate([i * n + np.arange(n) for i in idx]) if len(idx) else idx
     data_vars = {"image": (("stimulus", "height", "width", "channel"), images)}
     if raw["captions"] is not None:
         data_vars["caption"] = ("stimulus", np.array([raw["captions"][i] for i in idx], dtype=object))
     if raw["labels"] is not None:
         data_vars["label"] = ("stimulus", np.array([raw["labels"][i] for i in idx], dtype=object))
-    for var, values in (raw.get("extra") or {}).items():  # further per-stimulus labels (e.g. subcategory)
-        data_vars[var] = ("stimulus", np.array([values[i] for i in idx], dtype=object))
+    for var, values in extra.items():  # further per-stimulus labels (e.g. subcategory)
+        dtype = np.int64 if var == "variation" else object
+        data_vars[var] = ("stimulus", np.array([values[i] for i in idx], dtype=dtype))
     ds = xr.Dataset(
         data_vars,
         coords={"stimulus": np.array([ids[i] for i in idx], dtype=object), "channel": np.array(["R", "G", "B"], dtype=object)},

@@ -18,4 +18,5 @@ STEP_VERSIONS = {
     "dispersion_alignment": 1,
     "consistency": 1,
     "sample_size": 1,
+    "taxonomy": 1,
 }

@@ -1,0 +1,9 @@
+"""rule taxonomy_aggregate: every taxonomy run's scores in one table, and the per-hypernym table."""
+from convergence.analyses.taxonomy import aggregate
+from convergence.runtime import logged
+from convergence.store import write_table
+
+with logged(snakemake.log[0]):
+    summary, hypernyms = aggregate(snakemake.input.runs, snakemake.input.hypernyms)
+    write_table(summary, snakemake.output.summary)
+    write_table(hypernyms, snakemake.output.hypernyms)

@@ -1,0 +1,164 @@
+# Analysis `taxonomy` (study 002, science.md section E): cross-modal taxonomic generalisation. A projector
+# maps a frozen vision model's cached features (the embedding store of `taxonomy.dataset`, e.g. seeded
+# render variations of the tuxpaint stamps) to prefix vectors of a frozen causal LM; one job per (vision
+# model, language model, condition, seed), then an aggregate table and three figures.
+from types import SimpleNamespace
+
+from convergence.config import taxonomy_runs
+
+TAXONOMY = config["taxonomy"]
+TAXONOMY_RUNS = taxonomy_runs(config)
+TAXONOMY_DATASET = TAXONOMY.get("dataset") or "none"
+TAXONOMY_OPTIONS = {
+    k: TAXONOMY[k]
+    for k in (
+        "hypernyms",
+        "min_concepts",
+        "exclude",
+        "names",
+        "projector",
+        "hidden",
+        "k",
+        "epochs",
+        "questions_per_epoch",
+        "batch_size",
+        "lr",
+        "eval_concepts",
+        "answers",
+        "template",
+    )
+    if k in TAXONOMY
+}
+TAXONOMY_WILDCARDS = {
+    "vision": "|".join(TAXONOMY.get("vision_models", [])) or "none",
+    "lm": "|".join(TAXONOMY.get("language_models", [])) or "none",
+    "condition": "|".join(TAXONOMY.get("conditions", {})) or "none",
+    "seed": r"\d+",
+}
+TAXONOMY_FIGURES = ("removal", "shuffle", "coherence")
+
+
+register_targets(
+    "taxonomy",
+    lambda: (
+        [p for name in TAXONOMY_FIGURES for p in figure("taxonomy", TAXONOMY_DATASET, name)] if TAXONOMY_RUNS else []
+    ),
+)
+
+
+rule taxonomy:
+    """Train the projector of one (vision model, language model, condition, seed) and answer the test questions."""
+    input:
+        stimuli=lambda w: stimuli_store(w.dataset),
+        embeddings=lambda w: embedding_store(w.dataset, w.vision),
+        weights=lambda w: model_files(SimpleNamespace(model=w.lm)),
+    output:
+        metrics="results/taxonomy/{dataset}/{vision}/{lm}/{condition}/seed{seed}/metrics.json",
+        answers="results/taxonomy/{dataset}/{vision}/{lm}/{condition}/seed{seed}/answers.csv",
+        hypernyms="results/taxonomy/{dataset}/{vision}/{lm}/{condition}/seed{seed}/hypernyms.csv",
+    log:
+        "logs/taxonomy/{dataset}/{vision}/{lm}/{condition}/seed{seed}.log",
+    wildcard_constraints:
+        **TAXONOMY_WILDCARDS,
+    conda:
+        "../../../envs/convergence.yaml"
+    threads: TAXONOMY["threads"]
+    resources:
+        gpu=TAXONOMY["gpus"],
+        mem_mb=6000,
+        runtime=60,
+    params:
+        lm_spec=lambda w: config["models"][w.lm],
+        condition=lambda w: TAXONOMY["conditions"][w.condition],
+        options={**TAXONOMY_OPTIONS, "layer": TAXONOMY.get("layer")},
+        device=config["device"],
+        progress=config["progress"],
+        version=STEP_VERSIONS["taxonomy"],
+    script:
+        "../../../scripts/taxonomy.py"
+
+
+rule taxonomy_aggregate:
+    """Every run's scores in one table (summary.csv) and the per-hypernym coherence and F1 (hypernyms.csv)."""
+    input:
+        runs=lambda w: [
+            f"results/taxonomy/{w.dataset}/{v}/{lm}/{c}/seed{s}/metrics.json" for v, lm, c, s in TAXONOMY_RUNS
+        ],
+        hypernyms=lambda w: [
+            f"results/taxonomy/{w.dataset}/{v}/{lm}/{c}/seed{s}/hypernyms.csv" for v, lm, c, s in TAXONOMY_RUNS
+        ],
+    output:
+        summary="results/taxonomy/{dataset}/summary.csv",
+        hypernyms="results/taxonomy/{dataset}/hypernyms.csv",
+    log:
+        "logs/taxonomy/{dataset}/aggregate.log",
+    conda:
+        "../../../envs/convergence.yaml"
+    params:
+        runs=TAXONOMY_RUNS,
+    script:
+        "../../../scripts/taxonomy_aggregate.py"
+
+
+rule figure_taxonomy_removal:
+    """Unseen-concept macro-F1 against the fraction of hypernym questions removed, pretrained vs random LM."""
+    input:
+        summary="results/taxonomy/{dataset}/summary.csv",
+    output:
+        png=report(
+            "results/figures/taxonomy/{dataset}/removal.png",
+            caption="../../report/taxonomy/figure_taxonomy_removal.rst",
+            category="Taxonomy",
+        ),
+        pdf="results/figures/taxonomy/{dataset}/removal.pdf",
+    log:
+        "logs/figures/taxonomy/{dataset}/removal.log",
+    conda:
+        "../../../envs/convergence.yaml"
+    params:
+        kind="removal",
+    script:
+        "../../../scripts/figure_taxonomy.py"
+
+
+rule figure_taxonomy_shuffle:
+    """Unseen-concept macro-F1 of the counterfactual label maps (across / within categories) beside unshuffled."""
+    input:
+        summary="results/taxonomy/{dataset}/summary.csv",
+    output:
+        png=report(
+            "results/figures/taxonomy/{dataset}/shuffle.png",
+            caption="../../report/taxonomy/figure_taxonomy_shuffle.rst",
+            category="Taxonomy",
+        ),
+        pdf="results/figures/taxonomy/{dataset}/shuffle.pdf",
+    log:
+        "logs/figures/taxonomy/{dataset}/shuffle.log",
+    conda:
+        "../../../envs/convergence.yaml"
+    params:
+        kind="shuffle",
+    script:
+        "../../../scripts/figure_taxonomy.py"
+
+
+rule figure_taxonomy_coherence:
+    """Per hypernym, unseen-concept macro-F1 against the visual coherence of its images under each label map."""
+    input:
+        hypernyms="results/taxonomy/{dataset}/hypernyms.csv",
+        summary="results/taxonomy/{dataset}/summary.csv",
+    output:
+        png=report(
+            "results/figures/taxonomy/{dataset}/coherence.png",
+            caption="../../report/taxonomy/figure_taxonomy_coherence.rst",
+            category="Taxonomy",
+        ),
+        pdf="results/figures/taxonomy/{dataset}/coherence.pdf",
+    log:
+        "logs/figures/taxonomy/{dataset}/coherence.log",
+    conda:
+        "../../../envs/convergence.yaml"
+    params:
+        kind="coherence",
+    script:
+        "../../../scripts/figure_taxonomy.py"
