@@ -261,3 +261,73 @@ def test_run_condition_end_to_end_on_synthetic_stores():
     assert shuffled["coherence_mean"] < metrics["coherence_mean"]
     with pytest.raises(ValueError, match="unknown field"):
         run_condition(stimuli, emb, lm, tokenizer, {"removed": 0.5}, options, seed=0)
+
+
+# ------------------------------------------------------------------------------------------ workflow
+
+
+@pytest.mark.workflow
+def test_taxonomy_study_builds_dag(tmp_path):
+    """studies/taxonomy.yaml plans every run of its grid (2 vision x 4 LMs x 17 conditions x 3 seeds) without the hub."""
+    import os
+    import re
+    import subprocess
+
+    from conftest import ROOT
+    from test_workflow import SNAKEMAKE
+
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", "--quiet", "rules", "--configfile", str(ROOT / "studies/taxonomy.yaml")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-4000:]
+    assert re.search(r"\btaxonomy\s+408\b", text) and re.search(r"\btaxonomy_aggregate\s+1\b", text), text[-3000:]
+    assert re.search(r"\bembed\s+2\b", text) and re.search(r"figure_taxonomy_coherence\s+1\b", text)
+
+
+def test_default_config_plans_the_reduced_grid():
+    """The default config's taxonomy section: one vision model, SmolLM2, 8 conditions, one seed."""
+    import yaml
+
+    from conftest import ROOT
+    from convergence.config import taxonomy_runs, validate_config
+
+    cfg = validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()), base_dir=ROOT)
+    runs = taxonomy_runs(cfg)
+    assert len(runs) == 8 and {r[1] for r in runs} == {"smollm2_135m"}
+    assert {cfg["taxonomy"]["conditions"][r[2]]["lm"] for r in runs} == {"pretrained", "random"}
+    bad = {**cfg, "taxonomy": {**cfg["taxonomy"], "language_models": ["all_minilm_l6"]}}
+    from convergence.config import ConfigError
+
+    with pytest.raises(ConfigError, match="causal LM"):
+        validate_config(bad, base_dir=ROOT)
+
+
+def test_render_variations_are_seeded_and_labelled(tmp_path):
+    from PIL import Image
+
+    from convergence.stimuli import StimulusError, build_stimuli
+
+    for cls in ("cats", "dogs"):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            im = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
+            im.paste((200, 20 * i, 50, 255), (5, 5, 30, 25))
+            im.save(tmp_path / cls / f"{cls}{i}.png")
+    spec = {"source": "image_folder", "path": str(tmp_path), "image_size": 32, "variations": {"n": 3}, "seed": 4}
+    ds = build_stimuli("v", spec)
+    assert ds.sizes["stimulus"] == 12 and ds.attrs["n_stimuli"] == 12
+    assert list(ds["stimulus"].values[:3]) == ["cats/cats0~v0", "cats/cats0~v1", "cats/cats0~v2"]
+    assert list(ds["concept"].values[:4]) == ["cats/cats0"] * 3 + ["cats/cats1"]
+    assert list(ds["variation"].values[:4]) == [0, 1, 2, 0] and list(ds["label"].values[-1:]) == ["dogs"]
+    again = build_stimuli("v", spec)
+    np.testing.assert_array_equal(ds["image"].values, again["image"].values)
+    images = ds["image"].values
+    assert not np.array_equal(images[0], images[1])  # the renderings differ
+    corners = images[:, 0, 0]  # the background colour, inside the drawn light range
+    assert (corners >= 170).all()
+    other = build_stimuli("v", {**spec, "seed": 5})
+    assert not np.array_equal(other["image"].values, images)
+    with pytest.raises(StimulusError, match="variations"):
+        build_stimuli("v", {"source": "digits", "variations": {"n": 2}})

@@ -53,11 +53,18 @@ def answer_token(tokenizer, text: str) -> int:
 
 
 def leading_specials(tokenizer) -> list[int]:
-    """Tokens the tokenizer puts before a text (e.g. Gemma's <bos>): they go before the image prefix."""
+    """Tokens that go before the image prefix: those the tokenizer puts before a text (e.g. Gemma's <bos>),
+    else its BOS token (else EOS) when it has one. A causal LM's first position tends to act as an attention
+    sink whose content later positions ignore, so the image must not sit there."""
     with_special = tokenizer("Is", add_special_tokens=True)["input_ids"]
     plain = tokenizer("Is", add_special_tokens=False)["input_ids"]
     n = len(with_special) - len(plain)
-    return list(with_special[:n]) if n > 0 and with_special[n:] == plain else []
+    if n > 0 and with_special[n:] == plain:
+        return list(with_special[:n])
+    for token in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token is not None:
+            return [int(token)]
+    return []
 
 
 class PrefixQA(nn.Module):
@@ -116,9 +123,10 @@ class PrefixQA(nn.Module):
 def train_projector(qa: PrefixQA, projector: Projector, features: np.ndarray, images: np.ndarray, words: Sequence[str],
                     answers: np.ndarray, *, epochs: int = 3, batch_size: int = 32, lr: float = 1e-3,
                     questions_per_epoch: int | None = None, weight_decay: float = 0.0, seed: int = 0,
-                    device: str | torch.device = "cpu", progress: bool = False) -> list[float]:
+                    device: str | torch.device = "cpu", progress: bool = False, bf16: bool = False) -> list[float]:
     """Fit ``projector`` on questions (image row, asked word, answer) with Adam; returns the mean loss of each
-    epoch. Each epoch draws ``questions_per_epoch`` questions (all when None) without replacement."""
+    epoch. Each epoch draws ``questions_per_epoch`` questions (all when None) without replacement. ``bf16``:
+    run the LM under bfloat16 autocast (the projector's parameters and the loss stay float32)."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(int(seed))
@@ -126,7 +134,8 @@ def train_projector(qa: PrefixQA, projector: Projector, features: np.ndarray, im
     feats = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=device)
     used = np.unique(images)
     projector.mean.copy_(feats[used].mean(0))
-    projector.std.copy_(feats[used].std(0).clamp_min(1e-6))
+    std = feats[used].std(0)
+    projector.std.copy_(std.clamp_min(1e-3 * float(std.mean()) + 1e-8))  # near-constant features stay finite
     opt = torch.optim.Adam([p for p in projector.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     target = torch.as_tensor(np.asarray(answers, np.float32), device=device)
     n = len(words)
@@ -140,7 +149,8 @@ def train_projector(qa: PrefixQA, projector: Projector, features: np.ndarray, im
         for start in range(0, per_epoch, batch_size):
             idx = order[start:start + batch_size]
             prefix = projector(feats[torch.as_tensor(images[idx], device=device)])
-            score = qa(prefix, [words[i] for i in idx])
+            with _autocast(device, bf16):
+                score = qa(prefix, [words[i] for i in idx])
             loss = nn.functional.binary_cross_entropy_with_logits(score, target[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -152,16 +162,21 @@ def train_projector(qa: PrefixQA, projector: Projector, features: np.ndarray, im
     return losses
 
 
+def _autocast(device, enabled: bool):
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bool(enabled))
+
+
 @torch.no_grad()
 def answer(qa: PrefixQA, projector: Projector, features: np.ndarray, images: np.ndarray, words: Sequence[str], *,
-           batch_size: int = 64, device: str | torch.device = "cpu") -> np.ndarray:
+           batch_size: int = 64, device: str | torch.device = "cpu", bf16: bool = False) -> np.ndarray:
     """``logit(yes) - logit(no)`` for every question (positive = yes)."""
     feats = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=device)
     out = []
     for start in range(0, len(words), batch_size):
         sl = slice(start, start + batch_size)
         prefix = projector(feats[torch.as_tensor(np.asarray(images[sl]), device=device)])
-        out.append(qa(prefix, list(words[sl])).cpu().numpy())
+        with _autocast(device, bf16):
+            out.append(qa(prefix, list(words[sl])).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
@@ -181,6 +196,7 @@ RUN_DEFAULTS = {
     "hypernyms": "folders", "min_concepts": 8, "exclude": [], "names": {}, "layer": None, "projector": "linear",
     "hidden": 512, "k": 1, "epochs": 3, "batch_size": 32, "lr": 1e-3, "questions_per_epoch": None,
     "eval_concepts": 60, "answers": [" yes", " no"], "template": "Is there {article} {word} in the image?",
+    "name_questions": True, "bf16": True,
 }
 CONDITION_DEFAULTS = {"remove": 0.0, "shuffle": "none", "drop": [], "lm": "pretrained"}
 
@@ -264,6 +280,8 @@ def run_condition(stimuli, embeddings, lm, tokenizer, condition: dict, options: 
     mapping = label_map(tax, condition["shuffle"], seed)
     removed = removed_concepts(tax, mapping, float(condition["remove"]), seed, condition["drop"])
     train_q = training_questions(tax, mapping, train_img, removed, seed, condition["drop"])
+    if not options["name_questions"]:
+        train_q = train_q[train_q["kind"] != "name"].reset_index(drop=True)
     test_q = test_questions(tax, mapping, test_img, removed, seed, options["eval_concepts"])
     if condition["lm"] == "random":
         lm = random_like(lm, seed)
@@ -275,10 +293,10 @@ def run_condition(stimuli, embeddings, lm, tokenizer, condition: dict, options: 
     losses = train_projector(qa, projector, features, train_q["image"].to_numpy(), train_q["word"].tolist(),
                              train_q["answer"].to_numpy(), epochs=options["epochs"], batch_size=options["batch_size"],
                              lr=options["lr"], questions_per_epoch=options["questions_per_epoch"], seed=seed,
-                             device=device, progress=progress)
+                             device=device, progress=progress, bf16=options["bf16"])
     t_test = time.perf_counter()
     test_q = test_q.assign(score=answer(qa, projector, features, test_q["image"].to_numpy(), test_q["word"].tolist(),
-                                        device=device))
+                                        device=device, bf16=options["bf16"]))
     test_q["predicted"] = test_q["score"] > 0
     test_q["concept_labels"] = test_q["concept"].map(mapping)
     metrics = scores(test_q)
