@@ -116,3 +116,29 @@ def test_sample_size_claim_reads_the_trend_of_every_dataset_and_metric(tmp_path)
     assert status.startswith("reproduced")
     trend.assign(rho_n_score=0.5).to_csv(folder / "cka_linear_trend.csv", index=False)
     assert _sample_size_claim(tmp_path)[1] == "partly"
+
+
+def test_taxonomy_claim_reads_the_summary(tmp_path):
+    import pandas as pd
+
+    from convergence.report import CLAIMS, PENDING, _taxonomy_claim
+
+    assert _taxonomy_claim(tmp_path) is None
+    assert any(fn is _taxonomy_claim for _, _, fn in CLAIMS) and not any("002" in s for s, _ in PENDING)
+    rows = []
+    for weights, f1s in (("pretrained", (0.9, 0.8, 0.75)), ("random", (0.85, 0.6, 0.45))):
+        for remove, f1 in zip((0.1, 0.5, 1.0), f1s):
+            rows.append({"vision": "v", "lm": "l", "lm_weights": weights, "remove": remove, "shuffle": "none",
+                         "drop": None, "f1_unseen": f1, "coherence_mean": 0.3, "coherence_original_mean": 0.3})
+    for shuffle, f1, coh in (("across", 0.5, 0.1), ("within", 0.78, 0.3)):
+        rows.append({"vision": "v", "lm": "l", "lm_weights": "pretrained", "remove": 0.5, "shuffle": shuffle,
+                     "drop": None, "f1_unseen": f1, "coherence_mean": coh, "coherence_original_mean": 0.3})
+    (tmp_path / "taxonomy" / "d").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(tmp_path / "taxonomy" / "d" / "summary.csv", index=False)
+    measured, status = _taxonomy_claim(tmp_path)
+    assert "pretrained LM F1 0.90 (10 % removed) -> 0.75 (100 %)" in measured
+    assert "random LM F1 0.85 (10 % removed) -> 0.45 (100 %)" in measured
+    assert "across-category shuffle 0.50" in measured and status == "reproduced"
+    rows = [dict(r, f1_unseen=0.5) for r in rows]
+    pd.DataFrame(rows).to_csv(tmp_path / "taxonomy" / "d" / "summary.csv", index=False)
+    assert _taxonomy_claim(tmp_path)[1].startswith("**not reproduced**")

@@ -26,6 +26,8 @@ TAXONOMY_OPTIONS = {
         "eval_concepts",
         "answers",
         "template",
+        "name_questions",
+        "bf16",
     )
     if k in TAXONOMY
 }
