@@ -202,3 +202,20 @@ def test_cknna_all_layer_pairs_at_once_equal_the_pair_function(kernels):
                     got = float(ds["score"].sel(model_a=a, model_b=b, layer_a=i, layer_b=j))
                     worst = max(worst, abs(got - cknna(xa, xb, k=5)))
     assert worst < 1e-10
+
+
+def test_rsa_above_its_limit_compares_a_seeded_subsample(kernels):
+    """RSA's n x n RDMs: above ``max_n`` stimuli pairwise draws a seeded subsample of that size (recorded in
+    the attrs), the same as asking for those stimuli explicitly."""
+    from convergence.pairwise import make_metric
+
+    rsa = make_metric("rsa")
+    rsa.max_n = 20
+    ds = pairwise(kernels, rsa, summaries=("last",), n_permutations=0, n_bootstrap=0, seed=4)
+    assert ds.attrs["n_stimuli"] == 20 and ds.attrs["subsampled_from"] == N
+    again = pairwise(kernels, rsa, summaries=("last",), n_permutations=0, n_bootstrap=0, seed=4)
+    assert list(again["stimulus"].values) == list(ds["stimulus"].values)
+    explicit = pairwise(kernels, "rsa", stimuli=list(ds["stimulus"].values), summaries=("last",),
+                        n_permutations=0, n_bootstrap=0)
+    np.testing.assert_allclose(ds["score"].values, explicit["score"].values)
+    assert explicit.attrs["subsampled_from"] == 0

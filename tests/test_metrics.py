@@ -353,3 +353,23 @@ def test_sqeuclidean_rdm_is_rsatoolbox_euclidean_and_keeps_spearman_rsa():
     assert spearman[0] == pytest.approx(spearman[1], abs=1e-12)
     pearson = [M.rsa(x, y, distance=d, compare="pearson") for d in ("euclidean", "sqeuclidean")]
     assert abs(pearson[0] - pearson[1]) > 1e-3
+
+
+@pytest.mark.parametrize("backend", ["faiss", "numpy"])
+def test_large_n_neighbours_equal_the_exact_path_ties_included(backend):
+    """Above exact_max_n the float32 candidate search + float64 re-ranking gives the exact path's neighbours,
+    also with duplicated stimuli (exact ties) and a grid of points (many equal inner products)."""
+    from convergence.metrics.knn import knn_indices
+
+    if backend == "faiss":
+        pytest.importorskip("faiss")
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(600, 48))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[10] = x[20]
+    x[30] = x[31] = x[32]
+    grid = np.array([[i, j] for i in range(12) for j in range(12)], dtype=float)  # lattice: tied distances
+    for feats, k in ((x, 10), (x, 1), (grid, 6), (np.repeat(x[:50], 3, axis=0), 4)):
+        exact = knn_indices(feats, k)
+        fast = knn_indices(feats, k, exact_max_n=16, backend=backend)
+        assert np.array_equal(exact, fast)

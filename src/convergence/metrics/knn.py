@@ -14,8 +14,26 @@ from ._checks import as_features, as_pair, check_choice, check_k
 KNN_KINDS = ("mutual", "jaccard", "cycle")
 
 
-def knn_indices(x, k: int, *, block_rows: int = 1024) -> np.ndarray:
+#: Above this many stimuli :func:`knn_indices` searches candidates in float32 (see there).
+EXACT_MAX_N = 8192
+#: Extra float32 candidates per stimulus beyond k, re-ranked in float64.
+CANDIDATE_MARGIN = 16
+
+
+def knn_indices(x, k: int, *, block_rows: int = 1024, exact_max_n: int = EXACT_MAX_N,
+                backend: str = "auto") -> np.ndarray:
     """The k nearest neighbours of every stimulus by inner product, self excluded.
+
+    Up to ``exact_max_n`` stimuli, float64 similarities in row blocks and an exact partial sort. Above it,
+    the same neighbours faster: the ``k + CANDIDATE_MARGIN`` best candidates of every stimulus by float32
+    inner products (``faiss.IndexFlatIP``, an exact blocked GEMM with a heap on every core, when faiss is
+    installed; else float32 blocks of rows and ``np.argpartition``), re-ranked by their float64 inner
+    products. Float32 round-off cannot change the result: a float32 inner product differs from the float64
+    one by at most ``gamma = (d + 2) u / (1 - (d + 2) u)`` times ``|x_i| max_j |x_j|`` (``u = 2^-24``), so
+    when the k-th re-ranked float64 value exceeds the best excluded candidate's float32 value by more than
+    that, no excluded stimulus can reach or tie the k-th place; any other row (near-ties at the boundary,
+    duplicated stimuli, a near-tie at the k-th place among the candidates) is recomputed by the exact float64
+    path. The neighbour sets are therefore always the exact path's, ties included.
 
     Parameters
     ----------
@@ -26,6 +44,10 @@ def knn_indices(x, k: int, *, block_rows: int = 1024) -> np.ndarray:
     block_rows : int
         Rows of the (block_rows, n) similarity block held at once: memory is ``8 * block_rows * n`` bytes,
         never n x n.
+    exact_max_n : int
+        Largest n searched by the float64 path alone.
+    backend : "auto", "faiss" or "numpy"
+        The float32 candidate search above ``exact_max_n`` (auto: faiss when importable).
 
     Returns
     -------
@@ -35,13 +57,81 @@ def knn_indices(x, k: int, *, block_rows: int = 1024) -> np.ndarray:
     x = as_features(x, "features")
     n = x.shape[0]
     k = check_k(k, n)
-    out = np.empty((n, k), dtype=np.int64)
+    check_choice(backend, ("auto", "faiss", "numpy"), "backend")
+    if n > exact_max_n and k + CANDIDATE_MARGIN < n - 1:
+        return _knn_by_candidates(x, k, block_rows=block_rows, backend=backend)
+    return _knn_exact(x, k, np.arange(n), block_rows=block_rows)
+
+
+def _knn_exact(x: np.ndarray, k: int, rows: np.ndarray, *, block_rows: int = 1024) -> np.ndarray:
+    """The float64 path for the stimuli ``rows`` (all of x are candidates)."""
+    out = np.empty((rows.size, k), dtype=np.int64)
+    for start in range(0, rows.size, block_rows):
+        block = rows[start : start + block_rows]
+        sim = x[block] @ x.T
+        sim[np.arange(block.size), block] = -np.inf
+        out[start : start + block.size] = _top_k_rows(sim, k)
+    return out
+
+
+def _float32_candidates(x32: np.ndarray, m: int, backend: str, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The m best (float32 value, index) of every row of x32 against all rows, self included."""
+    if backend in ("auto", "faiss"):
+        try:
+            import faiss
+        except ImportError:
+            if backend == "faiss":
+                raise ImportError("knn_indices(backend='faiss') needs faiss: pip install faiss-cpu") from None
+        else:
+            index = faiss.IndexFlatIP(x32.shape[1])
+            index.add(x32)
+            values, cand = index.search(x32, m)
+            return values.astype(np.float64), cand.astype(np.int64)
+    n = x32.shape[0]
+    values, cand = np.empty((n, m)), np.empty((n, m), dtype=np.int64)
     for start in range(0, n, block_rows):
-        stop = min(start + block_rows, n)
-        sim = x[start:stop] @ x.T
-        rows = np.arange(stop - start)
-        sim[rows, rows + start] = -np.inf
-        out[start:stop] = _top_k_rows(sim, k)
+        sim = x32[start : start + block_rows] @ x32.T
+        part = np.argpartition(-sim, m - 1, axis=1)[:, :m]
+        cand[start : start + block_rows] = part
+        values[start : start + block_rows] = np.take_along_axis(sim, part, axis=1)
+    return values, cand
+
+
+def _knn_by_candidates(x: np.ndarray, k: int, *, block_rows: int, backend: str) -> np.ndarray:
+    n, d = x.shape
+    m = k + CANDIDATE_MARGIN + 1  # + 1: the stimulus itself is among its own candidates
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    values32, cand = _float32_candidates(x32, m, backend, block_rows)
+    rows = np.arange(n)[:, None]
+    norms = np.linalg.norm(x, axis=1)
+    u = 2.0**-24
+    gamma = (d + 2) * u / (1 - (d + 2) * u)
+    bound = gamma * norms * norms.max()  # per row: the largest |float32 - float64| of its inner products
+    # the best float32 value any non-candidate can have: the smallest candidate value of the row
+    excluded_best = values32.min(axis=1)
+    is_self = cand == rows
+    exact64 = np.einsum("id,ijd->ij", x, x[cand]) if n * m * d <= 2**27 else _rowwise_dots(x, cand)
+    exact64 = np.where(is_self, -np.inf, exact64)
+    ranked = np.lexsort((cand, -exact64), axis=1)  # by value, ties to the lower index
+    order = ranked[:, :k]
+    out = np.take_along_axis(cand, order, axis=1)
+    kth = np.take_along_axis(exact64, order[:, -1:], axis=1)[:, 0]
+    next_value = np.take_along_axis(exact64, ranked[:, k : k + 1], axis=1)[:, 0]
+    doubtful = ~(kth - bound > excluded_best + bound)
+    # a (near-)tie at the k-th place among the candidates: the float64 path's own rounding decides it
+    doubtful |= kth - next_value <= 1e-12 * np.maximum(np.abs(kth), 1.0)
+    # rows whose self was not a candidate (duplicates fill its place) are doubtful too: recompute them
+    doubtful |= ~is_self.any(axis=1)
+    if doubtful.any():
+        out[doubtful] = _knn_exact(x, k, np.flatnonzero(doubtful), block_rows=block_rows)
+    return out
+
+
+def _rowwise_dots(x: np.ndarray, cand: np.ndarray, block: int = 4096) -> np.ndarray:
+    out = np.empty(cand.shape)
+    for start in range(0, x.shape[0], block):
+        stop = min(start + block, x.shape[0])
+        out[start:stop] = np.einsum("id,ijd->ij", x[start:stop], x[cand[start:stop]])
     return out
 
 

@@ -75,6 +75,10 @@ class PairMetric:
     def min_stimuli(self) -> int:
         return 3
 
+    def max_stimuli(self) -> int | None:
+        """Most stimuli the metric compares at once; above it ``pairwise`` uses a seeded subsample (None: any n)."""
+        return None
+
     def prepare(self, model: ModelProducts):
         raise NotImplementedError
 
@@ -838,6 +842,12 @@ class RsaMetric(PairMetric):
         "pairs (pairs of copies of one stimulus excluded) as a weighted Pearson correlation of the full-set "
         "(ranked) dissimilarities; ranks are not recomputed per resample"
     )
+
+    #: RDMs are n x n: above this many stimuli ``pairwise`` compares a seeded subsample of this size.
+    max_n = 5000
+
+    def max_stimuli(self) -> int | None:
+        return self.max_n
 
     def __init__(self, distance: str = "correlation", compare: str = "spearman"):
         self.distance = check_choice(distance, RDM_DISTANCES, "distance")

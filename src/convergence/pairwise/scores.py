@@ -176,6 +176,7 @@ def pairwise(
     named = _named_positions(kernels, involved, named_layers) if "named" in summaries else {}
 
     ids = common_stimuli(kernels, involved, stimuli)
+    ids, subsampled_from = _within_metric_limit(measure, ids, seed)
     needed = measure.min_stimuli()
     if ids.size < needed:
         raise ValueError(f"only {ids.size} stimuli are shared by {involved}; {measure.name} with "
@@ -221,6 +222,7 @@ def pairwise(
         "higher_is_better": int(measure.higher_is_better),
         "symmetric": int(measure.symmetric),
         "n_stimuli": int(ids.size),
+        "subsampled_from": int(subsampled_from),
         "stimulus_digest": stimulus_digest(ids),
         "n_permutations": n_permutations,
         "n_bootstrap": n_bootstrap,
@@ -235,6 +237,16 @@ def pairwise(
         "convergence_version": __version__,
     }
     return _assemble(info, results, models_a, models_b, summaries, ids, attrs)
+
+
+def _within_metric_limit(measure, ids: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
+    """``ids``, or a seeded random subsample of ``measure.max_stimuli()`` of them (sorted) when there are more
+    (RSA's n x n RDMs above 5,000 stimuli); also the number it was drawn from (0: no subsample)."""
+    limit = measure.max_stimuli()
+    if limit is None or ids.size <= limit:
+        return ids, 0
+    keep = np.sort(rng_for(seed, "subsample", measure.name).choice(ids.size, size=limit, replace=False))
+    return ids[keep], int(ids.size)
 
 
 def pair_scores(kernels: Mapping[str, xr.Dataset], model_a: str, model_b: str, metric, **kwargs) -> xr.Dataset:
