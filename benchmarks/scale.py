@@ -1,0 +1,117 @@
+"""Kernel building and all-pairs scoring at n = 1k, 10k and 50k stimuli: time and peak memory per case.
+
+Synthetic features: each model a noisy view of one shared 64-d latent, 768-d, rows L2-normalised (what the
+kernel rule stores with ``preprocess: prh``). Each case runs in a fresh subprocess, which reports its wall
+time and its peak resident memory (``ru_maxrss``, including the features it generated), so cases do not
+share caches or memory. Cases, per n:
+
+- ``floor``: the bare float32 similarity matmul ``X @ X.T`` in blocks of 1,024 rows, results discarded:
+  the least any exact neighbour search must do;
+- ``neighbours``: ``convergence.metrics.knn_indices(x, 10)`` as ``build_kernel`` calls it (exact float64
+  blocks up to 8,192 stimuli, float32 candidates + float64 re-ranking above);
+- ``naive``: the float64 blocked path forced at every n (where it fits the time budget: n <= 10k);
+- ``kernels + cka``: ``build_kernel`` for 3 models (one layer each, no Gram above 5,000 stimuli) then
+  all-pairs linear CKA (feature space when no Gram is stored) and mutual k-NN.
+
+Ratios are printed against the floor of the same n, from one run. Usage:
+python benchmarks/scale.py [--sizes 1000 10000 50000] [--dim 768] [--naive-max 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def features(n: int, dim: int, seed: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    latent = np.random.default_rng(0).normal(size=(n, 64))
+    x = latent @ rng.normal(size=(64, dim)) + 2.0 * rng.normal(size=(n, dim))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def run_case(case: str, n: int, dim: int) -> dict:
+    """One case in this process: returns seconds (the timed part only) and peak RSS in MB."""
+    import resource
+    import warnings
+
+    import numpy as np
+
+    x = features(n, dim, 1)
+    t0 = time.perf_counter()
+    if case == "floor":
+        x32 = x.astype(np.float32)
+        t0 = time.perf_counter()
+        for start in range(0, n, 1024):
+            x32[start : start + 1024] @ x32.T
+    elif case == "neighbours":
+        from convergence.metrics import knn_indices
+
+        knn_indices(x, 10)
+    elif case == "naive":
+        from convergence.metrics import knn_indices
+
+        knn_indices(x, 10, exact_max_n=n)
+    elif case == "kernels + cka":
+        import xarray as xr
+
+        from convergence.kernels import build_kernel
+        from convergence.pairwise import pairwise
+
+        ids = np.array([f"s{i:06d}" for i in range(n)], dtype=object)
+        kernels = {}
+        for m in range(3):
+            data = features(n, dim, m + 1).astype(np.float32)
+            store = xr.Dataset({"layer": (("stimulus", "feature_layer"), data)}, coords={"stimulus": ids},
+                               attrs={"model": f"m{m}", "modality": "vision", "layers": ["layer"], "depths": [1.0]})
+            kernels[f"m{m}"] = build_kernel(store, k=10, preprocess="l2")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for metric in ("cka_linear", "mutual_knn"):
+                pairwise(kernels, metric, params={"k": 10} if metric == "mutual_knn" else None,
+                         summaries=("last",), n_permutations=0, n_bootstrap=0)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--naive-max", type=int, default=10000, help="largest n the forced float64 path runs at")
+    parser.add_argument("--case", nargs=2, help=argparse.SUPPRESS)  # internal: run one case, print JSON
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case[0], int(args.case[1]), args.dim)))
+        return
+    try:
+        import faiss
+
+        backend = f"faiss {faiss.__version__}"
+    except ImportError:
+        backend = "numpy (faiss not installed)"
+    print(f"d={args.dim}, k=10, cpus: {os.cpu_count()}, float32 candidate search: {backend}; load before: "
+          f"{os.getloadavg()[0]:.2f}")
+    print(f"{'n':>7} {'case':<14} {'seconds':>9} {'peak MB':>8} {'x floor':>8}")
+    for n in args.sizes:
+        floor = None
+        for case in ("floor", "neighbours", "naive", "kernels + cka"):
+            if case == "naive" and n > args.naive_max:
+                print(f"{n:>7} {case:<14} {'skipped (n > --naive-max)':>27}")
+                continue
+            out = subprocess.run([sys.executable, __file__, "--dim", str(args.dim), "--case", case, str(n)],
+                                 capture_output=True, text=True, check=True)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            floor = result["seconds"] if case == "floor" else floor
+            print(f"{n:>7} {case:<14} {result['seconds']:9.2f} {result['peak_mb']:8.0f} "
+                  f"{result['seconds'] / floor:7.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
