@@ -10,8 +10,10 @@ share caches or memory. Cases, per n:
 - ``neighbours``: ``convergence.metrics.knn_indices(x, 10)`` as ``build_kernel`` calls it (exact float64
   blocks up to 8,192 stimuli, float32 candidates + float64 re-ranking above);
 - ``naive``: the float64 blocked path forced at every n (where it fits the time budget: n <= 10k);
-- ``kernels + cka``: ``build_kernel`` for 3 models (one layer each, no Gram above 5,000 stimuli) then
-  all-pairs linear CKA (feature space when no Gram is stored) and mutual k-NN.
+- ``kernel``: ``build_kernel`` for one model and one layer (one kernel job: preprocessing, neighbours, the
+  centred Gram up to 5,000 stimuli);
+- ``all pairs``: 3 models' kernels built (not timed), then all-pairs linear CKA (feature space when no Gram
+  is stored) and mutual k-NN (one alignment job without null and bootstrap).
 
 Ratios are printed against the floor of the same n, from one run. Usage:
 python benchmarks/scale.py [--sizes 1000 10000 50000] [--dim 768] [--naive-max 10000]
@@ -58,24 +60,30 @@ def run_case(case: str, n: int, dim: int) -> dict:
         from convergence.metrics import knn_indices
 
         knn_indices(x, 10, exact_max_n=n)
-    elif case == "kernels + cka":
+    elif case in ("kernel", "all pairs"):
         import xarray as xr
 
         from convergence.kernels import build_kernel
         from convergence.pairwise import pairwise
 
         ids = np.array([f"s{i:06d}" for i in range(n)], dtype=object)
-        kernels = {}
-        for m in range(3):
-            data = features(n, dim, m + 1).astype(np.float32)
+
+        def kernel(m):
+            data = (x if m == 0 else features(n, dim, m + 1)).astype(np.float32)
             store = xr.Dataset({"layer": (("stimulus", "feature_layer"), data)}, coords={"stimulus": ids},
                                attrs={"model": f"m{m}", "modality": "vision", "layers": ["layer"], "depths": [1.0]})
-            kernels[f"m{m}"] = build_kernel(store, k=10, preprocess="l2")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for metric in ("cka_linear", "mutual_knn"):
-                pairwise(kernels, metric, params={"k": 10} if metric == "mutual_knn" else None,
-                         summaries=("last",), n_permutations=0, n_bootstrap=0)
+            return build_kernel(store, k=10, preprocess="l2")
+
+        if case == "kernel":
+            kernel(0)
+        else:
+            kernels = {f"m{m}": kernel(m) for m in range(3)}
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for metric in ("cka_linear", "mutual_knn"):
+                    pairwise(kernels, metric, params={"k": 10} if metric == "mutual_knn" else None,
+                             summaries=("last",), n_permutations=0, n_bootstrap=0)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -101,7 +109,7 @@ def main() -> None:
     print(f"{'n':>7} {'case':<14} {'seconds':>9} {'peak MB':>8} {'x floor':>8}")
     for n in args.sizes:
         floor = None
-        for case in ("floor", "neighbours", "naive", "kernels + cka"):
+        for case in ("floor", "neighbours", "naive", "kernel", "all pairs"):
             if case == "naive" and n > args.naive_max:
                 print(f"{n:>7} {case:<14} {'skipped (n > --naive-max)':>27}")
                 continue

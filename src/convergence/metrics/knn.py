@@ -110,7 +110,7 @@ def _knn_by_candidates(x: np.ndarray, k: int, *, block_rows: int, backend: str) 
     # the best float32 value any non-candidate can have: the smallest candidate value of the row
     excluded_best = values32.min(axis=1)
     is_self = cand == rows
-    exact64 = np.einsum("id,ijd->ij", x, x[cand]) if n * m * d <= 2**27 else _rowwise_dots(x, cand)
+    exact64 = _rowwise_dots(x, cand)
     exact64 = np.where(is_self, -np.inf, exact64)
     ranked = np.lexsort((cand, -exact64), axis=1)  # by value, ties to the lower index
     order = ranked[:, :k]
@@ -127,7 +127,8 @@ def _knn_by_candidates(x: np.ndarray, k: int, *, block_rows: int, backend: str) 
     return out
 
 
-def _rowwise_dots(x: np.ndarray, cand: np.ndarray, block: int = 4096) -> np.ndarray:
+def _rowwise_dots(x: np.ndarray, cand: np.ndarray, block: int = 256) -> np.ndarray:
+    """``out[i, j] = <x_i, x_cand[i, j]>`` in float64, in row blocks (memory ``8 block m d`` bytes)."""
     out = np.empty(cand.shape)
     for start in range(0, x.shape[0], block):
         stop = min(start + block, x.shape[0])
