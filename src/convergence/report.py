@@ -389,6 +389,27 @@ def claims_table(results: str | Path = "results", pending: list[tuple[str, str]]
 PENDING: list[tuple[str, str]] = []
 
 
+def taxonomy_budget(workdir: str | Path = ".") -> str:
+    """The README's taxonomy budget paragraph, from the newest complete run log: the taxonomy jobs (the
+    extraction of ``taxonomy.dataset``'s images, training, aggregate, figures), their summed job time and the
+    wall time from the first one's start to the last one's end."""
+    table, info = run_timing(latest_complete_log(workdir))
+    summaries = sorted(glob.glob(str(Path(workdir) / "results" / "taxonomy" / "*" / "summary.csv")))
+    datasets = {Path(p).parent.name for p in summaries}
+    mine = table[table["rule"].str.startswith(("taxonomy", "figure_taxonomy"))
+                 | ((table["rule"] == "embed") & table["wildcards"].apply(
+                     lambda w: any(f"dataset={d}," in f"{w}," for d in datasets)))]
+    if mine.empty:
+        return "The last default run trained no taxonomy condition.\n"
+    train = mine[mine["rule"] == "taxonomy"]
+    wall = (mine["end"].max() - mine["start"].min()).total_seconds()
+    return (f"Measured in the default run of {info['start']:%Y-%m-%d} ({info.get('cores', '?')} cores, beside the other "
+            f"analyses' jobs): {len(train)} training conditions, {_minutes(train['seconds'].sum())} of job time "
+            f"(longest {_minutes(train['seconds'].max())}); with the extraction of the renderings, the aggregate "
+            f"and the figures {len(mine)} jobs, {_minutes(mine['seconds'].sum())} of job time, "
+            f"{_minutes(wall)} from the first one's start to the last one's end.\n")
+
+
 def _replace_block(text: str, name: str, body: str) -> str:
     start, end = f"<!-- {name} -->", f"<!-- end of {name} -->"
     i, j = text.find(start), text.find(end)
@@ -407,6 +428,7 @@ def update_readme(readme: str | Path = "README.md", workdir: str | Path = ".") -
     try:
         text = _replace_block(text, "default run", run_section(workdir))
         text = _replace_block(text, "claims table", claims_table(Path(workdir) / "results", PENDING))
+        text = _replace_block(text, "taxonomy budget", taxonomy_budget(workdir))
     except FileNotFoundError as err:  # no run yet: the metric table alone
         print(f"{err}; only the metric table was regenerated")
     path.write_text(text)
