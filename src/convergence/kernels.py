@@ -168,7 +168,6 @@ def build_kernel(
     for i, layer in enumerate(layers):
         x32 = processed[layer].astype(np.float32)
         x = x32.astype(np.float64)  # neighbours and Gram from exactly the stored values
-        xc = x - x.mean(axis=0)
         zero = np.flatnonzero(~x.any(axis=1)) if preprocess != "none" else np.empty(0, int)
         if 0 < zero.size < n:
             warnings.warn(f"model {model!r}, layer {layer!r}: {zero.size} stimulus vector(s) are zero "
@@ -181,7 +180,10 @@ def build_kernel(
                           stacklevel=2)
         neighbors[i] = knn_indices(x, k, block_rows=block_rows)
         if with_gram:
+            xc = x - x.mean(axis=0)
             grams[i] = xc @ xc.T
+            del xc
+        del x
         data_vars[feature_var(layer)] = xr.Variable(("stimulus", f"feature_{layer}"), x32)
     data_vars["neighbors"] = xr.Variable(("layer", "stimulus", "neighbor"), neighbors)
     coords = {
