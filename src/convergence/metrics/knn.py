@@ -27,13 +27,13 @@ def knn_indices(x, k: int, *, block_rows: int = 1024, exact_max_n: int = EXACT_M
     Up to ``exact_max_n`` stimuli, float64 similarities in row blocks and an exact partial sort. Above it,
     the same neighbours faster: the ``k + CANDIDATE_MARGIN`` best candidates of every stimulus by float32
     inner products (``faiss.IndexFlatIP``, an exact blocked GEMM with a heap on every core, when faiss is
-    installed; else float32 blocks of rows and ``np.argpartition``), re-ranked by their float64 inner
-    products. Float32 round-off cannot change the result: a float32 inner product differs from the float64
-    one by at most ``gamma = (d + 2) u / (1 - (d + 2) u)`` times ``|x_i| max_j |x_j|`` (``u = 2^-24``), so
-    when the k-th re-ranked float64 value exceeds the best excluded candidate's float32 value by more than
-    that, no excluded stimulus can reach or tie the k-th place; any other row (near-ties at the boundary,
-    duplicated stimuli, a near-tie at the k-th place among the candidates) is recomputed by the exact float64
-    path. The neighbour sets are therefore always the exact path's, ties included.
+    installed; else float32 blocks of rows and ``np.argpartition``). A float32 inner product differs from the
+    exact one by at most ``bound = gamma |x_i| max_j |x_j|``, ``gamma = (d + 2) u / (1 - (d + 2) u)``,
+    ``u = 2^-24``. So (1) a row whose k + 1 best float32 values are all more than two bounds apart has the
+    exact neighbours in the exact order; (2) any other row is re-ranked by float64 inner products of its
+    candidates and kept when its k-th value beats the best excluded candidate's float32 value by more than
+    the bounds, with no near-tie at the k-th place; (3) the rest (ties, duplicated stimuli) are recomputed by
+    the exact float64 path. The neighbour lists are therefore always the exact path's, ties included.
 
     Parameters
     ----------
@@ -102,37 +102,51 @@ def _knn_by_candidates(x: np.ndarray, k: int, *, block_rows: int, backend: str) 
     m = k + CANDIDATE_MARGIN + 1  # + 1: the stimulus itself is among its own candidates
     x32 = np.ascontiguousarray(x, dtype=np.float32)
     values32, cand = _float32_candidates(x32, m, backend, block_rows)
-    rows = np.arange(n)[:, None]
+    del x32
     norms = np.linalg.norm(x, axis=1)
     u = 2.0**-24
     gamma = (d + 2) * u / (1 - (d + 2) * u)
-    bound = gamma * norms * norms.max()  # per row: the largest |float32 - float64| of its inner products
-    # the best float32 value any non-candidate can have: the smallest candidate value of the row
-    excluded_best = values32.min(axis=1)
-    is_self = cand == rows
-    exact64 = _rowwise_dots(x, cand)
-    exact64 = np.where(is_self, -np.inf, exact64)
+    bound = gamma * norms * norms.max()  # per row: the largest |float32 - exact| of its inner products
+    is_self = cand == np.arange(n)[:, None]
+    # Tier 1: a row whose k + 1 best float32 values are all more than 2 bounds apart has the exact order
+    # (and no non-candidate, at most the (k+1)-th value + bound, can reach its k-th place)
+    v = np.where(is_self, -np.inf, values32)
+    ranked = np.lexsort((cand, -v), axis=1)
+    top = np.take_along_axis(v, ranked[:, : k + 1], axis=1)
+    clear = ((top[:, :-1] - top[:, 1:]) > 2 * bound[:, None]).all(axis=1) & is_self.any(axis=1)
+    out = np.take_along_axis(cand, ranked[:, :k], axis=1)
+    rest = np.flatnonzero(~clear)
+    if rest.size:
+        out[rest] = _rerank_float64(x, k, rest, cand[rest], values32[rest], is_self[rest], bound[rest], block_rows)
+    return out
+
+
+def _rerank_float64(x, k, rows, cand, values32, is_self, bound, block_rows) -> np.ndarray:
+    """Tier 2 for ``rows``: candidates re-ranked by float64 inner products; a row is kept when its k-th value
+    beats the best excluded candidate's float32 value by more than the bounds and has no near-tie at the
+    k-th place, else (tier 3) recomputed by the exact float64 path."""
+    excluded_best = values32.min(axis=1)  # the best float32 value any non-candidate can have
+    exact64 = np.where(is_self, -np.inf, _rowwise_dots(x, cand, rows=rows))
     ranked = np.lexsort((cand, -exact64), axis=1)  # by value, ties to the lower index
-    order = ranked[:, :k]
-    out = np.take_along_axis(cand, order, axis=1)
-    kth = np.take_along_axis(exact64, order[:, -1:], axis=1)[:, 0]
+    out = np.take_along_axis(cand, ranked[:, :k], axis=1)
+    kth = np.take_along_axis(exact64, ranked[:, k - 1 : k], axis=1)[:, 0]
     next_value = np.take_along_axis(exact64, ranked[:, k : k + 1], axis=1)[:, 0]
     doubtful = ~(kth - bound > excluded_best + bound)
     # a (near-)tie at the k-th place among the candidates: the float64 path's own rounding decides it
     doubtful |= kth - next_value <= 1e-12 * np.maximum(np.abs(kth), 1.0)
-    # rows whose self was not a candidate (duplicates fill its place) are doubtful too: recompute them
+    # rows whose self was not a candidate (duplicates fill its place) are doubtful too
     doubtful |= ~is_self.any(axis=1)
     if doubtful.any():
-        out[doubtful] = _knn_exact(x, k, np.flatnonzero(doubtful), block_rows=block_rows)
+        out[doubtful] = _knn_exact(x, k, rows[doubtful], block_rows=block_rows)
     return out
 
 
-def _rowwise_dots(x: np.ndarray, cand: np.ndarray, block: int = 256) -> np.ndarray:
-    """``out[i, j] = <x_i, x_cand[i, j]>`` in float64, in row blocks (memory ``8 block m d`` bytes)."""
+def _rowwise_dots(x: np.ndarray, cand: np.ndarray, *, rows: np.ndarray, block: int = 256) -> np.ndarray:
+    """``out[r, j] = <x_rows[r], x_cand[r, j]>`` in float64, in blocks of rows (memory ``8 block m d`` bytes)."""
     out = np.empty(cand.shape)
-    for start in range(0, x.shape[0], block):
-        stop = min(start + block, x.shape[0])
-        out[start:stop] = np.einsum("id,ijd->ij", x[start:stop], x[cand[start:stop]])
+    for start in range(0, rows.size, block):
+        stop = min(start + block, rows.size)
+        out[start:stop] = np.einsum("id,ijd->ij", x[rows[start:stop]], x[cand[start:stop]])
     return out
 
 
