@@ -269,19 +269,11 @@ def test_run_condition_end_to_end_on_synthetic_stores():
 @pytest.mark.workflow
 def test_taxonomy_study_builds_dag(tmp_path):
     """studies/taxonomy.yaml plans every run of its grid (2 vision x 4 LMs x 17 conditions x 3 seeds) without the hub."""
-    import os
     import re
-    import subprocess
 
-    from conftest import ROOT
-    from test_workflow import SNAKEMAKE
+    from test_workflow import study_plan
 
-    proc = subprocess.run(
-        [*SNAKEMAKE, "-n", "--quiet", "rules", "--configfile", str(ROOT / "studies/taxonomy.yaml")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    text = proc.stdout + proc.stderr
-    assert proc.returncode == 0, text[-4000:]
+    text = study_plan("taxonomy", tmp_path)
     assert re.search(r"\btaxonomy\s+408\b", text) and re.search(r"\btaxonomy_aggregate\s+1\b", text), text[-3000:]
     assert re.search(r"\bembed\s+2\b", text) and re.search(r"figure_taxonomy_coherence\s+1\b", text)
 

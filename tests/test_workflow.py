@@ -16,6 +16,18 @@ from conftest import ROOT, TINY_BERT, TINY_CNN, TINY_GPT, TINY_VIT
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 
+
+def study_plan(study: str, cwd: Path) -> str:
+    """What ``snakemake -n --quiet rules`` plans for ``studies/<study>.yaml`` with no hub (HF_HUB_OFFLINE):
+    its output, the job counts per rule; a failed plan fails the test with Snakemake's log."""
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", "--quiet", "rules", "--configfile", str(ROOT / f"studies/{study}.yaml")],
+        cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-4000:]
+    return text
+
 TINY_CONFIG = {
     "progress": False,
     "embed_threads": 1,
@@ -319,12 +331,7 @@ def test_default_config_builds_dag(tmp_path):
 
 def test_prh_study_builds_dag(tmp_path):
     """The full PRH setup plans its 24 extractions without touching the hub."""
-    proc = subprocess.run(
-        [*SNAKEMAKE, "-n", "--quiet", "rules", "--configfile", str(ROOT / "studies/prh.yaml")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert re.search(r"embed\s+24\b", proc.stdout + proc.stderr)
+    assert re.search(r"embed\s+24\b", study_plan("prh", tmp_path))
 
 
 def test_added_model_computes_only_its_own_pair_scores(finished_run, tmp_path):
@@ -522,10 +529,5 @@ def test_adding_a_dataset_reruns_only_its_jobs_and_the_consistency_aggregate(con
 
 def test_consistency_study_builds_dag(tmp_path):
     """studies/consistency.yaml (hub models by objective, hub datasets) plans its jobs without the hub."""
-    proc = subprocess.run(
-        [*SNAKEMAKE, "-n", "--quiet", "rules", "--configfile", str(ROOT / "studies/consistency.yaml")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    text = proc.stdout + proc.stderr
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = study_plan("consistency", tmp_path)
     assert re.search(r"consistency\s+3\b", text) and re.search(r"consistency_similarity\s+\d+", text), text
