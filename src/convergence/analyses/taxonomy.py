@@ -335,20 +335,15 @@ def test_questions(tax: Taxonomy, mapping: Mapping[str, str], images: Mapping[st
 
 
 def macro_f1(answer, predicted) -> float:
-    """Mean over the classes yes and no of F1 (a class absent from both answers and predictions is left
-    out; NaN for no questions)."""
+    """Mean over the classes yes and no of F1 (scikit-learn's macro F1 over the classes present in the answers
+    or the predictions: a class absent from both is left out; NaN for no questions)."""
+    from sklearn.metrics import f1_score
+
     y, p = np.asarray(answer, bool), np.asarray(predicted, bool)
     if y.size == 0:
         return float("nan")
-    scores = []
-    for cls in (True, False):
-        tp = np.sum((y == cls) & (p == cls))
-        fp = np.sum((y != cls) & (p == cls))
-        fn = np.sum((y == cls) & (p != cls))
-        if tp + fp + fn == 0:
-            continue
-        scores.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores))
+    present = sorted(set(y.tolist()) | set(p.tolist()))
+    return float(f1_score(y, p, labels=present, average="macro", zero_division=0.0))
 
 
 def coherence(features: np.ndarray, groups: Mapping[str, Sequence[int]]) -> dict[str, float]:
