@@ -114,6 +114,9 @@ def test_sample_size_claim_reads_the_trend_of_every_dataset_and_metric(tmp_path)
     measured, status = _sample_size_claim(tmp_path)
     assert "emoji, mutual_knn, 6 model pairs: n 32 -> 128: mean score 0.400 -> 0.200" in measured
     assert status.startswith("reproduced")
+    # a distance (lower is more similar) whose score rises with n: alignment falls, as the claim says
+    trend.assign(rho_n_score=0.5).to_csv(folder / "procrustes_trend.csv", index=False)
+    assert _sample_size_claim(tmp_path)[1] == "reproduced: alignment falls as n grows"
     trend.assign(rho_n_score=0.5).to_csv(folder / "cka_linear_trend.csv", index=False)
     assert _sample_size_claim(tmp_path)[1] == "partly"
 

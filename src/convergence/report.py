@@ -266,8 +266,10 @@ def _consistency_claim(results: Path) -> tuple[str, str] | None:
 def _sample_size_claim(results: Path) -> tuple[str, str] | None:
     """The PRH critiques from ``results/sample_size/*/*_trend.csv``: per dataset and metric, the mean score over
     model pairs and the mean null at the smallest and largest n, and Spearman's rho of n with the score and
-    with the excess over the null. Reproduced when the raw score falls as n grows (rho < 0) for every
-    dataset and metric of a higher-is-better metric."""
+    with the excess over the null. Reproduced when alignment falls as n grows for every dataset and metric:
+    the raw score's rho with n is negative (positive for a distance, where lower is more similar)."""
+    from .metrics.registry import get_metric
+
     paths = sorted(glob.glob(str(results / "sample_size" / "*" / "*_trend.csv")))
     if not paths:
         return None
@@ -283,11 +285,12 @@ def _sample_size_claim(results: Path) -> tuple[str, str] | None:
                      f"{int(hi.n_stimuli)}: mean score {lo.score:.3f} -> {hi.score:.3f} (null {lo.null_mean:.3f} -> "
                      f"{hi.null_mean:.3f}; above null {lo.excess:.3f} -> {hi.excess:.3f}); rho(n, score) "
                      f"{lo.rho_n_score:+.2f}, rho(n, score - null) {lo.rho_n_excess:+.2f}")
-        falls.append(bool(lo.rho_n_score < 0))
+        direction = 1 if get_metric(metric).higher_is_better else -1
+        falls.append(bool(direction * lo.rho_n_score < 0))
     if not parts:
         return None
     status = ("reproduced" if all(falls) else "partly" if any(falls) else "**not reproduced**")
-    status += (": the raw score falls as n grows" if all(falls) else "")
+    status += (": alignment falls as n grows" if all(falls) else "")
     return "; ".join(parts), status
 
 
