@@ -8,7 +8,9 @@ share caches or memory. Cases, per n:
 - ``floor``: the bare float32 similarity matmul ``X @ X.T`` in blocks of 1,024 rows, results discarded:
   the least any exact neighbour search must do;
 - ``neighbours``: ``convergence.metrics.knn_indices(x, 10)`` as ``build_kernel`` calls it (exact float64
-  blocks up to 8,192 stimuli, float32 candidates + float64 re-ranking above);
+  blocks up to 8,192 stimuli; above, float32 candidates from the symmetric tiles + float64 re-ranking);
+- ``faiss``: the same with ``backend="faiss"`` (faiss's exact ``IndexFlatIP`` finds the candidates), when
+  faiss is installed;
 - ``naive``: the float64 blocked path forced at every n (where it fits the time budget: n <= 10k);
 - ``kernel``: ``build_kernel`` for one model and one layer (one kernel job: preprocessing, neighbours, the
   centred Gram up to 5,000 stimuli);
@@ -52,7 +54,7 @@ def run_case(case: str, n: int, dim: int) -> dict:
     import numpy as np
 
     x = features(n, dim, 1)
-    if case in ("neighbours", "naive"):
+    if case in ("neighbours", "faiss", "naive"):
         x = x.astype(np.float64)  # what build_kernel passes to knn_indices
     t0 = time.perf_counter()
     if case == "floor":
@@ -63,6 +65,10 @@ def run_case(case: str, n: int, dim: int) -> dict:
         from convergence.metrics import knn_indices
 
         knn_indices(x, 10)
+    elif case == "faiss":
+        from convergence.metrics import knn_indices
+
+        knn_indices(x, 10, backend="faiss")
     elif case == "naive":
         from convergence.metrics import knn_indices
 
@@ -108,15 +114,17 @@ def main() -> None:
     try:
         import faiss
 
-        backend = f"faiss {faiss.__version__}"
+        faiss_version = f"faiss {faiss.__version__}"
     except ImportError:
-        backend = "numpy (faiss not installed)"
-    print(f"d={args.dim}, k=10, cpus: {os.cpu_count()}, float32 candidate search: {backend}; load before: "
-          f"{os.getloadavg()[0]:.2f}")
+        faiss_version = None
+    print(f"d={args.dim}, k=10, cpus: {os.cpu_count()}, faiss case: {faiss_version or 'skipped, not installed'}; "
+          f"load before: {os.getloadavg()[0]:.2f}")
     print(f"{'n':>7} {'case':<14} {'seconds':>9} {'peak MB':>8} {'x floor':>8}")
     for n in args.sizes:
         floor = None
-        for case in ("floor", "neighbours", "naive", "kernel", "all pairs"):
+        for case in ("floor", "neighbours", "faiss", "naive", "kernel", "all pairs"):
+            if case == "faiss" and faiss_version is None:
+                continue
             if case == "naive" and n > args.naive_max:
                 print(f"{n:>7} {case:<14} {'skipped (n > --naive-max)':>27}")
                 continue

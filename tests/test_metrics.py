@@ -355,10 +355,11 @@ def test_sqeuclidean_rdm_is_rsatoolbox_euclidean_and_keeps_spearman_rsa():
     assert abs(pearson[0] - pearson[1]) > 1e-3
 
 
-@pytest.mark.parametrize("backend", ["faiss", "numpy"])
-def test_large_n_neighbours_equal_the_exact_path_ties_included(backend):
+@pytest.mark.parametrize(("backend", "tile"), [("faiss", None), ("numpy", 2048), ("numpy", 64), ("numpy", 20)])
+def test_large_n_neighbours_equal_the_exact_path_ties_included(backend, tile):
     """Above exact_max_n the float32 candidate search + float64 re-ranking gives the exact path's neighbours,
-    also with duplicated stimuli (exact ties) and a grid of points (many equal inner products)."""
+    also with duplicated stimuli (exact ties) and a grid of points (many equal inner products); with one
+    tile, many tiles, and tiles narrower than the k + 17 candidates."""
     from convergence.metrics.knn import knn_indices
 
     if backend == "faiss":
@@ -371,5 +372,22 @@ def test_large_n_neighbours_equal_the_exact_path_ties_included(backend):
     grid = np.array([[i, j] for i in range(12) for j in range(12)], dtype=float)  # lattice: tied distances
     for feats, k in ((x, 10), (x, 1), (grid, 6), (np.repeat(x[:50], 3, axis=0), 4)):
         exact = knn_indices(feats, k)
-        fast = knn_indices(feats, k, exact_max_n=16, backend=backend)
+        fast = knn_indices(feats, k, exact_max_n=16, backend=backend, **({"tile": tile} if tile else {}))
         assert np.array_equal(exact, fast)
+
+
+@pytest.mark.parametrize("tile", [500, 97, 30, 7])
+def test_symmetric_tiles_keep_each_rows_m_best_and_nothing_better_left_out(tile):
+    """The tile search returns, for every row, exactly the m largest inner products (self included) of a
+    brute-force float64 matrix (random data: gaps far above float32 round-off), and the values it reports."""
+    from convergence.metrics.knn import _symmetric_tile_candidates
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(500, 16)).astype(np.float32)
+    m = 27
+    values, cand = _symmetric_tile_candidates(x, m, tile)
+    full = x.astype(np.float64) @ x.astype(np.float64).T
+    truth = np.argsort(-full, axis=1)[:, :m]
+    assert all(set(a) == set(b) for a, b in zip(cand, truth))
+    assert np.allclose(values, np.take_along_axis(full, cand, axis=1), atol=1e-4)
+    assert values.shape == (500, m) and cand.dtype == np.int64
