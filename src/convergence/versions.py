@@ -17,6 +17,6 @@ STEP_VERSIONS = {
     "dispersion": 1,
     "dispersion_alignment": 1,
     "consistency": 1,
-    "sample_size": 1,
+    "sample_size": 2,  # 2: subsets drawn from inference.rng_for(seed, "sample_size"), like every other draw
     "taxonomy": 1,
 }

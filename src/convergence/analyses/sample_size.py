@@ -20,6 +20,7 @@ import pandas as pd
 import xarray as xr
 from scipy.stats import spearmanr
 
+from ..inference import rng_for
 from ..pairwise import common_stimuli, make_metric, pairwise
 from . import labels_of
 from .alignment import label_models
@@ -44,7 +45,7 @@ def nested_subsets(ids: Sequence[str], sizes: Sequence[int], seed: int = 0) -> d
     if bad:
         raise ValueError(f"sample_size: subset sizes {bad} are outside 2..{ids.size} (the number of stimuli "
                          "every model shares)")
-    order = np.random.default_rng(int(seed)).permutation(ids.size)
+    order = rng_for(seed, "sample_size").permutation(ids.size)
     return {s: ids[np.sort(order[:s])] for s in sorted(sizes)}
 
 

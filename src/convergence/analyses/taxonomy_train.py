@@ -320,21 +320,21 @@ def run_condition(stimuli, embeddings, lm, tokenizer, condition: dict, options: 
     return metrics, test_q, per
 
 
-def run_taxonomy_job(stimuli_path, embeddings_path, lm_name: str, lm_spec: dict, condition: dict, options: dict, *,
-                     seed: int, device: str = "auto", threads: int = 1, progress: bool = False, outputs: dict,
-                     labels: dict) -> dict:
-    """The ``taxonomy`` rule: read the stores, load the LM, run :func:`run_condition`, write ``outputs``
-    (``metrics`` JSON, ``answers`` and ``hypernyms`` CSV; each written atomically)."""
+def run_taxonomy_job(stimuli, embeddings, lm_name: str, lm_spec: dict, condition: dict, options: dict, *,
+                     seed: int, device: str = "auto", threads: int = 1, progress: bool = False,
+                     labels: dict) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """The ``taxonomy`` rule's work on opened stores: load the LM, run :func:`run_condition`, label the result.
+
+    Returns ``(metrics, answers, per_hypernym)`` as :func:`run_condition`, the metrics with the run's labels,
+    seed, threads and total seconds added.
+    """
     import time
 
     from ..models.base import pick_device
-    from ..store import open_store, write_json, write_table
 
     t0 = time.perf_counter()
     torch.set_num_threads(int(threads))
     dev = pick_device(device)
-    stimuli = open_store(stimuli_path)
-    embeddings = open_store(embeddings_path, load=True)
     lm, tokenizer = load_lm(lm_name, lm_spec, dev)
     metrics, answers, per = run_condition(stimuli, embeddings, lm, tokenizer, condition, options, seed=seed,
                                           device=dev, progress=progress)
@@ -342,7 +342,4 @@ def run_taxonomy_job(stimuli_path, embeddings_path, lm_name: str, lm_spec: dict,
                    threads=int(threads), seconds_total=round(time.perf_counter() - t0, 3))
     print(f"taxonomy {labels}: F1 unseen {metrics['f1_unseen']:.3f}, seen {metrics['f1_seen']:.3f}, "
           f"train {metrics['seconds_train']:.1f} s, total {metrics['seconds_total']:.1f} s")
-    write_table(answers, outputs["answers"])
-    write_table(per, outputs["hypernyms"])
-    write_json(metrics, outputs["metrics"])
-    return metrics
+    return metrics, answers, per
