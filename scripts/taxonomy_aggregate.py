@@ -1,5 +1,5 @@
-"""rule taxonomy_aggregate: every taxonomy run's scores in one table, and the per-hypernym table."""
-from convergence.analyses.taxonomy import aggregate
+"""rule taxonomy_aggregate: every taxonomy run's scores in one table, the per-hypernym table, the ceilings."""
+from convergence.analyses.taxonomy import aggregate, oracle_table
 from convergence.runtime import logged
 from convergence.store import write_table
 
@@ -7,3 +7,4 @@ with logged(snakemake.log[0]):
     summary, hypernyms = aggregate(snakemake.input.runs, snakemake.input.hypernyms)
     write_table(summary, snakemake.output.summary)
     write_table(hypernyms, snakemake.output.hypernyms)
+    write_table(oracle_table(snakemake.input.oracles), snakemake.output.oracle)

@@ -144,4 +144,11 @@ def test_taxonomy_claim_reads_the_summary(tmp_path):
     assert "across-category shuffle 0.50" in measured and status == "reproduced"
     rows = [dict(r, f1_unseen=0.5) for r in rows]
     pd.DataFrame(rows).to_csv(tmp_path / "taxonomy" / "d" / "summary.csv", index=False)
-    assert _taxonomy_claim(tmp_path)[1].startswith("**not reproduced**")
+    assert _taxonomy_claim(tmp_path)[1].startswith("**not reproduced** in the reduced setting: the projector")
+    oracle = pd.DataFrame([{"lm": "l", "f1": 0.41, "auc": 0.55, "n_questions": 800, "n_concepts": 400, "template": "t"}])
+    oracle.to_csv(tmp_path / "taxonomy" / "d" / "oracle.csv", index=False)
+    measured, status = _taxonomy_claim(tmp_path)
+    assert "language-only ceiling (l asked with the concept named in the text, no image): F1 0.41, AUC 0.55" in measured
+    assert "not reproducible with this LM" in status and "AUC 0.55" in status
+    oracle.assign(auc=0.9).to_csv(tmp_path / "taxonomy" / "d" / "oracle.csv", index=False)
+    assert "the projector" in _taxonomy_claim(tmp_path)[1]

@@ -226,13 +226,11 @@ def test_random_lm_control_has_the_architecture_and_other_weights():
     assert torch.equal(again.model.layers[0].mlp.up_proj.weight, rand.model.layers[0].mlp.up_proj.weight)
 
 
-def test_run_condition_end_to_end_on_synthetic_stores():
-    """Stores in, metrics out: a stimuli store with variations and an embedding store of planted features."""
+def synthetic_stores():
+    """A stimuli store with two variations of 18 concepts in 3 folders, and an embedding store of planted
+    features (one direction per folder)."""
     import xarray as xr
 
-    from convergence.analyses.taxonomy_train import run_condition
-
-    lm, tokenizer = tiny_lm()
     concepts = [("animals/cat%d" % i, "A cat%d." % i, "animals") for i in range(6)]
     concepts += [("food/apple%d" % i, "An apple%d." % i, "food") for i in range(6)]
     concepts += [("tools/hammer%d" % i, "A hammer%d." % i, "tools") for i in range(6)]
@@ -248,6 +246,15 @@ def test_run_condition_end_to_end_on_synthetic_stores():
         coords={"stimulus": np.array(ids, object)})
     emb = xr.Dataset({"last": (("stimulus", "feature_last"), feats)}, coords={"stimulus": np.array(ids, object)},
                      attrs={"model": "synthetic", "layers": ["last"]})
+    return stimuli, emb
+
+
+def test_run_condition_end_to_end_on_synthetic_stores():
+    """Stores in, metrics out: a stimuli store with variations and an embedding store of planted features."""
+    from convergence.analyses.taxonomy_train import run_condition
+
+    lm, tokenizer = tiny_lm()
+    stimuli, emb = synthetic_stores()
     options = {"min_concepts": 3, "names": {"animals": "animal", "tools": "tool"}, "epochs": 2, "batch_size": 16,
                "eval_concepts": 10, "answers": ["yes", "no"]}
     metrics, answers, per = run_condition(stimuli, emb, lm, tokenizer, {"remove": 0.5}, options, seed=0)
@@ -261,6 +268,64 @@ def test_run_condition_end_to_end_on_synthetic_stores():
     assert shuffled["coherence_mean"] < metrics["coherence_mean"]
     with pytest.raises(ValueError, match="unknown field"):
         run_condition(stimuli, emb, lm, tokenizer, {"removed": 0.5}, options, seed=0)
+
+
+def test_text_oracle_is_the_lms_own_yes_no_logit_difference():
+    """The language-only ceiling scores whole texts in padded batches exactly as one unpadded forward pass of
+    the LM does (last position, logit of yes minus logit of no)."""
+    import torch
+
+    from convergence.analyses.taxonomy_train import text_oracle
+
+    lm, tokenizer = tiny_lm()
+    texts = ["Is a cat an animal ?", "Is there an apple in the image ?", "Is a hammer a tool ?", "Is a bird ?"]
+    got = text_oracle(lm, tokenizer, texts, answers=["yes", "no"], batch_size=3)
+    yes, no = tokenizer.convert_tokens_to_ids(["yes", "no"])
+    with torch.no_grad():
+        want = [float((lambda z: z[yes] - z[no])(lm(torch.tensor([tokenizer(t)["input_ids"]])).logits[0, -1]))
+                for t in texts]
+    assert np.allclose(got, want, atol=1e-5)
+    assert len(set(np.round(got, 6))) == len(texts)  # the texts are told apart
+
+
+def test_oracle_job_asks_every_concept_its_own_hypernyms_with_the_concept_named(monkeypatch):
+    import convergence.analyses.taxonomy_train as T
+    from convergence.analyses.taxonomy import oracle_text
+
+    stimuli, _ = synthetic_stores()
+    monkeypatch.setattr(T, "load_lm", lambda name, spec, device: tiny_lm())
+    options = {"min_concepts": 3, "names": {"animals": "animal", "tools": "tool"}, "answers": ["yes", "no"],
+               "oracle_template": "Is {concept_article} {concept} {article} {word} ?"}
+    metrics, questions = T.run_oracle_job(stimuli, "tiny", {}, options, seed=0, device="cpu")
+    assert metrics["n_concepts"] == 18 and metrics["n_questions"] == len(questions) == 36
+    assert (questions["image"] % 2 == 1).all()  # the held-out variation, as the conditions' test questions
+    positives = questions[questions["answer"]]
+    assert sorted(positives["concept"]) == sorted(set(questions["concept"]))
+    assert all(w == {"animals": "animal", "food": "food", "tools": "tool"}[c.split("/")[0]]
+               for c, w in zip(positives["concept"], positives["word"]))
+    assert questions["text"].iloc[0] == oracle_text(questions["name"].iloc[0], questions["word"].iloc[0],
+                                                    options["oracle_template"])
+    assert oracle_text("apple", "fruit") == "Question: Is an apple a fruit? Answer:"
+    assert 0 <= metrics["f1"] <= 1 and 0 <= metrics["auc"] <= 1
+
+
+def test_removal_figure_draws_the_ceiling_beside_the_runs(tmp_path):
+    import pandas as pd
+
+    from convergence.analyses.taxonomy import oracle_table
+    from convergence.plots.taxonomy import plot_taxonomy
+
+    summary = pd.DataFrame([{"vision": "v", "lm": "l", "lm_weights": w, "remove": r, "shuffle": "none", "drop": "",
+                             "f1_unseen": 0.5, "f1_seen": 0.5} for w in ("pretrained", "random") for r in (0.1, 1.0)])
+    path = tmp_path / "m.json"
+    path.write_text('{"lm": "l", "f1": 0.62, "auc": 0.71, "n_questions": 10, "n_concepts": 5, "template": "t"}')
+    oracle = oracle_table([str(path)])
+    assert oracle.to_dict("records") == [{"lm": "l", "f1": 0.62, "auc": 0.71, "n_questions": 10, "n_concepts": 5,
+                                          "template": "t"}]
+    assert list(oracle_table([]).columns) == list(oracle.columns)
+    out = [tmp_path / "removal.png", tmp_path / "removal.pdf"]
+    plot_taxonomy("removal", {"summary": summary, "oracle": oracle}, out)
+    assert all(p.stat().st_size > 0 for p in out)
 
 
 # ------------------------------------------------------------------------------------------ workflow

@@ -331,6 +331,40 @@ def test_questions(tax: Taxonomy, mapping: Mapping[str, str], images: Mapping[st
     return pd.DataFrame(rows, columns=[*QUESTION_COLUMNS, "split"])
 
 
+# ------------------------------------------------------------------------------- language-only ceiling
+
+#: The default question of the language-only ceiling: the concept is named in the text, no image.
+ORACLE_TEMPLATE = "Question: Is {concept_article} {concept} {article} {word}? Answer:"
+
+
+def oracle_text(concept_name: str, word: str, template: str = ORACLE_TEMPLATE) -> str:
+    """The ceiling's question about hypernym ``word`` for a concept named in the text (``{concept}``,
+    ``{concept_article}``, ``{word}``, ``{article}``)."""
+    return template.format(concept=concept_name, concept_article=article(concept_name), word=word,
+                           article=article(word))
+
+
+def oracle_questions(tax: Taxonomy, images: Mapping[str, Sequence[int]], seed: int) -> pd.DataFrame:
+    """The hypernym questions of every concept under its own labels (the test questions' positives and drawn
+    negatives, on its held-out images), with the concept's name and the ceiling's text in a ``text`` column
+    filled by the caller's template."""
+    identity = {c: c for c in tax.concepts}
+    table = test_questions(tax, identity, images, set(), seed, None)
+    return table.assign(name=[tax.names[c] for c in table["concept"]])
+
+
+def oracle_scores(answers: pd.DataFrame) -> dict:
+    """Macro-F1 at the conditions' rule (yes when ``score > 0``) and the threshold-free ROC AUC of ``score``
+    for the ceiling's answered questions (columns ``answer``, ``score``)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = answers["answer"].to_numpy(bool)
+    score = answers["score"].to_numpy(float)
+    auc = float(roc_auc_score(y, score)) if 0 < y.sum() < y.size else float("nan")
+    return {"f1": macro_f1(y, score > 0), "auc": auc, "n_questions": int(y.size), "n_concepts":
+            int(answers["concept"].nunique())}
+
+
 # ------------------------------------------------------------------------------------------- scores
 
 
@@ -410,3 +444,18 @@ def aggregate(metric_files: Sequence[str], hypernym_files: Sequence[str]) -> tup
         rows.append({**labels, **{k: m.get(k) for k in SUMMARY_FIELDS}})
         per.append(pd.read_csv(hf).assign(**labels))
     return pd.DataFrame(rows), (pd.concat(per, ignore_index=True) if per else pd.DataFrame())
+
+
+ORACLE_FIELDS = ("lm", "f1", "auc", "n_questions", "n_concepts", "template")
+
+
+def oracle_table(metric_files: Sequence[str]) -> pd.DataFrame:
+    """One row per language model's ceiling (:data:`ORACLE_FIELDS`); empty, with those columns, when none ran."""
+    import json
+
+    rows = []
+    for path in metric_files:
+        with open(path) as fh:
+            m = json.load(fh)
+        rows.append({k: m.get(k) for k in ORACLE_FIELDS})
+    return pd.DataFrame(rows, columns=list(ORACLE_FIELDS))

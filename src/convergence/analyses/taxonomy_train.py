@@ -343,3 +343,47 @@ def run_taxonomy_job(stimuli, embeddings, lm_name: str, lm_spec: dict, condition
     print(f"taxonomy {labels}: F1 unseen {metrics['f1_unseen']:.3f}, seen {metrics['f1_seen']:.3f}, "
           f"train {metrics['seconds_train']:.1f} s, total {metrics['seconds_total']:.1f} s")
     return metrics, answers, per
+
+
+@torch.no_grad()
+def text_oracle(lm, tokenizer, texts: Sequence[str], *, answers: Sequence[str] = (" yes", " no"),
+                device: str | torch.device = "cpu", bf16: bool = False, batch_size: int = 64) -> np.ndarray:
+    """``logit(yes) - logit(no)`` of the frozen LM for each whole question text, no image prefix: what the
+    LM answers when the concept is named in words (the language-only ceiling of the projector runs)."""
+    qa = PrefixQA(lm, tokenizer, answers=answers, template="{word}").to(device)
+    out = []
+    for start in range(0, len(texts), batch_size):
+        chunk = list(texts[start:start + batch_size])
+        with _autocast(device, bf16):
+            out.append(qa(torch.zeros(len(chunk), 0, qa.dim, device=device), chunk).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def run_oracle_job(stimuli, lm_name: str, lm_spec: dict, options: dict, *, seed: int = 0, device: str = "auto",
+                   threads: int = 1) -> tuple[dict, pd.DataFrame]:
+    """The ``taxonomy_oracle`` rule's work: every concept's hypernym questions asked of the pretrained LM with
+    the concept named in the text (``options["oracle_template"]``). Returns the scores
+    (:func:`taxonomy.oracle_scores` plus labels) and the answered questions."""
+    import time
+
+    from ..models.base import pick_device
+    from .taxonomy import ORACLE_TEMPLATE, oracle_questions, oracle_scores, oracle_text
+
+    options = {**RUN_DEFAULTS, **options}
+    t0 = time.perf_counter()
+    torch.set_num_threads(int(threads))
+    dev = pick_device(device)
+    table = stimuli_table(stimuli)
+    tax = build_taxonomy(table, options)
+    _, test_img = image_split(table, tax, options)
+    template = options.get("oracle_template") or ORACLE_TEMPLATE
+    questions = oracle_questions(tax, test_img, seed)
+    questions["text"] = [oracle_text(n, w, template) for n, w in zip(questions["name"], questions["word"])]
+    lm, tokenizer = load_lm(lm_name, lm_spec, dev)
+    questions["score"] = text_oracle(lm, tokenizer, questions["text"].tolist(), answers=options["answers"],
+                                     device=dev, bf16=options["bf16"])
+    metrics = {**oracle_scores(questions), "lm": lm_name, "template": template, "seed": int(seed),
+               "seconds_total": round(time.perf_counter() - t0, 3)}
+    print(f"taxonomy oracle {lm_name}: F1 {metrics['f1']:.3f}, AUC {metrics['auc']:.3f} over "
+          f"{metrics['n_questions']} questions")
+    return metrics, questions

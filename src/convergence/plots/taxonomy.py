@@ -23,9 +23,10 @@ def _mean_sd(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
     return g.agg(["mean", "std", "count"]).reset_index()
 
 
-def plot_removal(summary: pd.DataFrame, paths: Sequence[str | Path]) -> None:
+def plot_removal(summary: pd.DataFrame, paths: Sequence[str | Path], oracle: pd.DataFrame | None = None) -> None:
     """Unseen (solid) and seen (dashed) macro-F1 against the fraction removed, one line per LM weights,
-    unshuffled runs without dropped categories; means over seeds with their standard deviation."""
+    unshuffled runs without dropped categories; means over seeds with their standard deviation. With
+    ``oracle`` (rows lm, f1, auc), the LM's language-only ceiling as a horizontal band label."""
     df = summary[(summary["shuffle"] == "none") & (summary["drop"].fillna("") == "")]
     groups = list(df.groupby(["vision", "lm"], sort=True))
     fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(4.6 * max(1, len(groups)), 3.8), squeeze=False)
@@ -39,6 +40,11 @@ def plot_removal(summary: pd.DataFrame, paths: Sequence[str | Path]) -> None:
                 ax.errorbar(100 * s["remove"], s["mean"], yerr=s["std"].fillna(0), color=colour, marker=marker,
                             linestyle=style, capsize=3, label=f"{label}, {suffix} concepts")
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ceiling = oracle[oracle["lm"] == lm] if oracle is not None and len(oracle) else pd.DataFrame()
+        if len(ceiling):
+            row = ceiling.iloc[0]
+            ax.axhline(row["f1"], color="black", lw=1.2, ls="-.",
+                       label=f"pretrained LM, concept named in text (AUC {row['auc']:.2f})")
         ax.set(xlabel="hypernym questions removed (% of each hypernym's concepts)", ylabel="yes/no macro-F1",
                title=f"{vision} -> {lm}", ylim=(0, 1.02))
         ax.legend(fontsize=7, loc="lower left")
@@ -93,7 +99,7 @@ def plot_coherence(hypernyms: pd.DataFrame, paths: Sequence[str | Path]) -> None
 
 def plot_taxonomy(kind: str, tables: Mapping[str, pd.DataFrame], paths: Sequence[str | Path]) -> None:
     if kind == "removal":
-        plot_removal(tables["summary"], paths)
+        plot_removal(tables["summary"], paths, tables.get("oracle"))
     elif kind == "shuffle":
         plot_shuffle(tables["summary"], paths)
     elif kind == "coherence":

@@ -27,6 +27,7 @@ TAXONOMY_OPTIONS = {
         "answers",
         "template",
         "name_questions",
+        "oracle_template",
         "bf16",
     )
     if k in TAXONOMY
@@ -38,6 +39,7 @@ TAXONOMY_WILDCARDS = {
     "seed": r"\d+",
 }
 TAXONOMY_FIGURES = ("removal", "shuffle", "coherence")
+TAXONOMY_ORACLES = TAXONOMY.get("language_models", []) if TAXONOMY_RUNS and TAXONOMY.get("oracle", True) else []
 
 
 register_targets(
@@ -80,8 +82,38 @@ rule taxonomy:
         "../../../scripts/taxonomy.py"
 
 
+rule taxonomy_oracle:
+    """The language-only ceiling of one LM: every concept's hypernym questions with the concept named in the text."""
+    input:
+        stimuli=lambda w: stimuli_store(w.dataset),
+        weights=lambda w: model_files(SimpleNamespace(model=w.lm)),
+    output:
+        metrics="results/taxonomy/{dataset}/oracle/{lm}.json",
+        answers="results/taxonomy/{dataset}/oracle/{lm}.csv",
+    log:
+        "logs/taxonomy/{dataset}/oracle/{lm}.log",
+    wildcard_constraints:
+        lm=TAXONOMY_WILDCARDS["lm"],
+    conda:
+        "../../../envs/convergence.yaml"
+    threads: TAXONOMY["threads"]
+    resources:
+        gpu=TAXONOMY["gpus"],
+        mem_mb=6000,
+        runtime=30,
+    params:
+        lm_spec=lambda w: config["models"][w.lm],
+        options=TAXONOMY_OPTIONS,
+        seed=TAXONOMY.get("seeds", [0])[0],
+        device=config["device"],
+        version=STEP_VERSIONS["taxonomy"],
+    script:
+        "../../../scripts/taxonomy_oracle.py"
+
+
 rule taxonomy_aggregate:
-    """Every run's scores in one table (summary.csv) and the per-hypernym coherence and F1 (hypernyms.csv)."""
+    """Every run's scores in one table (summary.csv), the per-hypernym coherence and F1 (hypernyms.csv) and the
+    language-only ceilings (oracle.csv)."""
     input:
         runs=lambda w: [
             f"results/taxonomy/{w.dataset}/{v}/{lm}/{c}/seed{s}/metrics.json" for v, lm, c, s in TAXONOMY_RUNS
@@ -89,9 +121,11 @@ rule taxonomy_aggregate:
         hypernyms=lambda w: [
             f"results/taxonomy/{w.dataset}/{v}/{lm}/{c}/seed{s}/hypernyms.csv" for v, lm, c, s in TAXONOMY_RUNS
         ],
+        oracles=lambda w: [f"results/taxonomy/{w.dataset}/oracle/{lm}.json" for lm in TAXONOMY_ORACLES],
     output:
         summary="results/taxonomy/{dataset}/summary.csv",
         hypernyms="results/taxonomy/{dataset}/hypernyms.csv",
+        oracle="results/taxonomy/{dataset}/oracle.csv",
     log:
         "logs/taxonomy/{dataset}/aggregate.log",
     conda:
@@ -103,9 +137,11 @@ rule taxonomy_aggregate:
 
 
 rule figure_taxonomy_removal:
-    """Unseen-concept macro-F1 against the fraction of hypernym questions removed, pretrained vs random LM."""
+    """Unseen-concept macro-F1 against the fraction of hypernym questions removed, pretrained vs random LM, beside
+    the language-only ceiling."""
     input:
         summary="results/taxonomy/{dataset}/summary.csv",
+        oracle="results/taxonomy/{dataset}/oracle.csv",
     output:
         png=report(
             "results/figures/taxonomy/{dataset}/removal.png",
