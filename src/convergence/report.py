@@ -306,10 +306,12 @@ def _taxonomy_claim(results: Path) -> tuple[str, str] | None:
     paths = sorted(glob.glob(str(results / "taxonomy" / "*" / "summary.csv")))
     if not paths:
         return None
-    parts, verdicts, ceilings = [], [], []
+    parts, verdicts, ceilings, sizes = [], [], [], None
     for path in paths:
         t = pd.read_csv(path)
         t["drop"] = t["drop"].fillna("")
+        if {"n_concepts", "n_hypernyms"} <= set(t.columns) and len(t):
+            sizes = (int(t["n_concepts"].max()), int(t["n_hypernyms"].max()))
         plain = t[(t["shuffle"] == "none") & (t["drop"] == "")]
         f1 = plain.groupby(["lm_weights", "remove"])["f1_unseen"].mean()
         text = f"{Path(path).parent.name}: " + ", ".join(f"{a} ({b})" for a, b in
@@ -347,7 +349,8 @@ def _taxonomy_claim(results: Path) -> tuple[str, str] | None:
             verdicts.append("yes" if strong and across_ok and within_ok else "partly" if pre[3] > 0.55 else "no")
     if not parts:
         return None
-    reduced = ("reduced setting: EfficientNet-Lite0 + SmolLM2-135M on ~400 tuxpaint concepts and 19 folder hypernyms, "
+    sizes = f"{sizes[0]} concepts and {sizes[1]} hypernyms" if sizes else "a few hundred concepts"
+    reduced = (f"reduced setting: a small vision model and a small causal LM on {sizes}, "
                "one seed, a few hundred questions per epoch on CPU (study: DINOv2 ViT-L/14 + Qwen3-1.7B on THINGS, "
                "53 categories, ~1200 concepts; pretrained 0.90 -> 0.75 from 10 to 100 % removed, random LM "
                "0.86 -> 0.45, across shuffle ~0.5, within shuffle close to unshuffled)")
