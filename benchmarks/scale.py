@@ -61,18 +61,10 @@ def run_case(case: str, n: int, dim: int) -> dict:
         x32 = x
         for start in range(0, n, 1024):
             x32[start : start + 1024] @ x32.T
-    elif case == "neighbours":
+    elif case in ("neighbours", "faiss", "naive"):
         from convergence.metrics import knn_indices
 
-        knn_indices(x, 10)
-    elif case == "faiss":
-        from convergence.metrics import knn_indices
-
-        knn_indices(x, 10, backend="faiss")
-    elif case == "naive":
-        from convergence.metrics import knn_indices
-
-        knn_indices(x, 10, exact_max_n=n)
+        knn_indices(x, 10, **{"neighbours": {}, "faiss": {"backend": "faiss"}, "naive": {"exact_max_n": n}}[case])
     elif case in ("kernel", "all pairs"):
         import xarray as xr
 

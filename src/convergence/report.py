@@ -349,8 +349,8 @@ def _taxonomy_claim(results: Path) -> tuple[str, str] | None:
             verdicts.append("yes" if strong and across_ok and within_ok else "partly" if pre[3] > 0.55 else "no")
     if not parts:
         return None
-    sizes = f"{sizes[0]} concepts and {sizes[1]} hypernyms" if sizes else "a few hundred concepts"
-    reduced = (f"reduced setting: a small vision model and a small causal LM on {sizes}, "
+    scale = f"{sizes[0]} concepts and {sizes[1]} hypernyms" if sizes else "a few hundred concepts"
+    reduced = (f"reduced setting: a small vision model and a small causal LM on {scale}, "
                "one seed, a few hundred questions per epoch on CPU (study: DINOv2 ViT-L/14 + Qwen3-1.7B on THINGS, "
                "53 categories, ~1200 concepts; pretrained 0.90 -> 0.75 from 10 to 100 % removed, random LM "
                "0.86 -> 0.45, across shuffle ~0.5, within shuffle close to unshuffled)")

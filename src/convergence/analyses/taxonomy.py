@@ -344,13 +344,14 @@ def oracle_text(concept_name: str, word: str, template: str = ORACLE_TEMPLATE) -
                            article=article(word))
 
 
-def oracle_questions(tax: Taxonomy, images: Mapping[str, Sequence[int]], seed: int) -> pd.DataFrame:
+def oracle_questions(tax: Taxonomy, images: Mapping[str, Sequence[int]], seed: int,
+                     template: str = ORACLE_TEMPLATE) -> pd.DataFrame:
     """The hypernym questions of every concept under its own labels (the test questions' positives and drawn
-    negatives, on its held-out images), with the concept's name and the ceiling's text in a ``text`` column
-    filled by the caller's template."""
+    negatives, on its held-out images), with the concept's ``name`` and the ceiling's question ``text``."""
     identity = {c: c for c in tax.concepts}
     table = test_questions(tax, identity, images, set(), seed, None)
-    return table.assign(name=[tax.names[c] for c in table["concept"]])
+    names = [tax.names[c] for c in table["concept"]]
+    return table.assign(name=names, text=[oracle_text(n, w, template) for n, w in zip(names, table["word"])])
 
 
 def oracle_scores(answers: pd.DataFrame) -> dict:

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .taxonomy import question
+from .taxonomy import ORACLE_TEMPLATE, question
 
 
 class Projector(nn.Module):
@@ -196,7 +196,7 @@ RUN_DEFAULTS = {
     "hypernyms": "folders", "min_concepts": 8, "exclude": [], "names": {}, "layer": None, "projector": "linear",
     "hidden": 512, "k": 1, "epochs": 3, "batch_size": 32, "lr": 1e-3, "questions_per_epoch": None,
     "eval_concepts": 60, "answers": [" yes", " no"], "template": "Is there {article} {word} in the image?",
-    "name_questions": True, "bf16": True,
+    "name_questions": True, "oracle_template": ORACLE_TEMPLATE, "bf16": True,
 }
 CONDITION_DEFAULTS = {"remove": 0.0, "shuffle": "none", "drop": [], "lm": "pretrained"}
 
@@ -350,7 +350,7 @@ def text_oracle(lm, tokenizer, texts: Sequence[str], *, answers: Sequence[str] =
                 device: str | torch.device = "cpu", bf16: bool = False, batch_size: int = 64) -> np.ndarray:
     """``logit(yes) - logit(no)`` of the frozen LM for each whole question text, no image prefix: what the
     LM answers when the concept is named in words (the language-only ceiling of the projector runs)."""
-    qa = PrefixQA(lm, tokenizer, answers=answers, template="{word}").to(device)
+    qa = PrefixQA(lm, tokenizer, answers=answers, template="{word}").to(device)  # each "word" is a whole text
     out = []
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start:start + batch_size])
@@ -367,7 +367,7 @@ def run_oracle_job(stimuli, lm_name: str, lm_spec: dict, options: dict, *, seed:
     import time
 
     from ..models.base import pick_device
-    from .taxonomy import ORACLE_TEMPLATE, oracle_questions, oracle_scores, oracle_text
+    from .taxonomy import oracle_questions, oracle_scores
 
     options = {**RUN_DEFAULTS, **options}
     t0 = time.perf_counter()
@@ -376,13 +376,11 @@ def run_oracle_job(stimuli, lm_name: str, lm_spec: dict, options: dict, *, seed:
     table = stimuli_table(stimuli)
     tax = build_taxonomy(table, options)
     _, test_img = image_split(table, tax, options)
-    template = options.get("oracle_template") or ORACLE_TEMPLATE
-    questions = oracle_questions(tax, test_img, seed)
-    questions["text"] = [oracle_text(n, w, template) for n, w in zip(questions["name"], questions["word"])]
+    questions = oracle_questions(tax, test_img, seed, options["oracle_template"])
     lm, tokenizer = load_lm(lm_name, lm_spec, dev)
     questions["score"] = text_oracle(lm, tokenizer, questions["text"].tolist(), answers=options["answers"],
                                      device=dev, bf16=options["bf16"])
-    metrics = {**oracle_scores(questions), "lm": lm_name, "template": template, "seed": int(seed),
+    metrics = {**oracle_scores(questions), "lm": lm_name, "template": options["oracle_template"], "seed": int(seed),
                "seconds_total": round(time.perf_counter() - t0, 3)}
     print(f"taxonomy oracle {lm_name}: F1 {metrics['f1']:.3f}, AUC {metrics['auc']:.3f} over "
           f"{metrics['n_questions']} questions")
