@@ -1,4 +1,5 @@
 """Stimulus sets: every source gives unique ids, uint8 RGB images, and captions/labels where it has them."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -280,12 +281,12 @@ def test_content_manifest_changes_only_with_the_files_read(tmp_path):
     assert content_manifest(spec, base_dir=tmp_path) == first
     target = tmp_path / "pics" / "cat" / "a.png"
     stat = target.stat()
-    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # saved again
-    touched = content_manifest(spec, base_dir=tmp_path)
-    assert touched["sha256"] != first["sha256"] and touched["n_files"] == 2
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # saved again with the same bytes
+    assert content_manifest(spec, base_dir=tmp_path) == first
     target.write_bytes(target.read_bytes() + b"\0")  # edited
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
-    assert content_manifest(spec, base_dir=tmp_path)["sha256"] not in (first["sha256"], touched["sha256"])
+    edited = content_manifest(spec, base_dir=tmp_path)
+    assert edited["sha256"] != first["sha256"] and edited["n_files"] == 2
     _write_images(tmp_path / "pics", ["dog/c.png"])  # added
     assert content_manifest(spec, base_dir=tmp_path)["n_files"] == 3
 
@@ -300,10 +301,74 @@ def test_csv_manifest_covers_the_images_it_names(tmp_path):
     spec = {"source": "csv", "path": str(tmp_path / "s.csv")}
     assert [name for name, _ in content_files(spec)] == ["s.csv", "img/x.png", "img/y.png"]
     before = content_manifest(spec)
-    os.utime(tmp_path / "img" / "unused.png", ns=(1, 1))
+    _write_images(tmp_path / "img", ["unused.png"], seed=5)
     assert content_manifest(spec) == before
-    os.utime(tmp_path / "img" / "y.png", ns=(1, 1))
+    _write_images(tmp_path / "img", ["y.png"], seed=5)
     assert content_manifest(spec) != before
+
+
+def _same_size_png(path, seed):
+    """A 16 x 16 PNG stored without compression: every such file has the same size whatever its pixels."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, compress_level=0)
+
+
+def test_manifest_sees_an_image_replaced_by_cp_p(tmp_path):
+    """`cp -p` keeps the size and the modification time of the file it overwrites when the new file has
+    them: the manifest still changes (content hash; the ctime), in the workflow's use (hashes kept between
+    calls) as on a fresh call; the same bytes copied back with `cp -p` give the first manifest again."""
+    import os
+    import shutil
+    import subprocess
+
+    from convergence.stimuli import content_manifest, refresh_manifest
+
+    for i, name in enumerate(["cat/a.png", "dog/b.png"]):
+        _same_size_png(tmp_path / "pics" / name, seed=i)
+    spec = {"source": "image_folder", "path": "pics"}
+    manifest = tmp_path / "results" / "pics.json"
+    refresh_manifest(spec, manifest, base_dir=tmp_path)
+    first = manifest.read_text()
+    target = tmp_path / "pics" / "cat" / "a.png"
+    original = tmp_path / "a_original.png"
+    shutil.copy2(target, original)
+    old = target.stat()
+    replacement = tmp_path / "new.png"
+    _same_size_png(replacement, seed=7)
+    os.utime(replacement, ns=(old.st_atime_ns, old.st_mtime_ns))
+    subprocess.run(["cp", "-p", str(replacement), str(target)], check=True)
+    new = target.stat()
+    assert (new.st_size, new.st_mtime_ns) == (old.st_size, old.st_mtime_ns)  # what the old manifest keyed on
+    assert target.read_bytes() != original.read_bytes()
+    refresh_manifest(spec, manifest, base_dir=tmp_path)
+    assert manifest.read_text() != first
+    assert content_manifest(spec, base_dir=tmp_path)["sha256"] == json.loads(manifest.read_text())["sha256"]
+    subprocess.run(["cp", "-p", str(original), str(target)], check=True)
+    refresh_manifest(spec, manifest, base_dir=tmp_path)
+    assert manifest.read_text() == first
+
+
+def test_manifest_hashes_only_files_whose_status_changed(tmp_path, monkeypatch):
+    import hashlib
+
+    from convergence.stimuli import content_manifest
+
+    _write_images(tmp_path / "pics", ["cat/a.png", "dog/b.png", "dog/c.png"])
+    spec = {"source": "image_folder", "path": "pics"}
+    hashes = {}
+    first = content_manifest(spec, base_dir=tmp_path, hashes=hashes)
+    assert sorted(hashes) == ["cat/a.png", "dog/b.png", "dog/c.png"]
+    read = []
+    real = hashlib.file_digest
+    monkeypatch.setattr(hashlib, "file_digest", lambda fh, algo: read.append(fh.name) or real(fh, algo))
+    assert content_manifest(spec, base_dir=tmp_path, hashes=hashes) == first and read == []
+    _write_images(tmp_path / "pics", ["dog/b.png"], seed=3)
+    (tmp_path / "pics" / "dog" / "c.png").unlink()
+    assert content_manifest(spec, base_dir=tmp_path, hashes=hashes) != first
+    assert [Path(p).name for p in read] == ["b.png"] and sorted(hashes) == ["cat/a.png", "dog/b.png"]
 
 
 def test_write_manifest_keeps_an_unchanged_file_untouched(tmp_path):
