@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import TINY_BERT, TINY_CNN, TINY_VIT
-from test_workflow import check_report, finished_workdir, scheduled, study_plan
+from test_workflow import check_every_result_is_a_target, check_report, finished_workdir, scheduled, study_plan
 from test_workflow import jobs_after as workflow_jobs_after
 
 pytestmark = pytest.mark.workflow
@@ -47,6 +47,10 @@ DISPERSION_RULES = {"dispersion", "dispersion_alignment", "figure_dispersion", "
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     return finished_workdir(tmp_path_factory, "disp", CONFIG)
+
+
+def test_every_result_of_the_dispersion_run_is_a_target(run):
+    check_every_result_is_a_target(run, {"stimuli", "embeddings", "kernels", "dispersion", "dispersion_alignment"})
 
 
 def test_dispersion_stores_hold_each_groups_models_by_stimulus_id(run):

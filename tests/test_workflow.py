@@ -1,4 +1,5 @@
 """The workflow end to end on a tiny config, and its incrementality, read from Snakemake's own dry runs."""
+import contextlib
 import copy
 import os
 import re
@@ -50,20 +51,26 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return proc
 
 
-def scheduled(workdir: Path) -> set[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run would execute."""
-    out = snakemake(workdir, "-n")
+def planned_jobs(workdir: Path, *args: str) -> dict[tuple[str, str], set[str]]:
+    """(rule, wildcards) -> output paths of every job a dry run would execute (``args`` added to ``-n``)."""
+    out = snakemake(workdir, "-n", *args)
     text = out.stdout + out.stderr
-    jobs = set()
+    jobs = {}
     for block in re.split(r"\n(?=\S*\s*rule \w+:|localrule \w+:)", text):
         m = re.search(r"(?:local)?rule (\w+):", block)
         if m:
             w = re.search(r"wildcards: ([^\n]*)", block)
-            jobs.add((m.group(1), w.group(1).strip() if w else ""))
+            o = re.search(r"\n\s*output: ([^\n]*)", block)
+            jobs[(m.group(1), w.group(1).strip() if w else "")] = set(o.group(1).split(", ")) if o else set()
     if "Nothing to be done" in text:
         assert not {j for j in jobs if j[0] != "all"}, text
-        return set()
+        return {}
     return jobs
+
+
+def scheduled(workdir: Path, *args: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run would execute."""
+    return set(planned_jobs(workdir, *args))
 
 
 def write_config(workdir: Path, cfg: dict) -> None:
@@ -353,6 +360,94 @@ def test_added_model_computes_only_its_own_pair_scores(finished_run, tmp_path):
         assert scores.sizes["model_a"] == 4
 
 
+# --------------------------------------------------------------------------- a lost result is rebuilt
+
+
+def results_of(workdir: Path) -> list[str]:
+    """Every result a user reads in a finished run: each store (a ``.zarr`` folder) and each CSV or JSON table
+    under results/ (figures, the pair caches and the stimulus manifests aside), relative to ``workdir``."""
+    found = []
+    for path in sorted((workdir / "results").rglob("*")):
+        rel = path.relative_to(workdir)
+        if rel.parts[1] in ("figures", "manifests", ".cache") or any(p.endswith(".zarr") for p in rel.parts[:-1]):
+            continue
+        if path.suffix == ".zarr" or (path.is_file() and path.suffix in (".csv", ".json")):
+            found.append(rel.as_posix())
+    return found
+
+
+@contextlib.contextmanager
+def set_aside(workdir: Path, paths):
+    """``paths`` (relative to ``workdir``) lost while the block runs: moved out of ``results/`` and moved back
+    afterwards unchanged (a rename keeps their modification times), so the finished run stays up to date."""
+    hold = workdir / "set_aside"
+    hold.mkdir()
+    moved = []
+    try:
+        for i, path in enumerate(paths):
+            os.rename(workdir / path, hold / str(i))
+            moved.append((workdir / path, hold / str(i)))
+        yield
+    finally:
+        for path, kept in moved:
+            os.rename(kept, path)
+        shutil.rmtree(hold)
+
+
+def check_every_result_is_a_target(workdir: Path, kinds: set[str]) -> None:
+    """With every store and table of a finished run lost at once (figures kept), the dry run plans to
+    rebuild each of them: each is a target of `rule all` (Snakemake rebuilds no lost intermediate of an
+    up-to-date target). ``kinds``: the results/ folders the run must have written."""
+    results = results_of(workdir)
+    assert {r.split("/")[1] for r in results} == kinds, results
+    with set_aside(workdir, results):
+        planned = set().union(*planned_jobs(workdir).values())
+    assert set(results) <= planned, sorted(set(results) - planned)
+    assert scheduled(workdir) == set()
+
+
+def test_every_result_of_the_run_is_a_target(finished_run):
+    check_every_result_is_a_target(finished_run, {
+        "stimuli", "embeddings", "kernels", "alignment", "crossmodal", "competence", "prh", "sample_size", "layers",
+        "lowlevel", "embeddings_blocks", "kernels_blocks"})
+
+
+@pytest.mark.parametrize("lost", [
+    "results/stimuli/emo.zarr", "results/embeddings/emo/text_a.zarr", "results/kernels/emo/vit_a.zarr",
+    "results/alignment/emo/mutual_knn.zarr", "results/competence/emo.csv", "results/layers/emo/readout.csv",
+])
+def test_a_lost_result_plans_exactly_it_and_what_depends_on_it(finished_run, lost):
+    """Deleting one result plans its job and every job downstream of it, nothing else: the same jobs as
+    forcing that file's job to rerun (``-R``) on the intact run."""
+    forced = scheduled(finished_run, "-R", lost)
+    with set_aside(finished_run, [lost]):
+        jobs = planned_jobs(finished_run)
+    assert set(jobs) == forced, set(jobs) ^ forced
+    assert any(lost in outputs for outputs in jobs.values()), jobs
+    if lost == "results/alignment/emo/mutual_knn.zarr":  # the rest of the chain of one metric, by hand
+        assert {rule for rule, _ in jobs} == {"alignment", "crossmodal", "prh", "figure_alignment",
+                                              "figure_crossmodal", "figure_prh", "all"}
+        assert all("metric=mutual_knn" in w for rule, w in jobs if rule != "all"), jobs
+    if lost == "results/kernels/emo/vit_a.zarr":  # no extraction, no other model's kernel
+        assert ("kernel", "dataset=emo, model=vit_a") in jobs
+        assert not any(rule in ("stimuli", "embed") or "model=" in w and "vit_a" not in w for rule, w in jobs)
+
+
+def test_a_lost_table_is_rebuilt_identical_and_nothing_else_runs(finished_run):
+    """A real rerun after deleting the competence table: the table comes back with the same content, the PRH
+    numbers and figures that read it are redone, no other result is touched; then nothing is left to do."""
+    lost = finished_run / "results/competence/emo.csv"
+    before = lost.read_bytes()
+    stamps = {r: (finished_run / r).stat().st_mtime_ns for r in results_of(finished_run)}
+    lost.unlink()
+    snakemake(finished_run, "--cores", "2")
+    assert lost.read_bytes() == before
+    redone = {r for r in results_of(finished_run) if (finished_run / r).stat().st_mtime_ns != stamps[r]}
+    assert redone == {"results/competence/emo.csv", *(f"results/prh/emo/{m}.{ext}" for m in ("mutual_knn", "cka_linear")
+                                                       for ext in ("csv", "json"))}, redone
+    assert scheduled(finished_run) == set()
+
+
 # ------------------------------------------------------------------------- stimuli follow their files
 
 
@@ -507,6 +602,10 @@ def test_consistency_run_writes_tables_and_figures(consistency_run):
 def test_consistency_report_has_its_figures_and_captions(consistency_run, tmp_path):
     html = check_report(consistency_run, tmp_path, "&quot;probe_splits&quot;: 2")
     assert '"Consistency"' in html and '"cka_rbf"' in html  # category and subcategory (the metric)
+
+
+def test_every_result_of_the_consistency_run_is_a_target(consistency_run):
+    check_every_result_is_a_target(consistency_run, {"stimuli", "embeddings", "consistency"})
 
 
 def test_adding_a_dataset_reruns_only_its_jobs_and_the_consistency_aggregate(consistency_run):

@@ -142,6 +142,11 @@ def group_kernels(dataset, group):
     return {m: kernel_store(dataset, m) for m in group_models(dataset, group)}
 
 
+def dataset_kernels(dataset):
+    """Kernel stores of every model of `dataset` (the targets of the analyses that read them)."""
+    return [kernel_store(dataset, m) for m in models_for(config, dataset)]
+
+
 def crossmodal_kernels(dataset):
     """Kernel stores of every vision and language model of a captioned dataset, named by model."""
     return {m: kernel_store(dataset, m) for m in models_for(config, dataset)}
@@ -177,6 +182,20 @@ def dispersion_alignment_options(wildcards):
     }
 
 
+def dispersion_targets():
+    """Per dataset and group: the kernel stores read, the dispersion store, and with captions the alignment on
+    dispersion subsets; each with its figures."""
+    out = []
+    for d in DATASETS:
+        for g in dispersion_groups(config, d):
+            rules_ = ["dispersion", "figure_dispersion"]
+            if has_crossmodal(d):
+                rules_ += ["dispersion_alignment", "figure_dispersion_alignment", "figure_dispersion_ratio"]
+            kernels = crossmodal_kernels(d) if has_crossmodal(d) else group_kernels(d, g)
+            out += list(kernels.values()) + [p for rule in rules_ for p in outputs(rule, dataset=d, group=g)]
+    return out
+
+
 def compared_datasets():
     """Datasets with at least two models: the ones pairwise analyses run on."""
     return [d for d in DATASETS if len(models_for(config, d)) >= 2]
@@ -196,12 +215,21 @@ def register_targets(name, targets):
     ANALYSIS_TARGETS[name] = targets
 
 
+def outputs(rule, **wildcards):
+    """Every output of rule `rule` (stores, tables, figures) for the given wildcard values (lists expand as a
+    product), for the target functions: a result is rebuilt when lost only if `rule all` asks for it (Snakemake
+    does not rebuild a missing intermediate of an up-to-date target), so every store and table is a target."""
+    return expand(list(getattr(rules, rule).output), **wildcards)
+
+
 def get_final_output():
-    """Every embedding store and overview figure, then the targets of every enabled analysis."""
-    out = [embedding_store(d, m) for d, m in embedding_pairs(config)]
+    """Every stimulus store, embedding store and overview figure, then the targets of every enabled analysis:
+    each lists every result it writes (stores and tables as well as figures), so a lost one is rebuilt."""
+    out = [stimuli_store(d) for d in DATASETS]
+    out += [embedding_store(d, m) for d, m in embedding_pairs(config)]
     for d in DATASETS:
         out += figure("overview", d)
     for name, targets in ANALYSIS_TARGETS.items():
         if analysis_enabled(config, name):
             out += targets()
-    return out
+    return list(dict.fromkeys(out))

@@ -3,7 +3,13 @@
 
 register_targets(
     "alignment",
-    lambda: [p for d in compared_datasets() for m in METRICS for p in figure("alignment", d, m)],
+    lambda: [
+        p
+        for d in compared_datasets()
+        for p in dataset_kernels(d)
+        + outputs("alignment", dataset=d, metric=METRICS)
+        + outputs("figure_alignment", dataset=d, metric=METRICS)
+    ],
 )
 
 

@@ -21,13 +21,22 @@ CONSISTENCY_DATASETS = CONSISTENCY_DATASETS if len(CONSISTENCY_DATASETS) >= 2 el
 
 register_targets(
     "consistency",
-    lambda: [
-        p
-        for m in CONSISTENCY_METRICS
+    lambda: (
+        outputs("consistency_probe", dataset=CONSISTENCY_DATASETS)
+        + [
+            p
+            for rule in (
+                "consistency_similarity",
+                "consistency",
+                "figure_consistency_matrices",
+                "figure_consistency_distributions",
+                "figure_consistency_behaviour",
+            )
+            for p in outputs(rule, metric=CONSISTENCY_METRICS, dataset=CONSISTENCY_DATASETS)
+        ]
         if CONSISTENCY_DATASETS
-        for name in ("matrices", "distributions", "behaviour")
-        for p in figure("consistency", m, name)
-    ],
+        else []
+    ),
 )
 
 

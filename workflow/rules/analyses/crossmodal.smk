@@ -3,7 +3,13 @@
 
 register_targets(
     "crossmodal",
-    lambda: [p for d in compared_datasets() if has_crossmodal(d) for m in METRICS for p in figure("crossmodal", d, m)],
+    lambda: [
+        p
+        for d in compared_datasets()
+        if has_crossmodal(d)
+        for rule in ("crossmodal", "figure_crossmodal")
+        for p in outputs(rule, dataset=d, metric=METRICS)
+    ],
 )
 
 

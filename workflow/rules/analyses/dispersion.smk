@@ -2,18 +2,7 @@
 # Procrustes, and cross-modal alignment on low- vs high-dispersion stimuli against random subsets.
 
 
-register_targets(
-    "dispersion",
-    lambda: [
-        p
-        for d in DATASETS
-        for g in dispersion_groups(config, d)
-        for kind in (
-            ("dispersion", "dispersion_alignment", "dispersion_ratio") if has_crossmodal(d) else ("dispersion",)
-        )
-        for p in figure(kind, d, g)
-    ],
-)
+register_targets("dispersion", dispersion_targets)
 
 
 rule dispersion:

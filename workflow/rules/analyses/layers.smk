@@ -12,13 +12,20 @@ from convergence.granularity import (
 LAYERS = config["layers"]
 
 
+LAYERS_RULES = ("lowlevel", "layers_readout", "layers") + tuple(
+    f"figure_layers_{kind}" for kind in ("grid", "depth", "smoothness", "readout")
+)
+
+
 register_targets(
     "layers",
     lambda: [
         p
         for d in layers_datasets(config)
-        for kind in ("grid", "depth", "smoothness", "readout")
-        for p in figure("layers", d, kind)
+        for p in [
+            layers_store(config, kind, d, m) for kind in ("embeddings", "kernels") for m in layers_models(config, d)
+        ]
+        + [q for rule in LAYERS_RULES for q in outputs(rule, dataset=d)]
     ],
 )
 

@@ -7,8 +7,8 @@ register_targets(
         p
         for d in compared_datasets()
         if config["prh"].get("reference") in models_for(config, d)
-        for m in METRICS
-        for p in figure("prh", d, m)
+        for rule in ("prh", "figure_prh")
+        for p in outputs(rule, dataset=d, metric=METRICS)
     ],
 )
 

@@ -8,7 +8,16 @@ SAMPLE_SIZE_DATASETS = [
 
 register_targets(
     "sample_size",
-    lambda: [p for d in SAMPLE_SIZE_DATASETS for m in SAMPLE_SIZE["metrics"] for p in figure("sample_size", d, m)],
+    lambda: [
+        p
+        for d in SAMPLE_SIZE_DATASETS
+        for p in dataset_kernels(d)
+        + [
+            q
+            for rule in ("sample_size", "figure_sample_size")
+            for q in outputs(rule, dataset=d, metric=SAMPLE_SIZE["metrics"])
+        ]
+    ],
 )
 
 

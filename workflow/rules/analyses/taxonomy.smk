@@ -45,7 +45,19 @@ TAXONOMY_ORACLES = TAXONOMY.get("language_models", []) if TAXONOMY_RUNS and TAXO
 register_targets(
     "taxonomy",
     lambda: (
-        [p for name in TAXONOMY_FIGURES for p in figure("taxonomy", TAXONOMY_DATASET, name)] if TAXONOMY_RUNS else []
+        [
+            p
+            for v, lm, c, s in TAXONOMY_RUNS
+            for p in outputs("taxonomy", dataset=TAXONOMY_DATASET, vision=v, lm=lm, condition=c, seed=s)
+        ]
+        + outputs("taxonomy_oracle", dataset=TAXONOMY_DATASET, lm=TAXONOMY_ORACLES)
+        + [
+            p
+            for rule in ("taxonomy_aggregate",) + tuple(f"figure_taxonomy_{name}" for name in TAXONOMY_FIGURES)
+            for p in outputs(rule, dataset=TAXONOMY_DATASET)
+        ]
+        if TAXONOMY_RUNS
+        else []
     ),
 )
 
