@@ -13,8 +13,10 @@ spec = snakemake.params.spec
 text = snakemake.input.get("text") or None
 if isinstance(text, (list, tuple)):
     text = text[0] if text else None
-with logged(snakemake.log[0], threads=snakemake.threads):
-    encoder = load_encoder(snakemake.wildcards.model, spec, device=snakemake.config["device"])
+# device, precision and (on the CPU) threads as the rule's parameters say (convergence.reproducibility): the
+# thread count the numbers were computed with is the configured one, whatever --cores granted
+with logged(snakemake.log[0], threads=spec.get("threads") or snakemake.threads):
+    encoder = load_encoder(snakemake.wildcards.model, spec, device=spec["device"])
     stimuli = open_store(snakemake.input.stimuli)
     ds = extract(
         encoder,
@@ -23,7 +25,7 @@ with logged(snakemake.log[0], threads=snakemake.threads):
         progress=snakemake.config["progress"],
         seed=spec["seed"],
         text=text,
-        precision=spec.get("precision", "float32"),  # set by the rule when config precision is not float32
+        precision=spec["precision"],
     )
     write_store(ds, snakemake.output[0])
     print(f"{snakemake.wildcards.model} on {snakemake.wildcards.dataset}: {len(ds.attrs['layers'])} layers, {ds.attrs['seconds']:.1f} s")

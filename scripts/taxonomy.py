@@ -3,11 +3,11 @@ from convergence.analyses.taxonomy_train import run_taxonomy_job
 from convergence.runtime import logged
 from convergence.store import open_store, write_json, write_table
 
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.params.threads):
     metrics, answers, per_hypernym = run_taxonomy_job(
         open_store(snakemake.input.stimuli), open_store(snakemake.input.embeddings, load=True),
         snakemake.wildcards.lm, snakemake.params.lm_spec, snakemake.params.condition, snakemake.params.options,
-        seed=int(snakemake.wildcards.seed), device=snakemake.params.device, threads=snakemake.threads,
+        seed=int(snakemake.wildcards.seed), device=snakemake.params.device, threads=snakemake.params.threads,
         progress=snakemake.params.progress,
         labels={"vision": snakemake.wildcards.vision, "lm": snakemake.wildcards.lm,
                 "condition": snakemake.wildcards.condition},

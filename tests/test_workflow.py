@@ -13,6 +13,7 @@ import xarray as xr
 import yaml
 
 from conftest import ROOT, TINY_BERT, TINY_CNN, TINY_GPT, TINY_VIT
+from convergence.reproducibility import extraction_device
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
@@ -103,6 +104,7 @@ def test_run_writes_labelled_stores(finished_run):
             assert ds[layer].dims == ("stimulus", f"feature_{layer}") and ds[layer].dtype == "float32"
         assert ds.attrs["model"] == model and ds.attrs["provenance"]["weights"] == "random-init"
         assert {"torch", "xarray", "zarr"} <= set(ds.attrs["versions"])
+        assert ds.attrs["threads"] == 1 and ds.attrs["batch_size"] == 16 and ds.attrs["cpu_capability"]
     assert (finished_run / "results/figures/overview/emo.png").stat().st_size > 10_000
     assert (finished_run / "results/figures/overview/emo.pdf").exists()
 
@@ -250,10 +252,27 @@ def test_relabelling_a_model_reruns_only_aggregates(finished_run):
     assert ("alignment", "dataset=emo, metric=mutual_knn") in jobs
 
 
-def test_changing_the_precision_reruns_every_extraction_and_the_default_none(finished_run):
-    jobs = jobs_after(finished_run, lambda c: c.update(precision="bfloat16"))
-    assert {w for r, w in jobs if r == "embed"} == {f"dataset=emo, model={m}" for m in TINY_CONFIG["models"]}
-    assert jobs_after(finished_run, lambda c: c.update(precision="float32")) == set()
+EVERY_EXTRACTION = {("embed", f"dataset=emo, model={m}") for m in TINY_CONFIG["models"]} | {
+    ("embed_blocks", "dataset=emo, model=cnn_a")}
+
+
+def test_settings_that_cannot_change_the_numbers_rerun_nothing(finished_run):
+    """On a CPU-only run the precision is float32 whatever is asked, and the order of the models' entries
+    decides no number (the tiny run's stores, reindexed by model, are bit-identical after a reorder)."""
+    if extraction_device(TINY_CONFIG) != "cpu":
+        pytest.skip("this machine extracts on a GPU")
+    assert jobs_after(finished_run, lambda c: c.update(precision="bfloat16")) == set()
+    assert jobs_after(finished_run, lambda c: c.update(models=dict(reversed(c["models"].items())))) == set()
+
+
+def test_settings_that_change_the_numbers_rerun_extraction(finished_run):
+    """The thread count on the CPU, the device (and on CUDA the precision), and a model's batch size (it
+    changes language models' padding and CNN convolution algorithms, benchmarks/invariance.py)."""
+    assert EVERY_EXTRACTION <= jobs_after(finished_run, lambda c: c.update(embed_threads=2))
+    assert EVERY_EXTRACTION <= jobs_after(finished_run, lambda c: c.update(device="cuda"))
+    embeds = {j for j in jobs_after(finished_run, lambda c: c["models"]["text_a"].update(batch_size=5))
+              if j[0].startswith("embed")}
+    assert embeds == {("embed", "dataset=emo, model=text_a")}
 
 
 @pytest.mark.parametrize("change", [{"models": ["cnn_a", "vit_a", "text_a"]}, {"domain": "multi"}])

@@ -166,7 +166,7 @@ def extract(
     and how they were measured (:func:`text_competence`); other models ignore ``text``. ``precision``
     (float32, bfloat16, float16) is the forward pass's arithmetic on CUDA (autocast; features are stored as
     float32 either way); on the CPU, and for ONNX graphs, the pass is float32 whatever is asked, and attr
-    ``precision`` records what was used. Raises :class:`ExtractionError` on non-finite features.
+    ``precision`` records what was used, ``threads`` and ``cpu_capability`` how the CPU computed. Raises :class:`ExtractionError` on non-finite features.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -223,6 +223,9 @@ def extract(
         "device": str(encoder.device),
         "precision": used_precision,
         "batch_size": int(batch_size),
+        # what else decides the last bits on the CPU: the thread count and the instruction set of the kernels
+        "threads": int(torch.get_num_threads()),
+        "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
         "dataset": str(stimuli.attrs.get("dataset", "")),
         "n_stimuli": int(n),
         "seconds": round(seconds, 3),

@@ -31,7 +31,9 @@ class _Tee:
 def logged(log_path: str | Path | None, *, threads: int | None = None):
     """Copy stdout/stderr (progress bars included) into ``log_path`` while the block runs, keeping the console;
     limit torch and the BLAS/OpenMP pools to the job's ``threads`` (Snakemake's ``threads``), since
-    oversubscribed LAPACK calls run many times slower when jobs share cores.
+    oversubscribed LAPACK calls run many times slower when jobs share cores, and since a fixed count keeps
+    the numbers fixed (onnxruntime sessions take torch's count, ``models.onnx_source.make_session``). With
+    torch loaded, its algorithms are the deterministic ones (:func:`deterministic_torch`).
 
     An exception leaving the block is written to ``log_path`` with its full traceback, the console is told
     where (``full traceback in <log_path>``), and the exception is re-raised so the job still fails."""
@@ -42,8 +44,25 @@ def logged(log_path: str | Path | None, *, threads: int | None = None):
             stack.enter_context(threadpool_limits(limits=int(threads)))
             if "torch" in sys.modules:
                 sys.modules["torch"].set_num_threads(int(threads))
+        if "torch" in sys.modules:
+            deterministic_torch()
         stack.enter_context(_tee_to(log_path))
         yield
+
+
+def deterministic_torch() -> None:
+    """Make torch choose deterministic algorithms: ``torch.use_deterministic_algorithms`` (warning, not
+    failing, for an op that has none), cuDNN without benchmarking, and the cuBLAS workspace setting that
+    deterministic CUDA matrix products need (read when cuBLAS starts, so set before the first product). On
+    the CPU the kernels torch uses are deterministic already: this changes no CPU number."""
+    import os
+
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from convergence.config import (
     validate_config,
 )
 from convergence.metrics.registry import kernel_needs
+from convergence.reproducibility import extraction_device, extraction_settings
 from convergence.versions import STEP_VERSIONS
 
 try:
@@ -79,18 +80,18 @@ def dataset_spec(wildcards):
 
 
 def model_spec(wildcards):
-    """A model entry minus its labels (relabelling a model's objective must not re-extract it), plus the
-    extraction precision when it is not the default float32 (so switching it reruns extraction, while runs
-    made before the option existed keep their parameters)."""
+    """A model entry minus its labels (relabelling a model's objective must not re-extract it), plus what
+    else decides the extraction's numbers, and only that (convergence.reproducibility): the resolved device,
+    the effective precision (float32 on the CPU whatever is asked) and, on the CPU, the thread count."""
     spec = {k: v for k, v in config["models"][wildcards.model].items() if k not in MODEL_LABELS}
-    if config["precision"] != "float32":
-        spec["precision"] = config["precision"]
-    return spec
+    return {**spec, **extraction_settings(config)}
 
 
 def model_labels(wildcards):
-    """modality / objective / family of every model of the dataset, from the config (aggregates only)."""
-    return {m: {f: config["models"][m].get(f, "") for f in MODEL_FIELDS} for m in models_for(config, wildcards.dataset)}
+    """modality / objective / family of every model of the dataset, from the config (aggregates only), by model
+    name: a lookup whose order decides nothing, so reordering the models' entries reruns no aggregate."""
+    models = sorted(models_for(config, wildcards.dataset))
+    return {m: {f: config["models"][m].get(f, "") for f in MODEL_FIELDS} for m in models}
 
 
 def dataset_files(wildcards):
@@ -155,7 +156,7 @@ def crossmodal_kernels(dataset):
 def group_labels(dataset, group):
     """modality / objective / family of the models of one dispersion group (only theirs: relabelling another
     model must not redo this group's GPA)."""
-    return {m: {f: config["models"][m].get(f, "") for f in MODEL_FIELDS} for m in group_models(dataset, group)}
+    return {m: {f: config["models"][m].get(f, "") for f in MODEL_FIELDS} for m in sorted(group_models(dataset, group))}
 
 
 def dispersion_layers(models):

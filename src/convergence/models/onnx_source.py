@@ -128,6 +128,10 @@ def make_session(model, device: torch.device | str = "cpu"):
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    # as many threads as the job has (convergence.runtime.logged sets torch's count from Snakemake's threads),
+    # not onnxruntime's default of every core of the machine: the count is fixed by the config, not the host
+    opts.intra_op_num_threads = torch.get_num_threads()
+    opts.inter_op_num_threads = 1
     try:
         return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=providers)
     except Exception as err:

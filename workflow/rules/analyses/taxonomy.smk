@@ -87,7 +87,9 @@ rule taxonomy:
         lm_spec=lambda w: config["models"][w.lm],
         condition=lambda w: TAXONOMY["conditions"][w.condition],
         options={**TAXONOMY_OPTIONS, "layer": TAXONOMY.get("layer")},
-        device=config["device"],
+        # the resolved device and the thread count training computes with (whatever --cores granted)
+        device=extraction_device(config),
+        threads=TAXONOMY["threads"],
         progress=config["progress"],
         version=STEP_VERSIONS["taxonomy"],
     script:
@@ -117,7 +119,9 @@ rule taxonomy_oracle:
         lm_spec=lambda w: config["models"][w.lm],
         options=TAXONOMY_OPTIONS,
         seed=TAXONOMY.get("seeds", [0])[0],
-        device=config["device"],
+        # the resolved device and the thread count training computes with (whatever --cores granted)
+        device=extraction_device(config),
+        threads=TAXONOMY["threads"],
         version=STEP_VERSIONS["taxonomy"],
     script:
         "../../../scripts/taxonomy_oracle.py"

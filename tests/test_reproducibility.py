@@ -1,0 +1,132 @@
+"""What decides stored numbers: the extraction settings Snakemake sees, fixed thread counts, and the
+analysis steps whose numbers must not depend on how many threads compute them."""
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from convergence.reproducibility import extraction_device, extraction_settings
+
+
+# ----------------------------------------------------------------------------- extraction settings
+
+
+@pytest.fixture
+def no_gpu(monkeypatch, tmp_path):
+    import convergence.reproducibility as rep
+
+    monkeypatch.setattr(rep, "NVIDIA_DRIVER", tmp_path / "absent")
+
+
+def test_cpu_extraction_is_float32_with_the_configured_threads(no_gpu):
+    for device in ("cpu", "auto"):
+        for precision in ("float32", "bfloat16", "float16"):
+            cfg = {"device": device, "precision": precision, "embed_threads": 3, "embed_gpus": 0}
+            assert extraction_settings(cfg) == {"device": "cpu", "precision": "float32", "threads": 3}
+
+
+def test_cuda_extraction_keeps_the_precision_and_no_thread_count(no_gpu):
+    cfg = {"device": "cuda:1", "precision": "bfloat16", "embed_threads": 3, "embed_gpus": 0}
+    assert extraction_settings(cfg) == {"device": "cuda:1", "precision": "bfloat16"}
+    # auto: a GPU per job from the scheduler, or one this machine shows
+    assert extraction_device({"device": "auto", "embed_gpus": 1}) == "cuda"
+
+
+def test_auto_resolves_to_cuda_only_where_a_gpu_is_visible(monkeypatch, tmp_path):
+    import convergence.reproducibility as rep
+
+    driver = tmp_path / "version"
+    driver.write_text("NVRM version: 1\n")
+    monkeypatch.setattr(rep, "NVIDIA_DRIVER", driver)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert extraction_device({"device": "auto", "embed_gpus": 0}) == "cuda"
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert extraction_device({"device": "auto", "embed_gpus": 0}) == "cpu"
+
+
+# ------------------------------------------------------------------------------- fixed thread counts
+
+
+def test_logged_fixes_torch_and_onnxruntime_threads_and_deterministic_algorithms():
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from convergence.models.onnx_source import make_session
+    from convergence.runtime import logged
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "id",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    try:
+        for threads in (1, 2):
+            with logged(None, threads=threads):
+                assert torch.get_num_threads() == threads
+                assert torch.are_deterministic_algorithms_enabled()
+                assert make_session(onnx.ModelProto.FromString(model.SerializeToString())).get_session_options(
+                    ).intra_op_num_threads == threads
+    finally:
+        torch.set_num_threads(before[0])
+        torch.use_deterministic_algorithms(before[1])
+
+
+def with_threads(n: int, fn):
+    """``fn()`` with torch and every BLAS/OpenMP pool limited to ``n`` threads."""
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    try:
+        with threadpool_limits(limits=n):
+            torch.set_num_threads(n)
+            return fn()
+    finally:
+        torch.set_num_threads(before)
+
+
+def stores(n=200, dim=96, models=3, layers=2, seed=0):
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 16))
+    ids = np.array([f"s{i:04d}" for i in range(n)], dtype=object)
+    out = {}
+    for m in range(models):
+        names = [f"l{i}" for i in range(layers)]
+        data = {layer: (("stimulus", f"feature_{layer}"),
+                        (latent @ rng.normal(size=(16, dim)) + 0.3 * rng.normal(size=(n, dim))).astype(np.float32))
+                for layer in names}
+        out[f"m{m}"] = xr.Dataset(data, coords={"stimulus": ids}, attrs={
+            "model": f"m{m}", "modality": "vision", "layers": names, "depths": [0.5, 1.0]})
+    return out
+
+
+def test_analysis_numbers_are_the_same_on_one_and_two_threads():
+    """Kernel products, every-pair alignment with its null and interval, competence (k-NN and the
+    logistic-regression probe) and the GPA dispersion: bit-identical under 1 and 2 threads, so the thread
+    count Snakemake grants these jobs (capped by --cores) decides none of their numbers."""
+    from convergence.analyses.competence import knn_accuracy, linear_probe_accuracy
+    from convergence.dispersion import stimulus_dispersion
+    from convergence.kernels import build_kernel
+    from convergence.pairwise import pairwise
+
+    emb = stores()
+    labels = np.repeat(np.arange(4), 50).astype(str)
+
+    def run():
+        kernels = {m: build_kernel(e, k=10) for m, e in emb.items()}
+        scores = {metric: pairwise(kernels, metric, params={"k": 10} if "knn" in metric else None,
+                                   n_permutations=20, n_bootstrap=20, seed=3)
+                  for metric in ("mutual_knn", "cka_linear", "cknna")}
+        x = emb["m0"]["l1"].values
+        probes = (knn_accuracy(x, labels, k=10), linear_probe_accuracy(x, labels, seed=0, n_splits=3))
+        dispersion = stimulus_dispersion([e["l1"].values[:, :24] for e in emb.values()])
+        return kernels, scores, probes, dispersion
+
+    one, two = with_threads(1, run), with_threads(2, run)
+    for m in emb:
+        xr.testing.assert_identical(one[0][m], two[0][m])
+    for metric in one[1]:
+        xr.testing.assert_identical(one[1][metric], two[1][metric])
+    assert one[2] == two[2]
+    assert np.array_equal(one[3], two[3])
