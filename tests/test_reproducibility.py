@@ -130,3 +130,46 @@ def test_analysis_numbers_are_the_same_on_one_and_two_threads():
         xr.testing.assert_identical(one[1][metric], two[1][metric])
     assert one[2] == two[2]
     assert np.array_equal(one[3], two[3])
+
+
+# ------------------------------------------------------------------------- two runs, store by store
+
+
+def fake_run(root, embedding_shift=0.0, reverse_models=False):
+    """A results/ folder as a run writes it: a stimulus store, two embedding stores, a kernel-free table."""
+    import pandas as pd
+
+    from convergence.store import write_store
+
+    emb = stores(n=12, dim=4, models=2, layers=1)
+    ids = emb["m0"]["stimulus"].values
+    write_store(xr.Dataset({"label": ("stimulus", np.arange(12))}, coords={"stimulus": ids}),
+                root / "results/stimuli/d.zarr")
+    for name, ds in emb.items():
+        if name == "m1":
+            ds = ds.copy(deep=True)
+            ds["l0"].values[3, 1] += embedding_shift
+        write_store(ds, root / f"results/embeddings/d/{name}.zarr")
+    models = ["m1", "m0"] if reverse_models else ["m0", "m1"]
+    scores = xr.Dataset({"score": (("model_a",), np.array([0.5, 0.25]) if not reverse_models else
+                                   np.array([0.25, 0.5]))}, coords={"model_a": np.array(models, dtype=object)})
+    write_store(scores, root / "results/alignment/d/cka.zarr")
+    table = pd.DataFrame({"model": models, "accuracy": [0.5, 0.75] if not reverse_models else [0.75, 0.5]})
+    table.to_csv(root / "results/competence_d.csv", index=False)
+    (root / "results/figures").mkdir(parents=True)
+    return root
+
+
+def test_compare_runs_names_the_first_store_that_differs_in_dag_order(tmp_path):
+    from convergence.compare import compare_runs, results
+
+    a = fake_run(tmp_path / "a")
+    assert results(a)[:3] == ["results/stimuli/d.zarr", "results/embeddings/d/m0.zarr",
+                              "results/embeddings/d/m1.zarr"]
+    # the same numbers with the models listed in the other order: every result the same
+    assert all(not diff for _, diff in compare_runs(a, fake_run(tmp_path / "b", reverse_models=True),
+                                                    stop_at_first=False))
+    rows = compare_runs(a, fake_run(tmp_path / "c", embedding_shift=2.0**-10))
+    assert [rel for rel, _ in rows] == ["results/stimuli/d.zarr", "results/embeddings/d/m0.zarr",
+                                        "results/embeddings/d/m1.zarr"]
+    assert rows[-1][1] == pytest.approx({"l0": 2.0**-10}, rel=1e-3)
