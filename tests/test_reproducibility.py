@@ -60,7 +60,8 @@ def test_logged_fixes_torch_and_onnxruntime_threads_and_deterministic_algorithms
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    before = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
     try:
         for threads in (1, 2):
             with logged(None, threads=threads):
@@ -68,9 +69,9 @@ def test_logged_fixes_torch_and_onnxruntime_threads_and_deterministic_algorithms
                 assert torch.are_deterministic_algorithms_enabled()
                 assert make_session(onnx.ModelProto.FromString(model.SerializeToString())).get_session_options(
                     ).intra_op_num_threads == threads
+            assert torch.are_deterministic_algorithms_enabled() == deterministic  # restored on leaving
     finally:
-        torch.set_num_threads(before[0])
-        torch.use_deterministic_algorithms(before[1])
+        torch.set_num_threads(before)
 
 
 def with_threads(n: int, fn):

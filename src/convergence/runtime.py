@@ -45,24 +45,33 @@ def logged(log_path: str | Path | None, *, threads: int | None = None):
             if "torch" in sys.modules:
                 sys.modules["torch"].set_num_threads(int(threads))
         if "torch" in sys.modules:
-            deterministic_torch()
+            stack.callback(deterministic_torch())
         stack.enter_context(_tee_to(log_path))
         yield
 
 
-def deterministic_torch() -> None:
+def deterministic_torch():
     """Make torch choose deterministic algorithms: ``torch.use_deterministic_algorithms`` (warning, not
     failing, for an op that has none), cuDNN without benchmarking, and the cuBLAS workspace setting that
     deterministic CUDA matrix products need (read when cuBLAS starts, so set before the first product). On
-    the CPU the kernels torch uses are deterministic already: this changes no CPU number."""
+    the CPU the kernels torch uses are deterministic already: this changes no CPU number. Returns a
+    function that restores the previous settings."""
     import os
 
     import torch
 
+    cudnn = torch.backends.cudnn
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              cudnn.benchmark, cudnn.deterministic)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
+    cudnn.benchmark, cudnn.deterministic = False, True
+
+    def restore():
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        cudnn.benchmark, cudnn.deterministic = before[2], before[3]
+
+    return restore
 
 
 @contextlib.contextmanager
