@@ -226,12 +226,15 @@ def test_knn_bootstrap_resamples_the_per_stimulus_terms(kernels):
 
 
 def test_confidence_interval_brackets_an_aligned_score_and_is_deterministic(kernels):
-    run = lambda seed: pairwise(kernels, "cka_linear", n_permutations=30, n_bootstrap=200, seed=seed)  # noqa: E731
+    run = lambda seed, groups=10: pairwise(kernels, "cka_linear", n_permutations=30, n_bootstrap=groups,  # noqa: E731
+                                           seed=seed)
     ds, again, other = run(7), run(7), run(8)
     e = ds.sel(model_a="alpha", model_b="beta", summary="best")
     assert float(e["ci_low"]) < float(e["summary_score"]) < float(e["ci_high"])
     assert ds.identical(again)
+    # the random split into groups depends on the seed; delete-one (groups >= n) does not
     assert not np.allclose(ds["ci_low"].values, other["ci_low"].values, equal_nan=True)
+    assert np.allclose(run(7, 500)["ci_low"].values, run(8, 500)["ci_low"].values, equal_nan=True)
 
 
 def test_pair_results_do_not_depend_on_other_models_and_combine_into_the_full_matrix(kernels):

@@ -263,9 +263,9 @@ def cknna_hsic(na, va, ra, nb, vb, rb, weights=None) -> float:
     ra, rb : arrays (n, k) of bool
         Reciprocity, ``ra[i, p] = i in na[na[i, p]]``.
     weights : array (n,), optional
-        Stimulus multiplicities (a bootstrap resample; they sum to n). The masked pair relation is held
-        fixed; a resampled pair (r, s) of copies of (i, j) carries ``K[i, j]`` and copies of one stimulus are
-        never each other's neighbours.
+        Stimulus multiplicities (0/1 for a jackknife replicate that leaves stimuli out, or a resample); the
+        HSIC's n is their sum. The masked pair relation is held fixed; a pair (r, s) of copies of (i, j)
+        carries ``K[i, j]`` and copies of one stimulus are never each other's neighbours.
 
     Returns
     -------
@@ -289,4 +289,5 @@ def cknna_hsic(na, va, ra, nb, vb, rb, weights=None) -> float:
     col_p = np.bincount(na.ravel(), weights=(m[:, None] * p).ravel(), minlength=n)  # sum_i m_i P_ij
     row_q = np.sum(mj * q, axis=1)  # sum_l m_l Q_jl for row j
     pq = np.sum(m * col_p * row_q)
+    n = float(m.sum())
     return float((tr_pq + sum_p * sum_q / ((n - 1) * (n - 2)) - 2.0 * pq / (n - 2)) / (n * (n - 3)))
