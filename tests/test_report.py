@@ -219,3 +219,22 @@ def test_interval_check_counts_intervals_that_exclude_their_estimate(tmp_path):
         tmp_path / "sample_size" / "emoji" / "mutual_knn_trend.csv", index=False)
     table = interval_check(tmp_path)
     assert table.set_index("table").loc["all", ["excluding", "intervals"]].tolist() == [2, 3]
+
+
+def test_dispersion_claim_gives_the_calibrated_verdict(tmp_path):
+    import pandas as pd
+
+    from convergence.report import _dispersion_claim
+
+    folder = tmp_path / "dispersion_alignment" / "emoji"
+    folder.mkdir(parents=True)
+    rows = [{"metric": "mutual_knn", "criterion": c, "objective_vision": obj, "ratio": r, "ratio_ci_low": r - 0.1,
+             "low_calibrated": cal} for c in ("q0.1", "q0.5")
+            for obj, r, cal in (("supervised", 1.5, 0.2), ("supervised", 1.4, 0.1), ("random", 1.0, 0.0))]
+    pd.DataFrame(rows).to_csv(folder / "vision.csv", index=False)
+    measured, status = _dispersion_claim(tmp_path)
+    assert "q0.1 100 % of pairs" in measured and "controls q0.1 0 %" in measured
+    assert status.startswith("reproduced; calibrated: reproduced")
+    pd.DataFrame([{**r, "low_calibrated": 0.0 if r["objective_vision"] == "supervised" else 0.3} for r in rows]).to_csv(
+        folder / "vision.csv", index=False)
+    assert "; calibrated: **not reproduced**" in _dispersion_claim(tmp_path)[1]
