@@ -199,3 +199,25 @@ def test_intervals_excluding_their_estimate_are_counted():
     low = np.array([0.4, 0.51, 0.1, 0.0, np.nan])
     high = np.array([0.6, 0.7, 0.49, 1.0, 1.0])
     assert count_excluding(est, low, high) == (2, 3)
+
+
+def test_resampling_with_replacement_moves_cka_off_its_estimate_and_the_jackknife_does_not():
+    """Why intervals over stimuli are jackknife ones: duplicated stimuli inflate linear CKA of wide, unit-norm
+    features (as after PRH preprocessing), so the with-replacement percentile interval lies above its own
+    estimate; the jackknife interval (no duplicates) contains it."""
+    from convergence.inference import stimulus_interval
+    from convergence.metrics import cka
+
+    above = contained = 0
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        z = rng.normal(size=(60, 10))
+        x = np.maximum(z @ rng.normal(size=(10, 200)), 0) + 0.5 * rng.normal(size=(60, 200))
+        y = np.tanh(z @ rng.normal(size=(10, 200))) + 0.5 * rng.normal(size=(60, 200))
+        x, y = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in (x, y))
+        stat = lambda idx: cka(x[idx], y[idx])  # noqa: E731
+        estimate = stat(np.arange(60))
+        above += bootstrap_interval(stat, 60, n_bootstrap=100, rng=np.random.default_rng(seed))[0] > estimate
+        low, high = stimulus_interval(stat, 60, n_groups=20, rng=np.random.default_rng(seed))
+        contained += low <= estimate <= high
+    assert above >= 4 and contained == 5
