@@ -85,6 +85,9 @@ def l2_normalise(x, name: str = "X", *, zero_rows: str = "raise") -> np.ndarray:
     """
     x = as_features(x, name)
     check_choice(zero_rows, ZERO_ROWS, "zero_rows")
+    # each row scaled by the power of two of its largest value first (exact), so that squaring neither
+    # overflows (rows of 1e200) nor underflows (rows of 1e-200); the quotient is the same to the last bit
+    x = np.ldexp(x, -np.frexp(np.abs(x).max(axis=1, keepdims=True))[1])
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     zero = norms[:, 0] == 0
     if zero.any() and zero_rows == "raise":
