@@ -49,12 +49,18 @@ def power_of_two_scaled(x: np.ndarray) -> tuple[np.ndarray, int]:
     return np.ldexp(x, -e), e
 
 
-def check_varies(x: np.ndarray, name: str, measure: str) -> np.ndarray:
-    """``x`` (n, d) unchanged, unless its rows are all equal up to round-off (relative 1e-12 of its largest
-    value): then the one ``ValueError`` every measure raises for degenerate input."""
+def rows_all_equal(x) -> bool:
+    """Whether the rows of ``x`` (n, d) are all equal up to round-off: no entry differs from its column mean
+    by more than 1e-12 of the largest value (after a power-of-two scaling, so whatever the scale of ``x``).
+    An all-zero array is constant."""
     scaled, _ = power_of_two_scaled(np.asarray(x, dtype=np.float64))
-    centred = scaled - scaled.mean(axis=0)
-    if not np.any(np.abs(centred) > 1e-12):
+    return not np.any(np.abs(scaled - scaled.mean(axis=0)) > 1e-12)
+
+
+def check_varies(x: np.ndarray, name: str, measure: str) -> np.ndarray:
+    """``x`` (n, d) unchanged, unless its rows are all equal up to round-off (:func:`rows_all_equal`): then
+    the one ``ValueError`` every measure raises for degenerate input."""
+    if rows_all_equal(x):
         raise ValueError(f"{name} is constant across stimuli (every stimulus has the same features, up to "
                          f"round-off); {measure} is undefined for it")
     return x
