@@ -68,15 +68,11 @@ def test_variations_render_the_upright_image_too(tmp_path):
     stored[:, :8] = 255
     exif = Image.Exif()
     exif[0x0112] = 6
-    _png(tmp_path / "x.png")
     Image.fromarray(stored).save(tmp_path / "a.jpg", quality=95, exif=exif)
     Image.fromarray(stored).transpose(Image.Transpose.ROTATE_270).save(tmp_path / "b.jpg", quality=95)
-    (tmp_path / "s.csv").write_text("path,id\na.jpg,x\nb.jpg,x2\n")
-    spec = {"source": "csv", "path": str(tmp_path / "s.csv"), "image_size": 16,
-            "variations": {"n": 1, "rotate": 0, "flip": 0, "scale": [1.0, 1.0], "background": [128, 128]}}
     from convergence.stimuli import render_variations, variation_params
 
-    params = variation_params(spec["variations"])
+    params = variation_params({"n": 1, "rotate": 0, "flip": 0, "scale": [1.0, 1.0], "background": [128, 128]})
     tagged, upright = render_variations([tmp_path / "a.jpg", tmp_path / "b.jpg"], ["x", "x"], 1, 16, 0, params)
     assert np.abs(tagged.astype(int) - upright.astype(int)).mean() < 6  # the same picture, up to JPEG noise
 

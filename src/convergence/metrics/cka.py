@@ -16,6 +16,7 @@ from ._checks import (
     check_choice,
     check_k,
     check_positive,
+    check_varies,
     power_of_two_scaled,
 )
 from .knn import knn_indices, reciprocal_neighbors
@@ -222,8 +223,6 @@ def cka(x, y, *, kernel: str = "linear", sigma: float | None = None, sigma_facto
     if kernel == "linear" or sigma is None:  # scale-invariant: computed on power-of-two-scaled features
         x, y = as_scaled_features(x, "X", what), as_scaled_features(y, "Y", what)
     else:  # an absolute bandwidth: the scale of the features matters (rbf_kernel never overflows)
-        from ._checks import check_varies
-
         check_varies(x, "X", what)
         check_varies(y, "Y", what)
     if kernel == "linear":
