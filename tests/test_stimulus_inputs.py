@@ -34,6 +34,14 @@ def test_an_empty_label_cell_is_an_error_not_a_class_named_empty(tmp_path):
     assert sorted(build_stimuli("d", spec).attrs["classes"]) == ["cat", "dog"]
 
 
+def test_a_csv_that_is_a_folder_or_has_no_rows_says_so(tmp_path):
+    with pytest.raises(StimulusError, match="is a directory, not a CSV file"):
+        build_stimuli("d", {"source": "csv", "path": str(tmp_path)})
+    (tmp_path / "s.csv").write_text("path,label\n")
+    with pytest.raises(StimulusError, match="has a header but no rows"):
+        build_stimuli("d", {"source": "csv", "path": str(tmp_path / "s.csv")})
+
+
 def test_all_empty_captions_are_an_error_naming_the_dataset_and_column(tmp_path):
     spec = _csv(tmp_path, "path,caption\na.png,\nb.png,\nc.png,\n")
     with pytest.raises(StimulusError, match=r"^dataset 'd': every stimulus has an empty caption \(column 'caption'\)"):

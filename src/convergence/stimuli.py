@@ -355,6 +355,8 @@ def load_csv(path: str | Path, image_size: int = 224, background=DEFAULT_BACKGRO
     import pandas as pd
 
     path = Path(path)
+    if path.is_dir():
+        raise StimulusError(f"csv path {path} is a directory, not a CSV file (source image_folder reads a folder)")
     if not path.is_file():
         raise StimulusError(f"csv file {path} does not exist")
     try:
@@ -364,6 +366,8 @@ def load_csv(path: str | Path, image_size: int = 224, background=DEFAULT_BACKGRO
     table.columns = [str(c).strip() for c in table.columns]
     if "path" not in table.columns:
         raise StimulusError(f"csv {path} needs a 'path' column; it has {list(table.columns)} (optional: caption, label, id)")
+    if table.empty:
+        raise StimulusError(f"csv {path} has a header but no rows; list one image per row")
     files = csv_image_paths(path, table["path"])
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
