@@ -328,6 +328,9 @@ def test_unknown_layer_names_are_caught_where_the_config_tells_the_layers():
     nsfw = {"source": "packaged", "name": "open_nsfw", "modality": "vision", "objective": "supervised"}
     msg = bad(lambda c: c["models"].update(n={**nsfw, "layers": ["layer2", "layer9"]}))
     assert "config.models.n.layers: packaged model 'open_nsfw' has no layer 'layer9'; its layers:" in msg
+    # a graph tensor name selects its layer, as the loader allows
+    validate_config({**GOOD, "models": {**GOOD["models"], "n": {**nsfw, "layers": ["/Relu_21_output_0"]}},
+                     "alignment": {"named_layers": {"n": "layer2"}}})
     msg = bad(lambda c: c["models"].update(n={**nsfw, "layers": [7]}))
     assert "config.models.n.layers: layer index 7 is out of range" in msg
     # a layer an analysis reads must be among the stored ones
@@ -344,6 +347,13 @@ def test_unknown_layer_names_are_caught_where_the_config_tells_the_layers():
     cfg = copy.deepcopy(GOOD)
     cfg["models"]["n"] = {**nsfw, "layers": ["layer2", "layer4"]}
     validate_config({**cfg, "alignment": {"named_layers": {"n": "layer4", "cnn": "anything"}}})  # cnn: not knowable
+    # an ONNX list of tensor names is stored under sanitised names: not checked here; a mapping is
+    onnx = {"source": "onnx", "path": str(ROOT / "config.yaml"), "modality": "vision", "objective": "supervised"}
+    validate_config({**cfg, "models": {**cfg["models"], "o": {**onnx, "layers": ["/a/Relu:0"]}},
+                     "alignment": {"named_layers": {"o": "a_Relu_0"}}})
+    msg = bad(lambda c: (c["models"].update(o={**onnx, "layers": {"relu": "/a/Relu:0"}}),
+                         c.update(alignment={"named_layers": {"o": "a_Relu_0"}})))
+    assert "model 'o' stores no layer 'a_Relu_0'; its stored layers: ['relu']" in msg
 
 
 def test_variations_and_per_class_only_where_the_source_can_have_them(tmp_path):

@@ -440,8 +440,9 @@ def _check_packaged(mname: str, m: dict) -> None:
                           f"model, not {m['modality']!r}; allowed: {entry['modality']!r}")
     known = packaged_layer_names(m)
     if known is not None and isinstance(m.get("layers"), list):
+        tensors = _packaged_tensors(m)
         for item in m["layers"]:
-            if isinstance(item, str) and item not in known:
+            if isinstance(item, str) and item not in known and item not in tensors.values():
                 raise ConfigError(f"config.models.{mname}.layers: packaged model {m['name']!r} has no layer "
                                   f"{item!r}; its layers: {known}")
             if isinstance(item, int) and not -len(known) <= item < len(known):
@@ -452,28 +453,36 @@ def _check_packaged(mname: str, m: dict) -> None:
 def packaged_layer_names(m: dict) -> list[str] | None:
     """The layer names a packaged model exposes (before ``layers`` selects among them), where the zoo's table
     names them without loading anything (its ``tensors`` / ``block_tensors``); else ``None``."""
+    tensors = _packaged_tensors(m)
+    return list(tensors) if tensors else None
+
+
+def _packaged_tensors(m: dict) -> dict[str, str]:
+    """A packaged ONNX model's {stored layer name: graph tensor} at the entry's granularity ({} if unknown)."""
     from .models.zoo import PACKAGED
 
     entry = PACKAGED.get(m.get("name"), {})
-    key = "block_tensors" if m.get("granularity") == "blocks" else "tensors"
-    return list(entry[key]) if key in entry else None
+    return dict(entry.get("block_tensors" if m.get("granularity") == "blocks" else "tensors") or {})
 
 
 def stored_layer_names(m: dict) -> list[str] | None:
     """The names of the layers a model entry stores, where the config alone tells them: an explicit list of
-    names, an ONNX ``{stored_name: tensor}`` mapping, or a packaged model's known layers; else ``None``."""
+    layer names (sources that store a layer under the name it is selected by), a ``{stored_name: tensor}``
+    mapping (onnx, module), or a packaged model's known layers; else ``None`` (an onnx or module list of
+    tensor or submodule names is stored under sanitised names, which the loader makes)."""
     layers = m.get("layers", "all")
     if isinstance(layers, dict):
         return list(layers)
     if isinstance(layers, list):
-        if all(isinstance(item, str) for item in layers):
-            return list(layers)
+        if all(isinstance(item, str) for item in layers) and m.get("source") != "packaged":
+            return None if m.get("source") in ("onnx", "module") else list(layers)
         if all(isinstance(item, dict) for item in layers):
             return [name for item in layers for name in item]
         known = packaged_layer_names(m) if m.get("source") == "packaged" else None
         if known is None:
             return None
-        return [known[i] if isinstance(i, int) else i for i in layers]
+        stored = {tensor: name for name, tensor in _packaged_tensors(m).items()}  # a tensor name selects its layer
+        return [known[i] if isinstance(i, int) else stored.get(i, i) for i in layers]
     if m.get("source") == "packaged":
         known = packaged_layer_names(m)
         if known is not None:
