@@ -15,7 +15,7 @@ if isinstance(text, (list, tuple)):
     text = text[0] if text else None
 # device, precision and (on the CPU) threads as the rule's parameters say (convergence.reproducibility): the
 # thread count the numbers were computed with is the configured one, whatever --cores granted
-with logged(snakemake.log[0], threads=spec.get("threads") or snakemake.threads):
+with logged(snakemake.log[0], threads=spec.get("threads") or snakemake.threads, outputs=snakemake.output):
     encoder = load_encoder(snakemake.wildcards.model, spec, device=spec["device"])
     stimuli = open_store(snakemake.input.stimuli)
     ds = extract(

@@ -28,12 +28,14 @@ class _Tee:
 
 
 @contextlib.contextmanager
-def logged(log_path: str | Path | None, *, threads: int | None = None):
+def logged(log_path: str | Path | None, *, threads: int | None = None, outputs=None):
     """Copy stdout/stderr (progress bars included) into ``log_path`` while the block runs, keeping the console;
     limit torch and the BLAS/OpenMP pools to the job's ``threads`` (Snakemake's ``threads``), since
     oversubscribed LAPACK calls run many times slower when jobs share cores, and since a fixed count keeps
     the numbers fixed (onnxruntime sessions take torch's count, ``models.onnx_source.make_session``). With
-    torch loaded, its algorithms are the deterministic ones (:func:`deterministic_torch`).
+    torch loaded, its algorithms are the deterministic ones (:func:`deterministic_torch`). ``outputs`` (the
+    job's ``snakemake.output``) are checked to be writable first (:func:`convergence.store.check_writable`),
+    so an unwritable output folder fails the job before its work, in one message naming the folder.
 
     An exception leaving the block is written to ``log_path`` with its full traceback, the console is told
     where (``full traceback in <log_path>``), and the exception is re-raised so the job still fails."""
@@ -47,6 +49,10 @@ def logged(log_path: str | Path | None, *, threads: int | None = None):
         if "torch" in sys.modules:
             stack.callback(deterministic_torch())
         stack.enter_context(_tee_to(log_path))
+        if outputs is not None:
+            from .store import check_writable
+
+            check_writable(list(outputs) if not isinstance(outputs, (str, Path)) else outputs)
         yield
 
 
