@@ -486,7 +486,8 @@ def _png(path: Path, seed: int) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(path)
+    # stored without compression: every such image has the same size, so one can replace another by `cp -p`
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(path, compress_level=0)
 
 
 FILES_CONFIG = {
@@ -542,6 +543,16 @@ def test_stimuli_rerun_exactly_when_their_files_change(files_run):
     jobs = scheduled(files_run)
     assert {"stimuli", "embed", "figure_overview"} <= of_dataset(jobs, "table"), jobs
     assert not of_dataset(jobs, "pics"), jobs
+    snakemake(files_run, "--cores", "2")
+
+    # replaced by `cp -p` with an image of the same size and modification time: seen all the same
+    target, new = files_run / "pics" / "dog" / "2.png", files_run / "replacement.png"
+    old = target.stat()
+    _png(new, seed=97)
+    os.utime(new, ns=(old.st_atime_ns, old.st_mtime_ns))
+    subprocess.run(["cp", "-p", str(new), str(target)], check=True)
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (old.st_size, old.st_mtime_ns)
+    assert "stimuli" in of_dataset(scheduled(files_run), "pics")
     snakemake(files_run, "--cores", "2")
 
     _png(files_run / "pics" / "dog" / "new.png", seed=7)  # an added image
