@@ -499,6 +499,7 @@ FILES_CONFIG = {
     },
     "models": {"cnn_a": dict(TINY_CNN)},
     "alignment": {"metrics": ["mutual_knn"], "n_permutations": 5, "n_bootstrap": 5, "k": 3},
+    "competence": {"k": 3},  # six labelled images: the k-NN classifier's k must stay below that
 }
 
 
