@@ -138,3 +138,136 @@ def write_json(obj, path: str | Path) -> Path:
     tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True, allow_nan=True) + "\n")
     os.replace(tmp, path)
     return path
+
+
+# ------------------------------------------------------------------------------------------ chunked writes
+
+
+def _zarr_chunks(ds: xr.Dataset, chunk: int, names) -> dict:
+    """write_store's chunk rule (``chunk`` rows along ``stimulus``, one ``layer``, the rest whole) for ``names``."""
+    encoding = {}
+    for name in names:
+        var = ds[name]
+        chunks = tuple(
+            min(chunk, n) if dim == "stimulus" else (min(1, n) if dim == "layer" else n) for dim, n in zip(var.dims, var.shape)
+        )
+        chunks = tuple(max(1, c) for c in chunks)
+        if chunks:
+            encoding[name] = {"chunks": chunks}
+    return encoding
+
+
+class ChunkedStore:
+    """A store written along ``stimulus`` one chunk after the other, so a job holds one chunk in memory.
+
+    The store grows in a work directory beside the target (``.<name>.tmp-XXXXXXXX``, or with ``key`` the
+    resumable ``.<name>.partial-<key>``); every :meth:`append` adds ``chunk`` rows (the last may be shorter)
+    and then records, atomically, how many rows are complete (``progress.json``). :meth:`finish` writes the
+    attrs and the consolidated metadata and renames the store into place: only then does the target exist,
+    so nothing half-written is ever taken as finished.
+
+    With ``key`` (a digest of everything the rows depend on) a killed job's work directory is found again by
+    the next run with the same key, cut back to its last complete chunk, and continued (:attr:`rows`); work
+    directories of the same target under another key are stale (their job's parameters changed) and are
+    removed. The stored chunks are the same whether written in one run or resumed: the rows of a chunk are
+    computed from that chunk alone.
+    """
+
+    def __init__(self, path: str | Path, *, chunk: int = STIMULUS_CHUNK, key: str | None = None):
+        self.path = Path(path)
+        self.chunk = int(chunk)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(self.path)
+        if key is None:
+            self.work = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        else:
+            if not re.fullmatch(r"[0-9a-f]{8,64}", key):
+                raise ValueError(f"store key must be hex digits, got {key!r}")
+            self.work = self.path.with_name(f".{self.path.name}.partial-{key}")
+            for sibling in self.path.parent.glob(f".{self.path.name}.partial-*"):
+                if sibling != self.work and sibling.is_dir():
+                    shutil.rmtree(sibling, ignore_errors=True)
+        self.store = self.work / "store.zarr"
+        self.marker = self.work / "progress.json"
+        self.rows = 0
+        if key is not None and self.marker.is_file() and self.store.is_dir():
+            import json
+
+            self.rows = int(json.loads(self.marker.read_text())["rows"])
+            self._truncate(self.rows)
+        elif self.work.exists():
+            shutil.rmtree(self.work)
+        self.work.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def resumed(self) -> bool:
+        return self.rows > 0
+
+    def _truncate(self, rows: int) -> None:
+        """Cut every ``stimulus`` array back to ``rows`` (what a write killed after the last marker added)."""
+        import zarr
+
+        group = zarr.open_group(self.store, mode="r+", zarr_format=3)
+        for _, array in group.arrays():
+            dims = array.metadata.dimension_names or ()
+            if dims and dims[0] == "stimulus" and array.shape[0] != rows:
+                array.resize((rows, *array.shape[1:]))
+
+    def _mark(self, rows: int) -> None:
+        import json
+
+        tmp = self.marker.with_name(f".progress.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.write_text(json.dumps({"rows": int(rows)}))
+        os.replace(tmp, self.marker)
+        self.rows = rows
+
+    def append(self, ds: xr.Dataset) -> None:
+        """Add the rows of ``ds`` (a Dataset along ``stimulus``) after the complete ones."""
+        n = ds.sizes["stimulus"]
+        if n == 0:
+            return
+        if self.rows % self.chunk:
+            raise ValueError(f"{self.path}: rows appended after a short chunk ({self.rows} rows, chunk {self.chunk})")
+        ds = ds.copy()
+        for name in ds.variables:
+            ds[name].attrs = _jsonable(dict(ds[name].attrs))
+            ds[name].encoding = {}
+        ds.attrs = _jsonable(dict(ds.attrs))  # (an append writes the group's attrs again: the same ones)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated.*")
+            if self.rows == 0:
+                names = [*ds.data_vars, *(c for c in ds.coords if "stimulus" in ds[c].dims)]
+                ds.to_zarr(self.store, mode="w", zarr_format=3, consolidated=False,
+                           encoding=_zarr_chunks(ds, self.chunk, names))
+            else:
+                fixed = [v for v in ds.variables if "stimulus" not in ds[v].dims]
+                ds.drop_vars(fixed).to_zarr(self.store, mode="a", append_dim="stimulus", zarr_format=3,
+                                            consolidated=False)
+        self._mark(self.rows + n)
+
+    def finish(self, attrs: Mapping | None = None) -> Path:
+        """Write ``attrs`` (when given; else the first chunk's stay) and the consolidated metadata, rename the
+        store into place (replacing an older one only now), and remove the work directory."""
+        import zarr
+
+        if self.rows == 0:
+            raise ValueError(f"{self.path}: no rows were written")
+        group = zarr.open_group(self.store, mode="r+", zarr_format=3)
+        if attrs is not None:
+            group.attrs.put(_jsonable(dict(attrs)))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated.*")
+            zarr.consolidate_metadata(self.store, zarr_format=3)
+        if self.path.exists():
+            old = self.path.with_name(f".{self.path.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(self.path, old)
+            os.replace(self.store, self.path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.store, self.path)
+        shutil.rmtree(self.work, ignore_errors=True)
+        return self.path
+
+    def abandon(self) -> None:
+        """Remove the work directory (a failed job whose partial work cannot be resumed)."""
+        shutil.rmtree(self.work, ignore_errors=True)

@@ -1,0 +1,169 @@
+"""From a dataset entry to a stimulus store: list, subsample on the listing, decode the kept rows chunk by chunk.
+
+:func:`plan` lists the source (no pixels) and decides which rows are kept; :meth:`Plan.images` decodes any
+range of the kept rows; :func:`write_stimuli` appends them to the store one chunk at a time, so the
+``stimuli`` job holds one chunk of images (``chunk`` x size x size x 3 bytes) plus the listing (ids,
+captions, labels: a few hundred bytes a stimulus) whatever the number of images. :func:`build_stimuli`
+returns the whole set in memory (small sets, tests, notebooks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .images import StimulusError
+from .registry import SOURCES, Listing, Source
+from .subsample import subsample_indices
+from .variations import render_rows, variation_params
+
+#: Rows of one chunk of the stimulus store (and of one decode call).
+STIMULI_CHUNK = 1024
+
+
+@dataclass
+class Plan:
+    """The kept stimuli of one dataset entry, before any pixel is decoded."""
+
+    name: str
+    spec: dict
+    source: Source
+    listing: Listing
+    rows: np.ndarray  # kept rows of the listing, in listing order
+    n_variations: int = 0  # 0: no variations; else renderings per kept row
+    variation: dict = field(default_factory=dict)
+    _decode: object = None
+
+    @property
+    def n(self) -> int:
+        return len(self.rows) * max(1, self.n_variations)
+
+    def _expand(self, values):
+        """Per-kept-row ``values`` repeated for every variation."""
+        k = max(1, self.n_variations)
+        return [values[i] for i in self.rows for _ in range(k)]
+
+    @cached_property
+    def ids(self) -> list[str]:
+        ids = [str(i) for i in self.listing.ids]
+        if not self.n_variations:
+            return [ids[i] for i in self.rows]
+        return [f"{ids[i]}~v{j}" for i in self.rows for j in range(self.n_variations)]
+
+    @cached_property
+    def variables(self) -> dict:
+        """The per-stimulus variables other than ``image`` (name -> numpy array), in store order."""
+        lst = self.listing
+        out = {}
+        if lst.captions is not None:
+            out["caption"] = np.array(self._expand(lst.captions), dtype=object)
+        if lst.labels is not None:
+            out["label"] = np.array(self._expand(lst.labels), dtype=object)
+        for var, values in lst.extra.items():
+            out[var] = np.array(self._expand(values), dtype=object)
+        if self.n_variations:
+            out["concept"] = np.array(self._expand([str(i) for i in lst.ids]), dtype=object)
+            out["variation"] = np.array([j for _ in self.rows for j in range(self.n_variations)], dtype=np.int64)
+        return out
+
+    @cached_property
+    def attrs(self) -> dict:
+        lst = self.listing
+        return {
+            "dataset": self.name,
+            "source": self.source.name,
+            "n_stimuli": int(self.n),
+            "has_captions": lst.captions is not None,
+            "has_labels": lst.labels is not None,
+            "classes": sorted({lst.labels[i] for i in self.rows}) if lst.labels is not None else [],
+            "spec": {k: v for k, v in self.spec.items()},
+            **(lst.attrs or {}),
+        }
+
+    def images(self, start: int, stop: int) -> np.ndarray:
+        """uint8 RGB images of kept stimuli ``start:stop`` (store order), decoded now; call in increasing order."""
+        if self._decode is None and not self.n_variations:
+            self._decode = self.source.decoder(self.spec)
+        if not self.n_variations:
+            refs = [self.listing.refs[i] for i in self.rows[start:stop]]
+            return self._decode(refs)
+        k = self.n_variations
+        ids = [str(i) for i in self.listing.ids]
+        items = [(self.listing.paths[self.rows[r // k]], ids[self.rows[r // k]], r % k) for r in range(start, stop)]
+        return render_rows(items, int(self.spec.get("image_size", 224)), int(self.spec.get("seed", 0)), self.variation)
+
+    def chunk(self, start: int, stop: int) -> xr.Dataset:
+        """Kept stimuli ``start:stop`` as a Dataset (images decoded now)."""
+        images = self.images(start, stop)
+        data_vars = {"image": (("stimulus", "height", "width", "channel"), images)}
+        for var, values in self.variables.items():
+            data_vars[var] = ("stimulus", values[start:stop])
+        return xr.Dataset(
+            data_vars,
+            coords={"stimulus": np.array(self.ids[start:stop], dtype=object),
+                    "channel": np.array(["R", "G", "B"], dtype=object)},
+            attrs=self.attrs,
+        )
+
+
+def plan(name: str, spec: dict) -> Plan:
+    """List the dataset entry ``spec`` (named ``name``) and decide its kept rows; nothing is decoded."""
+    source = SOURCES.get(spec.get("source"))
+    if source is None:
+        raise StimulusError(f"dataset {name!r}: unknown source {spec.get('source')!r}; "
+                            f"allowed sources are {list(SOURCES)}")
+    listing = source.list_stimuli(spec)
+    ids = [str(i) for i in listing.ids]
+    if len(set(ids)) != len(ids):
+        seen, dup = set(), set()
+        for i in ids:
+            (dup if i in seen else seen).add(i)
+        raise StimulusError(f"dataset {name!r}: stimulus ids must be unique; duplicated: {sorted(dup)[:5]}")
+    rows = subsample_indices(
+        len(ids), listing.labels, per_class=spec.get("per_class"), limit=spec.get("limit"),
+        seed=int(spec.get("seed", 0)), per_class_cap=spec.get("per_class_cap"),
+    )
+    if len(rows) == 0:
+        raise StimulusError(f"dataset {name!r}: no stimuli left after subsampling")
+    out = Plan(name, spec, source, listing, rows)
+    if spec.get("variations"):
+        if not source.variations:
+            allowed = [s for s, src in SOURCES.items() if src.variations]
+            raise StimulusError(f"dataset {name!r}: variations apply to sources {allowed}, not {source.name!r}")
+        out.variation = variation_params(spec["variations"])
+        out.n_variations = int(out.variation["n"])
+    return out
+
+
+def iter_chunks(p: Plan, chunk: int = STIMULI_CHUNK):
+    """The kept stimuli as consecutive Datasets of ``chunk`` rows (the last may be shorter)."""
+    for start in range(0, p.n, chunk):
+        yield p.chunk(start, min(start + chunk, p.n))
+
+
+def build_stimuli(name: str, spec: dict) -> xr.Dataset:
+    """Materialise the dataset entry ``spec`` (named ``name``) as one labelled in-memory Dataset (see the
+    package doc); the workflow writes the same rows chunk by chunk with :func:`write_stimuli`."""
+    p = plan(name, spec)
+    return p.chunk(0, p.n)
+
+
+def write_stimuli(name: str, spec: dict, path: str | Path, *, chunk: int = STIMULI_CHUNK) -> Plan:
+    """Write the stimulus store of ``spec`` to ``path`` chunk by chunk (atomically: the store appears only
+    when complete). Peak memory: one chunk of images plus the listing. Returns the plan."""
+    from ..store import ChunkedStore
+
+    p = plan(name, spec)
+    out = ChunkedStore(path, chunk=chunk)
+    try:
+        for ds in iter_chunks(p, chunk):
+            out.append(ds)
+        out.finish()
+    except BaseException:
+        out.abandon()
+        raise
+    return p
