@@ -592,9 +592,47 @@ def test_store_written_in_chunks_equals_the_one_shot_set(tmp_path, chunk):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no work directory left
 
 
-def test_a_failed_chunk_leaves_no_store(tmp_path, monkeypatch):
-    from convergence.stimuli import write_stimuli
+@pytest.mark.parametrize("repair", ["fixed", "excluded"])
+def test_a_corrupt_image_deep_in_the_set_fails_named_and_the_rerun_resumes(tmp_path, monkeypatch, repair):
+    """The job fails at the unreadable file with its name, no store appears, and after the file is fixed
+    (or removed) the rerun keeps the complete chunks before it and decodes only from there on."""
+    from convergence.stimuli import build_stimuli, write_stimuli
+    from convergence.stimuli import images as images_mod
+    from convergence.store import open_store
+
+    spec = _source_spec("image_folder", tmp_path)  # 12 files a/0 ... c/3, chunks of 4
+    bad = tmp_path / "f" / "c" / "1.png"  # row 9: in the third chunk
+    good = bad.read_bytes()
+    data = bytearray(good)
+    data[40:60] = b"\x00" * 20
+    bad.write_bytes(bytes(data))
+    target = tmp_path / "s.zarr"
+    with pytest.raises(StimulusError, match=r"c/1\.png"):
+        write_stimuli("f", spec, target, chunk=4)
+    assert not target.exists()
+    assert len([d for d in tmp_path.iterdir() if d.name.startswith(".s.zarr.partial-")]) == 1
+    if repair == "fixed":
+        bad.write_bytes(good)
+    else:
+        bad.unlink()
+    decoded = []
+    real = images_mod.decode_file
+    monkeypatch.setattr(images_mod, "decode_file", lambda path, *a: (decoded.append(path), real(path, *a))[1])
+    write_stimuli("f", spec, target, chunk=4)
+    assert len(decoded) == (4 if repair == "fixed" else 3)  # the third chunk only
+    monkeypatch.undo()
+    whole = build_stimuli("f", spec)
+    back = open_store(target, load=True)
+    for v in whole.variables:
+        np.testing.assert_array_equal(back[v].values, whole[v].values)
+    assert back.attrs == whole.attrs
+    assert [d.name for d in tmp_path.iterdir() if d.name.startswith(".")] == []  # the partial work is gone
+
+
+def test_a_changed_entry_never_resumes_stale_chunks(tmp_path, monkeypatch):
+    from convergence.stimuli import build_stimuli, write_stimuli
     from convergence.stimuli.build import Plan
+    from convergence.store import open_store
 
     spec = _source_spec("image_folder", tmp_path)
     real = Plan.images
@@ -607,4 +645,10 @@ def test_a_failed_chunk_leaves_no_store(tmp_path, monkeypatch):
     monkeypatch.setattr(Plan, "images", fail_late)
     with pytest.raises(RuntimeError):
         write_stimuli("f", spec, tmp_path / "s.zarr", chunk=4)
-    assert not (tmp_path / "s.zarr").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".s.zarr")]
+    monkeypatch.undo()
+    assert not (tmp_path / "s.zarr").exists()
+    other = {**spec, "image_size": 6}  # another entry: the partial work of the first is not resumed, but removed
+    write_stimuli("f", other, tmp_path / "s.zarr", chunk=4)
+    np.testing.assert_array_equal(open_store(tmp_path / "s.zarr", load=True)["image"].values,
+                                  build_stimuli("f", other)["image"].values)
+    assert [d.name for d in tmp_path.iterdir() if d.name.startswith(".")] == []

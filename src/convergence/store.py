@@ -162,20 +162,25 @@ class ChunkedStore:
 
     The store grows in a work directory beside the target (``.<name>.tmp-XXXXXXXX``, or with ``key`` the
     resumable ``.<name>.partial-<key>``); every :meth:`append` adds ``chunk`` rows (the last may be shorter)
-    and then records, atomically, how many rows are complete (``progress.json``). :meth:`finish` writes the
-    attrs and the consolidated metadata and renames the store into place: only then does the target exist,
-    so nothing half-written is ever taken as finished.
+    and then records, atomically, how many rows are complete and a digest of each chunk's inputs
+    (``progress.json``). :meth:`finish` writes the attrs and the consolidated metadata and renames the store
+    into place: only then does the target exist, so nothing half-written is ever taken as finished.
 
-    With ``key`` (a digest of everything the rows depend on) a killed job's work directory is found again by
-    the next run with the same key, cut back to its last complete chunk, and continued (:attr:`rows`); work
-    directories of the same target under another key are stale (their job's parameters changed) and are
-    removed. The stored chunks are the same whether written in one run or resumed: the rows of a chunk are
-    computed from that chunk alone.
+    With ``key`` (a digest of the job's parameters) a killed job's work directory is found again by the next
+    run with the same key and continued from its last complete chunk (:attr:`rows`): rows a killed append
+    wrote past it are cut off, and with ``digests`` (the digest of each chunk's inputs as they are now) only
+    the leading chunks whose recorded digest still matches are kept, so a chunk whose inputs changed is
+    redone. Work directories of the same target under another key are stale (their job's parameters changed)
+    and are removed. A chunk's rows must be computed from that chunk alone; then a resumed store holds the
+    same values as one written in one go.
     """
 
-    def __init__(self, path: str | Path, *, chunk: int = STIMULUS_CHUNK, key: str | None = None):
+    def __init__(self, path: str | Path, *, chunk: int = STIMULUS_CHUNK, key: str | None = None,
+                 digests: list[str] | None = None):
         self.path = Path(path)
         self.chunk = int(chunk)
+        if self.chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(self.path)
         if key is None:
@@ -190,18 +195,31 @@ class ChunkedStore:
         self.store = self.work / "store.zarr"
         self.marker = self.work / "progress.json"
         self.rows = 0
+        self.digests: list[str] = []
+        self.info: dict = {}
+        self.resumed_from = 0
         if key is not None and self.marker.is_file() and self.store.is_dir():
             import json
 
-            self.rows = int(json.loads(self.marker.read_text())["rows"])
-            self._truncate(self.rows)
-        elif self.work.exists():
+            done = json.loads(self.marker.read_text())
+            kept = list(done.get("digests", []))
+            if digests is not None:
+                same = 0
+                while same < min(len(kept), len(digests)) and kept[same] == digests[same]:
+                    same += 1
+                kept = kept[:same]
+            rows = min(int(done["rows"]), len(kept) * self.chunk)
+            if rows > 0:
+                self.rows, self.digests, self.info = rows, kept[: -(-rows // self.chunk)], dict(done.get("info", {}))
+                self._truncate(rows)
+                self.resumed_from = rows
+        if self.rows == 0 and self.work.exists():
             shutil.rmtree(self.work)
         self.work.mkdir(parents=True, exist_ok=True)
 
     @property
     def resumed(self) -> bool:
-        return self.rows > 0
+        return self.resumed_from > 0
 
     def _truncate(self, rows: int) -> None:
         """Cut every ``stimulus`` array back to ``rows`` (what a write killed after the last marker added)."""
@@ -213,21 +231,21 @@ class ChunkedStore:
             if dims and dims[0] == "stimulus" and array.shape[0] != rows:
                 array.resize((rows, *array.shape[1:]))
 
-    def _mark(self, rows: int) -> None:
+    def _mark(self) -> None:
         import json
 
         tmp = self.marker.with_name(f".progress.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.write_text(json.dumps({"rows": int(rows)}))
+        tmp.write_text(json.dumps({"rows": int(self.rows), "digests": self.digests, "info": _jsonable(self.info)}))
         os.replace(tmp, self.marker)
-        self.rows = rows
 
-    def append(self, ds: xr.Dataset) -> None:
-        """Add the rows of ``ds`` (a Dataset along ``stimulus``) after the complete ones."""
+    def append(self, ds: xr.Dataset, digest: str = "", **info) -> None:
+        """Add the rows of ``ds`` (a Dataset along ``stimulus``, one chunk) after the complete ones; ``digest``
+        identifies the chunk's inputs, ``info`` is kept with the progress (e.g. seconds spent)."""
         n = ds.sizes["stimulus"]
         if n == 0:
             return
-        if self.rows % self.chunk:
-            raise ValueError(f"{self.path}: rows appended after a short chunk ({self.rows} rows, chunk {self.chunk})")
+        if self.rows % self.chunk or n > self.chunk:
+            raise ValueError(f"{self.path}: chunks are {self.chunk} rows; {n} rows appended after {self.rows}")
         ds = ds.copy()
         for name in ds.variables:
             ds[name].attrs = _jsonable(dict(ds[name].attrs))
@@ -243,7 +261,10 @@ class ChunkedStore:
                 fixed = [v for v in ds.variables if "stimulus" not in ds[v].dims]
                 ds.drop_vars(fixed).to_zarr(self.store, mode="a", append_dim="stimulus", zarr_format=3,
                                             consolidated=False)
-        self._mark(self.rows + n)
+        self.rows += n
+        self.digests.append(str(digest))
+        self.info.update(info)
+        self._mark()
 
     def finish(self, attrs: Mapping | None = None) -> Path:
         """Write ``attrs`` (when given; else the first chunk's stay) and the consolidated metadata, rename the
@@ -269,5 +290,13 @@ class ChunkedStore:
         return self.path
 
     def abandon(self) -> None:
-        """Remove the work directory (a failed job whose partial work cannot be resumed)."""
+        """Remove the work directory (a failed write that cannot be resumed)."""
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def job_key(*parts) -> str:
+    """A 16-hex-digit digest of a job's parameters (JSON-serialisable ``parts``): the name of its resumable work."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(_jsonable(list(parts)), sort_keys=True, default=str).encode()).hexdigest()[:16]

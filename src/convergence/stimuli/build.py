@@ -152,18 +152,60 @@ def build_stimuli(name: str, spec: dict) -> xr.Dataset:
     return p.chunk(0, p.n)
 
 
+def _describe(ref) -> str:
+    """A row's reference as digest input: a file by its path, size and modification time; else its repr."""
+    if isinstance(ref, Path):
+        try:
+            st = ref.stat()
+        except OSError:
+            return f"{ref}\tmissing"
+        return f"{ref}\t{st.st_size}\t{st.st_mtime_ns}"
+    return repr(ref)
+
+
+def chunk_digests(p: Plan, chunk: int = STIMULI_CHUNK) -> list[str]:
+    """One digest per chunk of the store of ``p``: its ids, labels and captions and where its pixels come
+    from (files by path, size and modification time; for sources whose rows are not files, the content
+    manifest of what the source reads). A chunk whose digest is unchanged holds the same stored rows, so an
+    interrupted ``stimuli`` job keeps those chunks when it runs again (:class:`convergence.store.ChunkedStore`)."""
+    import hashlib
+
+    from .manifest import content_manifest
+
+    k = max(1, p.n_variations)
+    refs = p.listing.paths if p.n_variations else p.listing.refs
+    files = all(isinstance(r, Path) for r in refs)
+    common = "" if files else content_manifest(p.spec)["sha256"]
+    variables = p.variables
+    out = []
+    for start in range(0, p.n, chunk):
+        h = hashlib.blake2b(common.encode(), digest_size=16)
+        for r in range(start, min(start + chunk, p.n)):
+            h.update(f"{p.ids[r]}\t{_describe(refs[p.rows[r // k]])}".encode())
+            for values in variables.values():
+                h.update(f"\t{values[r]}".encode())
+            h.update(b"\n")
+        out.append(h.hexdigest())
+    return out
+
+
 def write_stimuli(name: str, spec: dict, path: str | Path, *, chunk: int = STIMULI_CHUNK) -> Plan:
-    """Write the stimulus store of ``spec`` to ``path`` chunk by chunk (atomically: the store appears only
-    when complete). Peak memory: one chunk of images plus the listing. Returns the plan."""
-    from ..store import ChunkedStore
+    """Write the stimulus store of ``spec`` to ``path`` chunk by chunk, atomically (the store appears only
+    when complete). Peak memory: one chunk of images (``chunk`` x size x size x 3 bytes, twice while it is
+    compressed) plus the listing. A job that fails or is killed part-way (an unreadable image deep in the
+    set, a time limit) leaves its complete chunks in ``.<name>.partial-<key>`` beside ``path`` (``key``: the
+    dataset's name, entry and chunk size); the next run keeps the leading chunks whose inputs did not change
+    (:func:`chunk_digests`) and decodes from there. Returns the plan."""
+    from ..store import ChunkedStore, job_key
+    from ..versions import STEP_VERSIONS
 
     p = plan(name, spec)
-    out = ChunkedStore(path, chunk=chunk)
-    try:
-        for ds in iter_chunks(p, chunk):
-            out.append(ds)
-        out.finish()
-    except BaseException:
-        out.abandon()
-        raise
+    digests = chunk_digests(p, chunk)
+    out = ChunkedStore(path, chunk=chunk, key=job_key("stimuli", name, spec, chunk, STEP_VERSIONS["stimuli"]),
+                       digests=digests)
+    if out.resumed:
+        print(f"{name}: resuming after {out.rows} of {p.n} stimuli (complete chunks of an earlier run)")
+    for i, start in enumerate(range(out.rows, p.n, chunk), start=out.rows // chunk):
+        out.append(p.chunk(start, min(start + chunk, p.n)), digest=digests[i])
+    out.finish(p.attrs)
     return p
