@@ -424,3 +424,45 @@ def extract_to_store(
         attrs["text_bits_per_byte"] = text_competence(encoder, text)
     out.finish(attrs)
     return open_store(path)
+
+
+def join_shards(shards, path, *, chunk: int = STIMULUS_CHUNK) -> xr.Dataset:
+    """Join the embedding stores ``shards`` (consecutive row ranges of one stimulus store, in order) into
+    the one store ``path``, chunk by chunk (one chunk in memory), atomically; its rows, chunks and attrs are
+    those of the unsharded extraction, with ``seconds`` the shards' sum and ``shards`` their row ranges."""
+    from .store import ChunkedStore, open_store
+
+    parts = [open_store(p) for p in shards]
+    if not parts:
+        raise ExtractionError("no shards to join")
+    ranges = [tuple(p.attrs.get("rows", (0, p.sizes["stimulus"]))) for p in parts]
+    for (a0, a1), (b0, _), where in zip(ranges, ranges[1:], shards[1:]):
+        if a1 != b0:
+            raise ExtractionError(f"shard {where} starts at row {b0}, not where the previous one ends ({a1})")
+    first = parts[0].attrs
+    for p, where in zip(parts, shards):
+        if p.attrs.get("layers") != first.get("layers") or p.attrs.get("provenance") != first.get("provenance"):
+            raise ExtractionError(f"shard {where} is not of the same model and layers as {shards[0]}")
+    sizes = [p.sizes["stimulus"] for p in parts]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    n = int(offsets[-1])
+    out = ChunkedStore(path, chunk=chunk)
+    try:
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            pieces = []
+            for i, p in enumerate(parts):
+                lo, hi = max(start, offsets[i]), min(stop, offsets[i + 1])
+                if lo < hi:
+                    pieces.append(p.isel(stimulus=slice(int(lo - offsets[i]), int(hi - offsets[i]))).load())
+            block = pieces[0] if len(pieces) == 1 else xr.concat(pieces, dim="stimulus")
+            block.attrs = {}
+            out.append(block)
+        attrs = {k: v for k, v in first.items() if k not in ("rows", "resumed_after")}
+        attrs.update(n_stimuli=n, seconds=round(sum(float(p.attrs.get("seconds", 0)) for p in parts), 3),
+                     shards=[list(r) for r in ranges])
+        out.finish(attrs)
+    except BaseException:
+        out.abandon()
+        raise
+    return open_store(path)

@@ -44,7 +44,7 @@ Importing this package is cheap (the workflow calls :func:`refresh_manifest` whi
 Pillow, pandas, fontTools, scikit-learn and ``datasets`` are imported when a set is listed or decoded.
 """
 
-from .build import STIMULI_CHUNK, Plan, build_stimuli, iter_chunks, plan, write_stimuli
+from .build import STIMULI_CHUNK, Plan, build_stimuli, count_stimuli, iter_chunks, plan, shard_rows, write_stimuli
 from .csv_table import csv_image_paths
 from .emoji import EMOJI_FONT, EMOJI_FONT_SIZE, emoji_codepoints
 from .fashion_mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR
@@ -79,9 +79,9 @@ __all__ = [
     "DEBIAN_PACKAGES", "DEFAULT_BACKGROUND", "EMOJI_FONT", "EMOJI_FONT_SIZE", "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DIR", "IMAGE_SUFFIXES", "OPENCLIPART_CAPTION_FILTER", "OPENCLIPART_MAX_SHARED_TITLE",
     "OPENCLIPART_PNG", "OPENCLIPART_SVG", "SOURCES", "STIMULI_CHUNK", "TUXPAINT_DIR", "TUXPAINT_EXCLUDED",
-    "VARIATION_DEFAULTS", "VARIATION_SOURCES", "Listing", "Plan", "Source", "StimulusError", "build_stimuli",
+    "VARIATION_DEFAULTS", "VARIATION_SOURCES", "Listing", "Plan", "Source", "StimulusError", "build_stimuli", "count_stimuli",
     "content_files", "content_manifest", "csv_image_paths", "decode_file", "emoji_codepoints", "fit_square",
     "gray_to_rgb", "image_folder_files", "iter_chunks", "openclipart_caption", "openclipart_index",
-    "parse_background", "plan", "refresh_manifest", "render_variation", "render_variations", "subsample_indices",
+    "parse_background", "plan", "refresh_manifest", "render_variation", "render_variations", "shard_rows", "subsample_indices",
     "svg_title", "to_rgb", "tuxpaint_index", "variation_params", "write_stimuli", "write_manifest",
 ]

@@ -209,3 +209,34 @@ def write_stimuli(name: str, spec: dict, path: str | Path, *, chunk: int = STIMU
         out.append(p.chunk(start, min(start + chunk, p.n)), digest=digests[i])
     out.finish(p.attrs)
     return p
+
+
+def count_stimuli(name: str, spec: dict, cache: str | Path, manifest: str | Path | None = None) -> int:
+    """How many stimuli the dataset entry keeps, from its listing (no pixel is decoded), remembered in the
+    JSON file ``cache`` under a digest of the entry and of its content manifest (the file
+    :func:`~convergence.stimuli.manifest.refresh_manifest` keeps), so it is listed again only when either
+    changed. The workflow reads it while building the DAG to know a sharded dataset's shards."""
+    import json
+
+    from ..store import job_key, write_json
+
+    content = Path(manifest).read_text() if manifest and Path(manifest).is_file() else ""
+    key = job_key("count", name, spec, content)
+    cache = Path(cache)
+    try:
+        known = json.loads(cache.read_text())
+        if known.get("key") == key:
+            return int(known["n"])
+    except (OSError, ValueError, KeyError):
+        pass
+    n = plan(name, spec).n
+    write_json({"key": key, "n": n}, cache)
+    return n
+
+
+def shard_rows(n: int, shard_size: int) -> list[tuple[int, int]]:
+    """The row ranges ``[start, stop)`` of the shards of ``n`` stimuli: consecutive runs of ``shard_size`` rows
+    of the stimulus store (the last may be shorter)."""
+    if shard_size < 1:
+        raise StimulusError(f"shard_size must be >= 1, got {shard_size}")
+    return [(s, min(n, s + shard_size)) for s in range(0, n, shard_size)]
