@@ -652,3 +652,14 @@ def test_a_changed_entry_never_resumes_stale_chunks(tmp_path, monkeypatch):
     np.testing.assert_array_equal(open_store(tmp_path / "s.zarr", load=True)["image"].values,
                                   build_stimuli("f", other)["image"].values)
     assert [d.name for d in tmp_path.iterdir() if d.name.startswith(".")] == []
+
+
+def test_the_schema_and_the_source_registry_agree():
+    """Every source the schema allows is registered, and every dataset field belongs to some source (or all)."""
+    from convergence.config import load_schema
+    from convergence.stimuli.registry import COMMON_OPTIONS, SOURCES
+
+    dataset = load_schema()["$defs"]["dataset"]["properties"]
+    assert dataset["source"]["enum"] == list(SOURCES)
+    fields = set(COMMON_OPTIONS).union(*(s.options for s in SOURCES.values()))
+    assert set(dataset) == fields

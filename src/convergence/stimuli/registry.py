@@ -68,7 +68,7 @@ class Source:
 
 
 #: Fields every dataset entry may have, whatever its source.
-COMMON_OPTIONS = ("source", "per_class", "per_class_cap", "limit", "seed", "shard_size", "models", "domain")
+COMMON_OPTIONS = ("source", "per_class", "per_class_cap", "limit", "seed", "variations", "shard_size", "models", "domain")
 
 _P = "convergence.stimuli."
 SOURCES: dict[str, Source] = {
