@@ -12,7 +12,7 @@ spec = snakemake.params.spec
 text = snakemake.input.get("text") or None
 if isinstance(text, (list, tuple)):
     text = text[0] if text else None
-rows = snakemake.params.get("rows") or (0, None)  # a shard: its row range of the stimulus store
+rows = getattr(snakemake.params, "rows", None) or (0, None)  # a shard (rule embed_shard): its row range
 with logged(snakemake.log[0], threads=snakemake.threads):
     encoder = load_encoder(snakemake.wildcards.model, spec, device=snakemake.config["device"])
     ds = extract_to_store(
