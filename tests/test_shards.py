@@ -51,25 +51,26 @@ def test_shard_size_must_be_a_multiple_of_every_batch_size():
 def test_workflow_runs_shards_as_jobs_and_adding_a_model_adds_only_its_shards(tmp_path):
     """40 emoji in shards of 16: one embed_shard job per (model, shard), one embed_join per model; the joined
     store equals the one-job extraction; nothing reruns unchanged; a new model schedules its 3 shards and join."""
-    from test_workflow import scheduled, snakemake, write_config
+    from test_workflow import snakemake, write_config
 
     from convergence.embed import extract
     from convergence.models import load_encoder
     from convergence.store import open_store
 
     cfg = {"progress": False, "embed_threads": 1,
-           "datasets": {"emo": {"source": "emoji", "limit": 40, "seed": 1, "image_size": 32, "shard_size": 16}},
+           "datasets": {"emo": {"source": "emoji", "limit": 40, "seed": 1, "image_size": 32, "shard_size": 16},
+                        "dig": {"source": "digits", "per_class": 2, "seed": 0}},  # unsharded: rule embed
            "models": {"cnn_a": dict(TINY_CNN)},
            "alignment": {"metrics": ["mutual_knn"], "n_permutations": 5, "n_bootstrap": 5, "k": 5},
            "prh": {"enabled": False}, "crossmodal": {"enabled": False}, "competence": {"enabled": False},
            "sample_size": {"datasets": []}, "dispersion": {"enabled": False}}
     write_config(tmp_path, cfg)
-    targets = ["results/embeddings/emo/cnn_a.zarr"]
+    targets = ["results/embeddings/emo/cnn_a.zarr", "results/embeddings/dig/cnn_a.zarr"]
     planned = scheduled_targets(tmp_path, targets)
+    assert [j for j in planned if j[0] == "embed"] == [("embed", "dataset=dig, model=cnn_a")]
     assert sorted(j for j in planned if j[0] == "embed_shard") == sorted(
         ("embed_shard", f"dataset=emo, model=cnn_a, shard={s:05d}") for s in range(3))
     assert {j for j in planned if j[0] == "embed_join"} == {("embed_join", "dataset=emo, model=cnn_a")}
-    assert not [j for j in planned if j[0] == "embed"]
     snakemake(tmp_path, "--cores", "2", *targets)
     joined = open_store(tmp_path / targets[0], load=True)
     assert joined.attrs["shards"] == [[0, 16], [16, 32], [32, 40]]
@@ -81,6 +82,7 @@ def test_workflow_runs_shards_as_jobs_and_adding_a_model_adds_only_its_shards(tm
     cfg["models"]["cnn_b"] = {**TINY_CNN, "seed": 5}
     write_config(tmp_path, cfg)
     added = scheduled_targets(tmp_path, [*targets, "results/embeddings/emo/cnn_b.zarr"])
+    assert open_store(tmp_path / targets[1]).sizes["stimulus"] == 20
     assert added == {*(("embed_shard", f"dataset=emo, model=cnn_b, shard={s:05d}") for s in range(3)),
                      ("embed_join", "dataset=emo, model=cnn_b")}
 
