@@ -13,7 +13,7 @@ text = snakemake.input.get("text") or None
 if isinstance(text, (list, tuple)):
     text = text[0] if text else None
 rows = getattr(snakemake.params, "rows", None) or (0, None)  # a shard (rule embed_shard): its row range
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     encoder = load_encoder(snakemake.wildcards.model, spec, device=snakemake.config["device"])
     ds = extract_to_store(
         encoder,

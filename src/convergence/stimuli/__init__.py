@@ -15,7 +15,9 @@ chunk at a time (:mod:`convergence.stimuli.build`). The sources:
 ``digits``
     scikit-learn's 1,797 8x8 handwritten digits.
 ``image_folder``
-    A folder of images, either in class sub-folders (label = folder name) or flat (no labels).
+    A folder of images, either in class sub-folders (label = folder name) or flat (no labels). Symbolic
+    links are followed, to folders and to files alike (a link back to a folder above it, a cycle, and a
+    link to nothing are errors): see :func:`image_folder_files`.
 ``csv``
     A CSV with a ``path`` column (relative to the CSV's folder) and optional ``caption``, ``label``, ``id``.
 ``huggingface``
@@ -30,7 +32,11 @@ chunk at a time (:mod:`convergence.stimuli.build`). The sources:
 Image files (``image_folder``, ``csv``, ``huggingface``, ``tuxpaint``, ``openclipart``) may be in any mode
 Pillow reads: transparency is composited on the dataset's ``background`` (default white), 16-bit greyscale
 is scaled to 8 bits, palette and greyscale images become RGB (:func:`to_rgb`); an image that cannot be
-decoded is one error naming it.
+decoded is one error naming it; an EXIF orientation is applied (:func:`upright`).
+
+Empty cells are no value: a labelled source whose label is empty for some stimulus (a blank ``label``
+cell of a CSV, a missing Hugging Face label), or a captioned source with an empty caption, is one error naming
+the dataset and the column (never a class named ``''``, never a caption every language model scores NaN).
 
 Every source then takes ``per_class`` (a per-class subsample, seeded) or ``limit`` (a seeded subsample of
 that many stimuli). Row order is the source's own order, so results are deterministic for a fixed seed.
@@ -59,6 +65,7 @@ from .images import (
     gray_to_rgb,
     parse_background,
     to_rgb,
+    upright,
 )
 from .manifest import content_files, content_manifest, refresh_manifest, write_manifest
 from .openclipart import (
@@ -83,5 +90,5 @@ __all__ = [
     "content_files", "content_manifest", "csv_image_paths", "decode_file", "emoji_codepoints", "fit_square",
     "gray_to_rgb", "image_folder_files", "iter_chunks", "openclipart_caption", "openclipart_index",
     "parse_background", "plan", "refresh_manifest", "render_variation", "render_variations", "shard_rows", "subsample_indices",
-    "svg_title", "to_rgb", "tuxpaint_index", "variation_params", "write_stimuli", "write_manifest",
+    "svg_title", "to_rgb", "tuxpaint_index", "upright", "variation_params", "write_stimuli", "write_manifest",
 ]

@@ -110,6 +110,29 @@ class Plan:
         )
 
 
+def _is_blank(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or not str(value).strip()
+
+
+def _check_filled(name: str, spec: dict, ids: list[str], raw: dict) -> None:
+    """Every stimulus of a labelled source has a label and every stimulus of a captioned source a caption:
+    an empty cell is one error naming the dataset and the column, never a class named '' or a caption every
+    language model scores NaN on."""
+    source = spec.get("source")
+    where = {"csv": (" (column 'label')", " (column 'caption')"),
+             "huggingface": (f" (label_column {spec.get('label_column')!r})",
+                             f" (caption_column {spec.get('caption_column')!r})")}.get(source, ("", ""))
+    for values, what, column, fix in (
+            (raw.get("labels"), "label", where[0], "fill them in, or leave the labels out to use the dataset without labels"),
+            (raw.get("captions"), "caption", where[1], "fill them in or remove those stimuli")):
+        if values is None:
+            continue
+        blank = [i for i, v in enumerate(values) if _is_blank(v)]
+        if blank:
+            scope = "every stimulus has" if len(blank) == len(values) else f"{len(blank)} of {len(values)} stimuli have"
+            raise StimulusError(f"dataset {name!r}: {scope} an empty {what}{column} (first: {ids[blank[0]]!r}); {fix}")
+
+
 def plan(name: str, spec: dict) -> Plan:
     """List the dataset entry ``spec`` (named ``name``) and decide its kept rows; nothing is decoded."""
     source = SOURCES.get(spec.get("source"))
@@ -123,6 +146,7 @@ def plan(name: str, spec: dict) -> Plan:
         for i in ids:
             (dup if i in seen else seen).add(i)
         raise StimulusError(f"dataset {name!r}: stimulus ids must be unique; duplicated: {sorted(dup)[:5]}")
+    _check_filled(name, spec, ids, {"labels": listing.labels, "captions": listing.captions})
     rows = subsample_indices(
         len(ids), listing.labels, per_class=spec.get("per_class"), limit=spec.get("limit"),
         seed=int(spec.get("seed", 0)), per_class_cap=spec.get("per_class_cap"),

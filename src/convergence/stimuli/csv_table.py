@@ -30,11 +30,15 @@ def read_table(path: Path):
 
 def index_csv(path: str | Path) -> Listing:
     path = Path(path)
+    if path.is_dir():
+        raise StimulusError(f"csv path {path} is a directory, not a CSV file (source image_folder reads a folder)")
     if not path.is_file():
         raise StimulusError(f"csv file {path} does not exist")
     table = read_table(path)
     if "path" not in table.columns:
         raise StimulusError(f"csv {path} needs a 'path' column; it has {list(table.columns)} (optional: caption, label, id)")
+    if table.empty:
+        raise StimulusError(f"csv {path} has a header but no rows; list one image per row")
     files = csv_image_paths(path, table["path"])
     missing = [str(f) for f in files if not f.is_file()]
     if missing:

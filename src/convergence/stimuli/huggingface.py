@@ -48,7 +48,8 @@ def open_dataset(spec: dict):
 
 
 def _caption(c) -> str:
-    return c[0] if isinstance(c, (list, tuple)) else str(c)
+    """The first caption of a list; a missing caption is empty (an error in :func:`~convergence.stimuli.build.plan`)."""
+    return (c[0] if c else "") if isinstance(c, (list, tuple)) else ("" if c is None else str(c))
 
 
 def list_stimuli(spec: dict) -> Listing:
@@ -68,7 +69,7 @@ def list_stimuli(spec: dict) -> Listing:
         n = len(data)
         columns = {c: data[c] for c in wanted}  # column reads of the memory-mapped table: no image is decoded
     captions = [_caption(c) for c in columns[cap]] if cap else None
-    labels = [names[int(v)] if names else str(v) for v in columns[lab]] if lab else None
+    labels = ["" if v is None else names[int(v)] if names else str(v) for v in columns[lab]] if lab else None
     ids = [str(v) for v in columns[key]] if key else [f"{i:06d}" for i in range(n)]
     return Listing(ids=ids, refs=list(range(n)), captions=captions, labels=labels)
 

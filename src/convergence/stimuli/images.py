@@ -49,6 +49,19 @@ def parse_background(value=DEFAULT_BACKGROUND) -> tuple[int, int, int]:
     raise StimulusError(f"background {value!r} is not a colour; allowed: {allowed}")
 
 
+_EXIF_ORIENTATION = 0x0112
+
+
+def upright(image):
+    """A PIL image turned the way its EXIF orientation tag says it is displayed (Pillow's
+    ``ImageOps.exif_transpose``); the image itself when it has no such tag (or the tag says "as stored")."""
+    from PIL import ImageOps
+
+    if image.getexif().get(_EXIF_ORIENTATION, 1) in (1, None):
+        return image
+    return ImageOps.exif_transpose(image)
+
+
 def to_rgb(image, background=DEFAULT_BACKGROUND):
     """A PIL image of any mode as 8-bit RGB, the way it looks on screen.
 
@@ -58,10 +71,13 @@ def to_rgb(image, background=DEFAULT_BACKGROUND):
       ``background`` (see :func:`parse_background`), so fully transparent pixels take the background colour
       whatever colour they store.
     - Greyscale, bilevel, palette, CMYK and the rest: Pillow's conversion to RGB.
+    - An EXIF orientation (a camera's JPEG stored sideways with a "rotate on display" tag) is applied
+      (:func:`upright`), so the pixels are the ones a viewer shows.
     """
     from PIL import Image
 
     rgb_background = parse_background(background)
+    image = upright(image)
     if image.mode in _SIXTEEN_BIT_MODES:
         values = np.asarray(image, dtype=np.float64)
         image = Image.fromarray(np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8), "L")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import _SIXTEEN_BIT_MODES, StimulusError, _decode_error, to_rgb
+from .images import _SIXTEEN_BIT_MODES, StimulusError, _decode_error, to_rgb, upright
 
 #: Defaults of a dataset's ``variations`` entry (``n`` is required): the object's longer side is drawn from
 #: ``scale`` (fraction of the image side), it is rotated by up to ``rotate`` degrees either way, flipped
@@ -42,6 +42,7 @@ def render_variation(image, size: int, rng: np.random.Generator, params: dict) -
     uniform position on a drawn background colour. Returns uint8 RGB (size, size, 3)."""
     from PIL import Image
 
+    image = upright(image)
     if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
         image = to_rgb(image)
     obj = image.convert("RGBA")
