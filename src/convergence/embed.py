@@ -5,7 +5,7 @@ time on a background thread (a bounded queue of batches, so reading and decompre
 pass), inference runs under ``torch.inference_mode()`` on the encoder's device, and features are collected
 one chunk of ``chunk`` stimuli at a time (:func:`iter_features`). :func:`extract_to_store` appends each
 chunk to the embedding store as soon as it is complete, so the ``embed`` job holds one chunk of features
-(``chunk`` x the sum of the layers' widths x 4 bytes) and two blocks of input whatever the number of
+(``chunk`` x the sum of the layers' widths x 4 bytes) and at most three blocks of input whatever the number of
 stimuli, and a killed job resumes from its last complete chunk (:class:`convergence.store.ChunkedStore`).
 Batches never straddle a chunk boundary, so a chunk's features depend on that chunk alone: a resumed, a
 sharded and an uninterrupted run store the same bits. On CUDA, input batches are
@@ -376,7 +376,7 @@ def extract_to_store(
     row range, format version and :func:`stimuli_fingerprint` of the stimulus store; a rerun with the same
     key (the job was killed) continues after the last complete chunk, while any change starts afresh. The
     store appears at ``path`` only when complete (atomic rename). Peak memory: one chunk of features plus
-    two blocks of :data:`READ_ROWS` inputs, whatever the number of stimuli.
+    at most three blocks of :data:`READ_ROWS` inputs (two queued, one being read), whatever the number of stimuli.
     """
     import os
     import signal
