@@ -40,10 +40,12 @@ def model_spec(name: str) -> dict:
 
 
 def child(args) -> dict:
-    """One job, in this process; returns what it measured."""
-    import torch
+    """One job, in this process; returns what it measured (torch is imported by the jobs that need it only,
+    as in the workflow, so the stimuli job's peak memory is its own)."""
+    if args.child[0] in ("ceiling", "embed"):
+        import torch
 
-    torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)
     work = Path(args.work)
     step, what = args.child[0], (args.child[1] if len(args.child) > 1 else "")
     t0 = time.perf_counter()
@@ -59,6 +61,7 @@ def child(args) -> dict:
         n = plan.n
     elif step == "ceiling":
         import numpy as np
+        import torch
 
         from convergence.models import load_encoder
         from convergence.store import open_store

@@ -21,8 +21,17 @@ from .registry import SOURCES, Listing, Source
 from .subsample import subsample_indices
 from .variations import render_rows, variation_params
 
-#: Rows of one chunk of the stimulus store (and of one decode call).
+#: Rows of one chunk of the stimulus store (and of one decode call), at most; fewer for large images, so
+#: that a chunk holds about :data:`CHUNK_BYTES` of pixels (:func:`chunk_rows`).
 STIMULI_CHUNK = 1024
+CHUNK_BYTES = 64 << 20
+
+
+def chunk_rows(spec: dict) -> int:
+    """Rows of a chunk of this entry's stimulus store: :data:`STIMULI_CHUNK`, or fewer so that a chunk's
+    images (``image_size`` squared x 3 bytes each) stay near :data:`CHUNK_BYTES` (445 rows at 224 px)."""
+    size = int(spec.get("image_size", 128 if spec.get("source") == "emoji" else 224))
+    return max(16, min(STIMULI_CHUNK, CHUNK_BYTES // (size * size * 3)))
 
 
 @dataclass
@@ -213,10 +222,10 @@ def chunk_digests(p: Plan, chunk: int = STIMULI_CHUNK) -> list[str]:
     return out
 
 
-def write_stimuli(name: str, spec: dict, path: str | Path, *, chunk: int = STIMULI_CHUNK) -> Plan:
+def write_stimuli(name: str, spec: dict, path: str | Path, *, chunk: int | None = None) -> Plan:
     """Write the stimulus store of ``spec`` to ``path`` chunk by chunk, atomically (the store appears only
-    when complete). Peak memory: one chunk of images (``chunk`` x size x size x 3 bytes, twice while it is
-    compressed) plus the listing. A job that fails or is killed part-way (an unreadable image deep in the
+    when complete). ``chunk``: rows a chunk (default :func:`chunk_rows`: at most 1,024, about 64 MB of
+    pixels). Peak memory: a few copies of one chunk of images (decoded, encoded, compressed) plus the listing. A job that fails or is killed part-way (an unreadable image deep in the
     set, a time limit) leaves its complete chunks in ``.<name>.partial-<key>`` beside ``path`` (``key``: the
     dataset's name, entry and chunk size); the next run keeps the leading chunks whose inputs did not change
     (:func:`chunk_digests`) and decodes from there. Returns the plan."""
@@ -224,6 +233,7 @@ def write_stimuli(name: str, spec: dict, path: str | Path, *, chunk: int = STIMU
     from ..versions import STEP_VERSIONS
 
     p = plan(name, spec)
+    chunk = int(chunk or chunk_rows(spec))
     digests = chunk_digests(p, chunk)
     out = ChunkedStore(path, chunk=chunk, key=job_key("stimuli", name, spec, chunk, STEP_VERSIONS["stimuli"]),
                        digests=digests)

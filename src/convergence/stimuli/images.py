@@ -133,8 +133,11 @@ def decode_file(path: Path, size: int, background=DEFAULT_BACKGROUND) -> np.ndar
 def _load_images(paths: Iterable[Path], size: int, background=DEFAULT_BACKGROUND) -> np.ndarray:
     """The files ``paths`` decoded (:func:`decode_file`) and stacked: (len(paths), size, size, 3) uint8."""
     parse_background(background)  # a bad colour is one error, before any image is read
-    out = [decode_file(p, size, background) for p in paths]
-    return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
+    paths = list(paths)
+    out = np.zeros((len(paths), size, size, 3), np.uint8)
+    for i, p in enumerate(paths):  # into one array: no list of images and stacked copy side by side
+        out[i] = decode_file(p, size, background)
+    return out
 
 
 def gray_to_rgb(images: np.ndarray) -> np.ndarray:
