@@ -1,11 +1,10 @@
-"""rule embed: one dataset through one model, every requested layer stored."""
+"""rule embed: one dataset through one model, every requested layer stored, chunk by chunk (resumable)."""
 import os
 from pathlib import Path
 
-from convergence.embed import extract
+from convergence.embed import extract_to_store
 from convergence.models import load_encoder
 from convergence.runtime import logged
-from convergence.store import open_store, write_store
 
 os.environ.setdefault("CONVERGENCE_CACHE", str(Path(snakemake.config["cache_dir"]).resolve()))
 spec = snakemake.params.spec
@@ -13,19 +12,23 @@ spec = snakemake.params.spec
 text = snakemake.input.get("text") or None
 if isinstance(text, (list, tuple)):
     text = text[0] if text else None
+rows = getattr(snakemake.params, "rows", None) or (0, None)  # a shard (rule embed_shard): its row range
 # device, precision and (on the CPU) threads as the rule's parameters say (convergence.reproducibility): the
 # thread count the numbers were computed with is the configured one, whatever --cores granted
 with logged(snakemake.log[0], threads=spec.get("threads") or snakemake.threads, outputs=snakemake.output):
     encoder = load_encoder(snakemake.wildcards.model, spec, device=spec["device"])
-    stimuli = open_store(snakemake.input.stimuli)
-    ds = extract(
+    ds = extract_to_store(
         encoder,
-        stimuli,
+        snakemake.input.stimuli,
+        snakemake.output[0],
+        params=spec,
         batch_size=spec["batch_size"],
         progress=snakemake.config["progress"],
         seed=spec["seed"],
         text=text,
         precision=spec["precision"],
+        start=rows[0],
+        stop=rows[1],
     )
-    write_store(ds, snakemake.output[0])
-    print(f"{snakemake.wildcards.model} on {snakemake.wildcards.dataset}: {len(ds.attrs['layers'])} layers, {ds.attrs['seconds']:.1f} s")
+    print(f"{snakemake.wildcards.model} on {snakemake.wildcards.dataset}: {len(ds.attrs['layers'])} layers, "
+          f"{ds.sizes['stimulus']} stimuli, {ds.attrs['seconds']:.1f} s")
