@@ -244,3 +244,14 @@ def test_open_clip_and_module_entries():
     assert validate_config({**GOOD, "models": {**GOOD["models"], "net": net}})
     msg = bad(lambda c: c["models"].update(net={**net, "factory": "build"}))
     assert "config.models.net.factory" in msg
+
+
+def test_single_layer_packaged_model_has_no_blocks_and_no_layer_by_layer_analysis():
+    from convergence.granularity import layers_models
+
+    sscd = {"source": "packaged", "name": "sscd", "modality": "vision", "objective": "self-supervised"}
+    msg = bad(lambda c: c["models"].update(sscd={**sscd, "granularity": "blocks"}))
+    assert "config.models.sscd.granularity" in msg and "one layer" in msg and "stages" in msg
+    cfg = validate_config({**GOOD, "models": {**GOOD["models"], "sscd": sscd}})
+    assert "sscd" in models_for(cfg, "dig")  # it is extracted and compared everywhere else
+    assert layers_models(cfg, "dig") == ["cnn"]

