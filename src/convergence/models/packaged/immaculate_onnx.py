@@ -73,10 +73,10 @@ def load(name: str, key: str, entry: dict, spec: dict, device: torch.device) -> 
     path = verified_file(entry, key)
     model = onnx.load(str(path))
     outputs = [o.name for o in model.graph.output]
-    if outputs != ["embedding"]:
-        raise ModelLoadError(f"packaged model {key!r}: {path} outputs {outputs}, expected ['embedding']")
+    if outputs != list(entry["tensors"].values()):
+        raise ModelLoadError(f"packaged model {key!r}: {path} outputs {outputs}, expected {list(entry['tensors'].values())}")
     encoder = OnnxEncoder(
-        name, model, {"embedding": "embedding"}, modality="vision", preprocessing=preprocessing(entry),
+        name, model, dict(entry["tensors"]), modality="vision", preprocessing=preprocessing(entry),
         input_layout="NHWC", device=device,
         provenance={"weights_file": str(path), "weights_sha256": entry["onnx"]["sha256"],
                     "graph": "unmodified: the package's file as installed, its own output as the only layer"},
