@@ -205,7 +205,9 @@ def _check_references(cfg: dict, base: Path) -> None:
                 close = difflib.get_close_matches(m["name"], list(PACKAGED), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"config.models.{mname}.name: no packaged model {m['name']!r}{hint}; packaged models: {sorted(PACKAGED)}")
-        if m["source"] == "packaged":
+            if m.get("granularity") == "blocks" and PACKAGED[m["name"]].get("n_layers", 2) < 2:
+                raise ConfigError(f"config.models.{mname}.granularity: packaged model {m['name']!r} has one layer (its "
+                                  "graph's own output), so no blocks; allowed: leave granularity out, or stages")
             _check_packaged(mname, m)
         if m["source"] == "onnx":
             p = Path(m["path"])
