@@ -5,5 +5,6 @@ from convergence.runtime import logged
 
 with logged(snakemake.log[0], threads=snakemake.threads):
     table, info = read_prh(snakemake.input.table, snakemake.input.fit)
-    plot_prh(table, [snakemake.output.png, snakemake.output.pdf], fit=info["fit"], reference=info["reference"],
-             metric=info["metric"], x_label=info["x_label"])
+    plot_prh(table, [snakemake.output.png, snakemake.output.pdf], fit=info["fit"],
+             fit_trained=info.get("fit_trained"), reference=info["reference"], metric=info["metric"],
+             x_label=info["x_label"], dataset=snakemake.wildcards.dataset)

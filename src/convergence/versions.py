@@ -19,4 +19,5 @@ STEP_VERSIONS = {
     "consistency": 1,
     "sample_size": 2,  # 2: subsets drawn from inference.rng_for(seed, "sample_size"), like every other draw
     "taxonomy": 1,
+    "prh": 2,  # 2: each model's objective in the table, the fit over trained models (controls left out)
 }

@@ -40,29 +40,34 @@ def alignment_vs_competence(scores: xr.Dataset, competence: Mapping[str, float] 
     """One row per model: its alignment to ``reference`` and its competence (the PRH plot's numbers).
 
     ``reference`` may be a ``model_a`` (the models are then the ``model_b`` entries) or a ``model_b``.
-    Columns: model, competence, alignment, ci_low, ci_high, null_mean, p_value. Models without a
-    competence value are left out; the reference itself is left out.
+    Columns: model, competence, alignment, ci_low, ci_high, null_mean, p_value, objective (the model's
+    training objective label, "" where the scores carry none). Models without a competence value are left
+    out; the reference itself is left out.
     """
     competence = pd.Series(competence, dtype=np.float64)
     if reference in scores["model_a"].values:
         sub = scores.sel(model_a=reference, summary=summary)
         models = [str(m) for m in sub["model_b"].values]
         dim = "model_b"
+        objectives = sub["objective_b"].values if "objective_b" in sub.coords else [""] * len(models)
     elif reference in scores["model_b"].values:
         sub = scores.sel(model_b=reference, summary=summary)
         models = [str(m) for m in sub["model_a"].values]
         dim = "model_a"
+        objectives = sub["objective_a"].values if "objective_a" in sub.coords else [""] * len(models)
     else:
         raise ValueError(f"reference {reference!r} is not a model of these scores")
     rows = []
+    objective = dict(zip(models, (str(o) for o in objectives)))
     for m in models:
         if m == reference or m not in competence.index:
             continue
         at = sub.sel({dim: m})
         rows.append({"model": m, "competence": float(competence[m]), "alignment": float(at["summary_score"]),
                      "ci_low": float(at["ci_low"]), "ci_high": float(at["ci_high"]),
-                     "null_mean": float(at["null_mean"]), "p_value": float(at["p_value"])})
-    return pd.DataFrame(rows, columns=["model", "competence", "alignment", "ci_low", "ci_high", "null_mean", "p_value"])
+                     "null_mean": float(at["null_mean"]), "p_value": float(at["p_value"]), "objective": objective[m]})
+    return pd.DataFrame(rows, columns=["model", "competence", "alignment", "ci_low", "ci_high", "null_mean", "p_value",
+                                       "objective"])
 
 
 def linear_fit(x, y) -> dict:
@@ -92,18 +97,23 @@ def prh(scores: xr.Dataset, competence: pd.DataFrame, reference: str, *, summary
     (table, info)
         ``table``: one row per model with a competence value (``alignment_vs_competence``); ``info``:
         ``reference``, ``metric``, ``summary``, ``x_label`` (what competence means here) and ``fit``
-        (``linear_fit`` of alignment on competence; ``None`` with fewer than two models).
+        (``linear_fit`` of alignment on competence; ``None`` with fewer than two models) and
+        ``fit_trained`` (the same over the trained models only: random-weight controls, objective
+        ``random``, left out; ``None`` with fewer than two).
     """
     values, x_label = prh_competence(competence)
     table = alignment_vs_competence(scores, values, reference, summary=summary)
-    numeric = [c for c in table.columns if c != "model"]
+    numeric = [c for c in table.columns if c not in ("model", "objective")]
     table[numeric] = table[numeric].astype(float)  # an empty table (no competence here) stays numeric
-    try:
-        fit = linear_fit(table["competence"], table["alignment"])
-    except ValueError:
-        fit = None
+    trained = table[table["objective"].str.lower() != "random"]
+    fits = {}
+    for name, rows in (("fit", table), ("fit_trained", trained)):
+        try:
+            fits[name] = linear_fit(rows["competence"], rows["alignment"])
+        except ValueError:
+            fits[name] = None
     info = {"reference": reference, "metric": str(scores.attrs.get("metric", "")), "summary": summary,
-            "x_label": x_label, "n_stimuli": int(scores.attrs.get("n_stimuli", 0)), "fit": fit}
+            "x_label": x_label, "n_stimuli": int(scores.attrs.get("n_stimuli", 0)), **fits}
     return table, info
 
 
@@ -114,6 +124,8 @@ def read_prh(table_path, info_path) -> tuple[pd.DataFrame, dict]:
     from pathlib import Path
 
     table = pd.read_csv(table_path)
-    numeric = [c for c in table.columns if c != "model"]
+    if "objective" in table.columns:  # an empty label is read as NaN
+        table["objective"] = table["objective"].fillna("").astype(str)
+    numeric = [c for c in table.columns if c not in ("model", "objective")]
     table[numeric] = table[numeric].astype(float)
     return table, json.loads(Path(info_path).read_text())

@@ -10,7 +10,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from .common import save_figure
+from .common import CONTROL_COLOUR, is_control, palette, save_figure
+
+
+def _objective(store: xr.Dataset) -> str:
+    from ..analyses import labels_of
+
+    return labels_of(store).get("objective", "")
 
 
 def pca_2d(x: np.ndarray) -> np.ndarray:
@@ -54,15 +60,24 @@ def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: 
     fig.suptitle(f"{dataset}: {stimuli.sizes['stimulus']} stimuli, {len(names)} models", fontsize=13)
 
     ax = axes[0]
+    colours = palette(names)
+    controls = {name: is_control(_objective(stores[name])) for name in names}
     for name in names:
         ds = stores[name]
         dims = [ds.attrs["feature_dims"][layer] for layer in ds.attrs["layers"]]
-        ax.plot(ds.attrs["depths"], dims, marker="o", ms=3, label=f"{name} ({len(dims)} layers)")
+        ax.plot(ds.attrs["depths"], dims, marker="o", ms=3, color=colours[name], ls="--" if controls[name] else "-",
+                mfc="none" if controls[name] else colours[name],
+                label=f"{name} ({len(dims)} layers)" + (", random weights" if controls[name] else ""))
     ax.set_xlabel("relative depth (0 = input, 1 = last layer)")
     ax.set_ylabel("feature dimension")
     ax.set_yscale("log")
     ax.set_title("stored layers")
-    ax.legend(fontsize=7, loc="best")
+    handles, texts = ax.get_legend_handles_labels()
+    spare = axes[n_panels] if n_panels < len(axes) else None
+    if spare is not None:  # the legend in the first empty panel, never over the lines
+        spare.legend(handles, texts, fontsize=7, loc="upper left", title="stored layers", title_fontsize=8)
+    else:
+        ax.legend(handles, texts, fontsize=6.5, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncols=2, frameon=False)
 
     labels = stimuli["label"].values.astype(str) if "label" in stimuli else None
     classes = sorted(set(labels)) if labels is not None else []
@@ -81,7 +96,9 @@ def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: 
         else:
             ax.scatter(xy[:, 0], xy[:, 1], s=6, color="tab:blue", alpha=0.6)
         n, d = feats.shape
-        ax.set_title(f"{name} [{ds.attrs['modality']}]\n{n} stimuli, {len(ds.attrs['layers'])} layers, last {last}: d={d}", fontsize=9)
+        ax.set_title(f"{name} [{ds.attrs['modality']}" + (", random weights" if controls[name] else "") + "]\n"
+                     f"{len(ds.attrs['layers'])} layers; last: {last}\nd={d}, {n} stimuli", fontsize=8.5,
+                     color=CONTROL_COLOUR if controls[name] else "black")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_xlabel(pc_label(1, explained[0]))
@@ -89,7 +106,7 @@ def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: 
     if classes and len(classes) <= 20 and names:
         axes[1].legend(fontsize=6, markerscale=2, loc="best", ncols=2)
     for ax in axes[n_panels:]:
-        ax.set_visible(False)
+        ax.axis("off")
     fig.tight_layout()
     save_figure(fig, paths)
     return fig
