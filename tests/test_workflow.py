@@ -153,6 +153,7 @@ CAPTION_PHRASES = {
     "layers/{dataset}/depth": "Where along depth models differ",
     "layers/{dataset}/smoothness": "How smoothly representations change with depth",
     "layers/{dataset}/readout": "How much low-level image information each layer keeps",
+    "layers/{dataset}/diagonal": "The claim \"similar relative depths are most similar\" on",
     "consistency/{metric}/matrices": "Consistency of model-to-model similarity across datasets",
     "consistency/{metric}/distributions": "main figure for metric",
     "consistency/{metric}/behaviour": "Does similarity predict behaviour?",
@@ -263,9 +264,10 @@ def test_one_figure_regenerates_alone_from_cached_numbers(finished_run):
 
 AGGREGATE_RULES = {"figure_overview", "alignment", "crossmodal", "figure_alignment", "figure_crossmodal", "prh", "figure_prh",
                    "competence", "layers", "layers_readout", "figure_layers_grid", "figure_layers_depth",
-                   "figure_layers_smoothness", "figure_layers_readout", "sample_size", "figure_sample_size"}
+                   "figure_layers_smoothness", "figure_layers_readout", "figure_layers_diagonal", "sample_size",
+                   "figure_sample_size"}
 LAYERS_RULES = {"embed_blocks", "kernel_blocks", "lowlevel", "layers", "layers_readout", "figure_layers_grid",
-                "figure_layers_depth", "figure_layers_smoothness", "figure_layers_readout"}
+                "figure_layers_depth", "figure_layers_smoothness", "figure_layers_readout", "figure_layers_diagonal"}
 
 
 def test_layers_analysis_outputs(finished_run):

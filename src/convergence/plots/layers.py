@@ -23,7 +23,6 @@ from .common import (
     CONTROL_COLOUR,
     CONTROL_LABEL,
     EXCLUDES_COLOUR,
-    colour,
     draw_intervals,
     footnote,
     is_control,
@@ -32,6 +31,7 @@ from .common import (
     save_figure,
 )
 
+TRAINED_COLOUR = "#1f3f6e"  # points of pairs of trained models (controls: hollow grey)
 COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
@@ -192,7 +192,7 @@ def plot_depth_matches(matches: pd.DataFrame, diagonal: dict, paths: Sequence[st
                     label=f"within {tol:g} of the diagonal")
     ax.plot(xs, xs, color="tab:green", lw=1, ls="--", label="equal relative depth")
     da, db = matches["depth_a"].to_numpy(float), matches["depth_b"].to_numpy(float)
-    trained_colour = colour("trained x trained", "set_pair")
+    trained_colour = TRAINED_COLOUR
     ax.scatter(da[~control], db[~control], s=14, alpha=0.55, zorder=3,
                **marker_style(trained_colour, False), label=f"trained pairs ({int((~control).sum())} layers)")
     if control.any():
@@ -203,16 +203,18 @@ def plot_depth_matches(matches: pd.DataFrame, diagonal: dict, paths: Sequence[st
     ax.set_aspect("equal")
     n_pairs = matches[["model_a", "model_b"]].drop_duplicates().shape[0] if len(matches) else 0
     ax.set_title(f"best match of every layer, {n_pairs} ordered model pairs", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, ncols=2)
 
-    rows = [("fraction", "fraction", f"layers whose best match\nlies within {tol:g}", "higher"),
-            ("mean_abs_offset", "offset", "mean |depth offset|\nof the best match", "lower")]
+    rows = [("fraction", "fraction", f"fraction of layers whose best\nmatch lies within {tol:g} (higher: closer)"),
+            ("mean_abs_offset", "offset", "mean |depth offset| of the\nbest match (lower: closer)")]
     ci = float(diagonal.get("ci", 0.95))
-    for k, (key, prefix, label, better) in enumerate(rows):
+    ticks, excluded = [], False
+    for k, (key, prefix, label) in enumerate(rows):
         y_obs, y_null = k - 0.12, k + 0.12
         value = float(diagonal[key])
         excl = draw_intervals(right, [y_obs], [value], [diagonal[f"{prefix}_ci_low"]], [diagonal[f"{prefix}_ci_high"]],
                               colour="tab:blue", horizontal=True, lw=2.5)
+        excluded |= bool(excl.any())
         right.scatter([value], [y_obs], color="tab:blue", s=36, zorder=3)
         mean, sd = float(diagonal[f"{prefix}_null_mean"]), float(diagonal[f"{prefix}_null_std"])
         if np.isfinite(mean):
@@ -220,20 +222,18 @@ def plot_depth_matches(matches: pd.DataFrame, diagonal: dict, paths: Sequence[st
                 right.hlines([y_null], [mean - 2 * sd], [mean + 2 * sd], colors="0.6", lw=2.5)
             right.scatter([mean], [y_null], color="0.45", marker="D", s=26, zorder=3)
         p = diagonal.get(f"{prefix}_p_value", np.nan)
-        ptext = f"p = {p:.3g} ({better} than the null)" if np.isfinite(p) else "no null"
-        right.annotate(f"{value:.2f} vs {mean:.2f} shuffled; {ptext}", (0.0, k + 0.38), fontsize=7,
-                       xycoords=("axes fraction", "data"))
-        if excl.any():
-            right.annotate("interval excludes its estimate", (0.0, k - 0.38), fontsize=6.5, color=EXCLUDES_COLOUR,
-                           xycoords=("axes fraction", "data"))
-    right.set_yticks(range(len(rows)), [r[2] for r in rows], fontsize=8)
+        ptext = f"one-sided p = {p:.3f}" if np.isfinite(p) else "no null"
+        ticks.append(f"{label}\n{value:.2f} vs {mean:.2f} shuffled\n({ptext})")
+    right.set_yticks(range(len(rows)), ticks, fontsize=7.5)
     right.set_ylim(len(rows) - 0.5, -0.5)
     right.set_xlim(0, 1)
-    right.set_xlabel("relative depth (offset) or fraction of layers")
+    right.set_xlabel("fraction of layers, or relative depth (offset)")
     handles = [plt.Line2D([], [], color="tab:blue", marker="o", lw=2.5, label=f"measured, {ci:.0%} bootstrap over pairs"),
                plt.Line2D([], [], color="0.6", marker="D", markerfacecolor="0.45", lw=2.5,
                           label=f"shuffled-depth null ({diagonal.get('n_permutations', '?')} draws), mean +- 2 sd")]
-    right.legend(handles=handles, fontsize=7, loc="lower right")
+    if excluded:
+        handles.append(plt.Line2D([], [], color=EXCLUDES_COLOUR, lw=2.5, label="interval that excludes its estimate"))
+    right.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     right.set_title("against depths shuffled within model B", fontsize=9)
     fig.suptitle(title or "similar relative depths are most similar?", fontsize=10)
     fig.tight_layout()

@@ -46,10 +46,13 @@ def pc_label(i: int, ratio: float) -> str:
     return f"PC{i} ({ratio * 100:.0f} %)" if np.isfinite(ratio) else f"PC{i} (no variance)"
 
 
-def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: Sequence[str | Path]) -> None:
+def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: Sequence[str | Path], *,
+                  objectives: Mapping[str, str] | None = None):
     """One panel of feature size vs relative depth for all models, then one PCA panel per model
     (last stored layer; axes labelled with the variance each component explains), points coloured by label
-    where the dataset has labels. Returns the (closed) figure."""
+    where the dataset has labels; each model in its palette colour, random-weight controls (objective
+    ``random``, from ``objectives`` or the store's provenance) dashed and named grey. Returns the (closed)
+    figure."""
     names = list(stores)
     n_panels = len(names) + 1
     ncols = min(4, n_panels)
@@ -61,7 +64,7 @@ def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: 
 
     ax = axes[0]
     colours = palette(names)
-    controls = {name: is_control(_objective(stores[name])) for name in names}
+    controls = {name: is_control((objectives or {}).get(name) or _objective(stores[name])) for name in names}
     for name in names:
         ds = stores[name]
         dims = [ds.attrs["feature_dims"][layer] for layer in ds.attrs["layers"]]
