@@ -138,6 +138,12 @@ def capture(module, fn, *args, **kwargs):
     return captured["fig"]
 
 
+def hollow_points(ax):
+    """The scatter collections of ``ax`` drawn hollow (edge only) that hold points."""
+    return [c for c in ax.collections
+            if isinstance(c, PathCollection) and len(c.get_offsets()) and len(c.get_facecolors()) == 0]
+
+
 def segments(ax, colour=None):
     """(x or y, low, high) of every line segment the axes' line collections draw (vlines / hlines), with
     its colour; only those of ``colour`` when given."""
@@ -200,7 +206,7 @@ def test_ratio_plot_draws_intervals_as_stored_and_leaves_controls_out_of_the_mea
     assert lows == [1.2, 1.5, 2.5, 4.0]
     mean = [line for line in ax.lines if line.get_color() in ("k", "black")]
     assert len(mean) == 1 and list(mean[0].get_ydata()) == [1.0, 2.0]  # the trained pair only: controls left out
-    hollow = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets()) and len(c.get_facecolors()) == 0]
+    hollow = hollow_points(ax)
     assert len(hollow) == 1 and sorted(hollow[0].get_offsets()[:, 1]) == [3.0, 5.0]  # the control, hollow
 
 
@@ -255,7 +261,8 @@ def test_heatmap_puts_controls_last_behind_a_separator_with_grey_names(tmp_path)
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["vit", "bert", "cnn"]  # the control last
     greys = [t.get_text() for t in ax.get_yticklabels() if t.get_color() == CONTROL_COLOUR]
-    assert greys == ["cnn"] and [t.get_text() for t in ax.get_xticklabels() if t.get_color() == CONTROL_COLOUR] == ["cnn"]
+    assert greys == ["cnn"]
+    assert [t.get_text() for t in ax.get_xticklabels() if t.get_color() == CONTROL_COLOUR] == ["cnn"]
     separators = sorted(tuple(np.round(line.get_xydata().ravel(), 3)) for line in ax.lines)
     assert separators == [(0.0, 1.5, 1.0, 1.5), (1.5, 0.0, 1.5, 1.0)]  # between row/column 2 and 3
     # the reordered cells keep their scores: vit x bert is NaN (hatched), cnn x vit 0.30
@@ -275,7 +282,7 @@ def test_prh_controls_are_hollow_and_left_out_of_the_fitted_line(tmp_path):
     fig = plot_prh(table, [tmp_path / "p.png"], fit=every, fit_trained=trained, reference="r", metric="cka_linear",
                    dataset="emoji")
     ax = fig.axes[0]
-    hollow = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets()) and len(c.get_facecolors()) == 0]
+    hollow = hollow_points(ax)
     assert [tuple(c.get_offsets()[0]) for c in hollow] == [(0.9, 0.1)]
     (line,) = [ln for ln in ax.lines if ln.get_label().startswith("fit")]
     assert line.get_xdata().max() == pytest.approx(0.3)  # over the trained models' range

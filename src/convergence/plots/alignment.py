@@ -233,7 +233,8 @@ def plot_crossmodal_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, 
 
     text = np.vectorize(cell, otypes=[object])(value, low, high, null, pairs)
     width = 0.8 if compact else 1.1
-    fig, ax = plt.subplots(figsize=(max(4.0, width * len(cols) + 2.5), max(3.0, (0.5 if compact else 0.9) * len(rows) + 2.0)))
+    height = (0.5 if compact else 0.9) * len(rows) + 2.0
+    fig, ax = plt.subplots(figsize=(max(4.0, width * len(cols) + 2.5), max(3.0, height)))
     metric = scores.attrs.get("metric", "score")
     label, cmap = metric_style(metric)
     notes = _heatmap(ax, value, rows, cols, text, cmap=cmap, label=f"{label}, {summary} layer pair",

@@ -163,7 +163,8 @@ def colour(name: str, kind: str = "model"):
 
 def mark_controls(ax, axis: str, controls: Sequence[bool], *, separator: bool = True) -> None:
     """Set the random-weight controls apart on a heatmap axis: their tick labels grey and italic and, when
-    they come after the trained models (:func:`control_order`), a separator line between the two blocks (black on white, seen on any colour)."""
+    they come after the trained models (:func:`control_order`), a separator line between the two blocks
+    (black edged with white, seen on any colour)."""
     controls = [bool(c) for c in controls]
     labels = ax.get_xticklabels() if axis == "x" else ax.get_yticklabels()
     for label, control in zip(labels, controls):
@@ -203,7 +204,8 @@ def label_points(ax, x, y, names, *, fontsize: float = 6.5, colours=None) -> lis
     pts = ax.transData.transform(np.column_stack([np.asarray(x, float), np.asarray(y, float)]))
     placed, texts = [], []
     scale = fig.dpi / 72.0
-    dots = [(px - 3 * scale, py - 3 * scale, px + 3 * scale, py + 3 * scale) for px, py in pts if np.all(np.isfinite([px, py]))]
+    dots = [(px - 3 * scale, py - 3 * scale, px + 3 * scale, py + 3 * scale) for px, py in pts
+            if np.all(np.isfinite([px, py]))]
 
     def free(box):
         return not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed + dots)

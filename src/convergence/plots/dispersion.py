@@ -117,7 +117,8 @@ def plot_subset_alignment(result: xr.Dataset, paths: Sequence[str | Path], *, ti
             sub = result.sel(metric=metric, criterion=crit)
             get = lambda name: np.array([float(sub[name].values[i, j]) for i, j, _ in pairs])  # noqa: E731
             lo, hi = get("random_ci_low"), get("random_ci_high")
-            ax.barh(y, hi - lo, left=lo, color="0.85", height=0.7, label=f"random subsets ({result.attrs.get('ci', 0.95):.0%})")
+            ax.barh(y, hi - lo, left=lo, color="0.85", height=0.7,
+                    label=f"random subsets ({result.attrs.get('ci', 0.95):.0%})")
             ax.scatter(get("random_mean"), y, marker="|", color="0.3", s=60, label="random subsets, mean")
             ax.scatter(get("low"), y, marker="<", color="tab:green", s=16, label="low dispersion", zorder=3)
             ax.scatter(get("high"), y, marker=">", color="tab:red", s=16, label="high dispersion", zorder=3)
@@ -179,8 +180,8 @@ def plot_ratio(result: xr.Dataset, paths: Sequence[str | Path], *, title: str | 
             values = np.asarray(sub["ratio"].values, dtype=np.float64)[:, trained, :].reshape(len(criteria), -1)
             mean = np.nanmean(values, axis=1)
             ax.plot(x, mean, "k-", lw=1.5, zorder=4)
-            handles["mean"] = plt.Line2D([], [], color="black", lw=1.5,
-                                         label="mean over trained pairs" + (" (controls left out)" if any(controls) else ""))
+            label = "mean over trained pairs" + (" (controls left out)" if any(controls) else "")
+            handles["mean"] = plt.Line2D([], [], color="black", lw=1.5, label=label)
         ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
         ax.axhline(2.0, color="0.7", lw=0.8, ls=":")
         ax.set_xticks(x, [f"{cr}\n(n={int(s)})" for cr, s in zip(criteria, result["size"].values)], fontsize=7)

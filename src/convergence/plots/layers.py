@@ -77,7 +77,8 @@ def plot_layer_grid(scores: xr.Dataset, pairs: Sequence[tuple[str, str]], paths:
     for ax in axes.ravel()[len(pairs):]:
         ax.axis("off")
     if image is not None:
-        fig.colorbar(image, ax=axes.ravel()[:len(pairs)].tolist(), shrink=0.8, label=str(scores.attrs.get("metric", "score")))
+        fig.colorbar(image, ax=axes.ravel()[:len(pairs)].tolist(), shrink=0.8,
+                     label=str(scores.attrs.get("metric", "score")))
     handles = [plt.Line2D([], [], ls="", marker="o", ms=4, color="red", label="best match of each row's layer"),
                plt.Line2D([], [], ls="--", color="0.3", lw=0.8, label="equal relative depth (white in the panels)")]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7, frameon=False)
@@ -156,7 +157,8 @@ def plot_readout(table: pd.DataFrame, paths: Sequence[str | Path], *, title: str
         ax.set_title(stat, fontsize=9)
         ax.set_xlabel("relative depth")
     if not drawn:
-        axes[0][0].text(0.5, 0.5, "no statistic has a finite R^2", ha="center", va="center", transform=axes[0][0].transAxes)
+        axes[0][0].text(0.5, 0.5, "no statistic has a finite R^2", ha="center", va="center",
+                        transform=axes[0][0].transAxes)
     axes[0][0].set_ylabel("cross-validated R^2 (ridge)")
     handles = [plt.Line2D([], [], color=colour_of[o], ls="--" if is_control(o) else "-",
                           label=o + (f" ({CONTROL_LABEL}s)" if is_control(o) else "")) for o in objectives]
@@ -228,7 +230,8 @@ def plot_depth_matches(matches: pd.DataFrame, diagonal: dict, paths: Sequence[st
     right.set_ylim(len(rows) - 0.5, -0.5)
     right.set_xlim(0, 1)
     right.set_xlabel("fraction of layers, or relative depth (offset)")
-    handles = [plt.Line2D([], [], color="tab:blue", marker="o", lw=2.5, label=f"measured, {ci:.0%} bootstrap over pairs"),
+    handles = [plt.Line2D([], [], color="tab:blue", marker="o", lw=2.5,
+                          label=f"measured, {ci:.0%} bootstrap over pairs"),
                plt.Line2D([], [], color="0.6", marker="D", markerfacecolor="0.45", lw=2.5,
                           label=f"shuffled-depth null ({diagonal.get('n_permutations', '?')} draws), mean +- 2 sd")]
     if excluded:
