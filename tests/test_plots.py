@@ -450,3 +450,24 @@ def test_depth_match_figure_draws_every_best_match_the_band_and_the_null(tmp_pat
     assert np.allclose(segs, sorted([(0.5, 0.5), (0.2, 0.4), (0.1, 0.15), (0.22, 0.38)]))
     ticks = " ".join(t.get_text() for t in right.get_yticklabels())
     assert "0.50 vs 0.30 shuffled" in ticks and "one-sided p = 0.020" in ticks and "0.12 vs 0.30" in ticks
+
+
+def test_overview_legends_sit_in_an_empty_panel_not_over_the_data(tmp_path):
+    from convergence.plots import overview
+
+    rng = np.random.default_rng(1)
+    ids = np.array([f"s{i}" for i in range(20)], dtype=object)
+
+    def store(modality):
+        return xr.Dataset({"l1": (("stimulus", "feature_l1"), rng.normal(size=(20, 3)))}, coords={"stimulus": ids},
+                          attrs={"layers": ["l1"], "depths": [1.0], "feature_dims": {"l1": 3}, "modality": modality})
+
+    stimuli = xr.Dataset({"label": ("stimulus", np.array(["a", "b"] * 10, dtype=object))}, coords={"stimulus": ids},
+                         attrs={"dataset": "toy"})
+    stores = {"m1": store("vision"), "ctrl": store("vision"), "m2": store("vision"), "m3": store("language")}
+    fig = capture(overview, overview.plot_overview, stimuli, stores, [tmp_path / "o.png"], objectives={"ctrl": "random"})
+    drawn = fig.axes[:5]  # the layers panel and four PCA panels; of the three empty ones two hold the legends
+    assert all(ax.get_legend() is None for ax in drawn)
+    assert [ax.get_legend().get_title().get_text() for ax in fig.axes[5:7]] == ["stored layers", "labels"]
+    (control_line,) = [ln for ln in fig.axes[0].lines if ln.get_label().startswith("ctrl")]
+    assert control_line.get_linestyle() == "--" and "random weights" in fig.axes[2].get_title()

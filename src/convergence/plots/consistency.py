@@ -48,8 +48,8 @@ def plot_consistency_matrices(table: pd.DataFrame, paths: Sequence[str | Path], 
     """One dataset x dataset heatmap of ``statistic`` per model-set pair on a diverging colour map centred
     at 0 (a signed correlation; diagonal blank: a dataset is not compared with itself), each cell annotated
     with its value and the number of model pairs; a cell without a value (too few of the set's model pairs
-    on both datasets) says ``n/a`` with that number. Set pairs with the random-weight controls are titled in
-    grey."""
+    on both datasets) says ``n/a`` with that number; those and the diagonal are light grey (white is 0).
+    Set pairs with the random-weight controls are titled in grey."""
     pairs = _set_pairs(table)
     if not pairs:
         _empty(paths, "no model-set pair has enough model pairs on two datasets")
@@ -65,7 +65,7 @@ def plot_consistency_matrices(table: pd.DataFrame, paths: Sequence[str | Path], 
             i, j = datasets.index(row.dataset_a), datasets.index(row.dataset_b)
             matrix[i, j] = matrix[j, i] = getattr(row, statistic)
             counts[i, j] = counts[j, i] = row.n_pairs
-        image = ax.imshow(np.ma.masked_invalid(matrix), cmap=plt.get_cmap(DIVERGING).with_extremes(bad="white"),
+        image = ax.imshow(np.ma.masked_invalid(matrix), cmap=plt.get_cmap(DIVERGING).with_extremes(bad="0.88"),
                           vmin=-1, vmax=1)
         for i in range(len(datasets)):
             for j in range(len(datasets)):
@@ -122,6 +122,8 @@ def plot_consistency_distributions(table: pd.DataFrame, paths: Sequence[str | Pa
         box.set(facecolor="none" if few else (*matplotlib.colors.to_rgb(shade), 0.25), edgecolor=shade,
                 hatch="///" if is_control_pair(pairs[k]) else None)
         boxes["medians"][pos - 1].set(color="0.55" if few else "black")
+        for line in (*boxes["whiskers"][2 * pos - 2: 2 * pos], *boxes["caps"][2 * pos - 2: 2 * pos]):
+            line.set(color="0.6" if few else "black")
         ax.scatter(pos + rng.uniform(-0.12, 0.12, values[k].size), values[k], s=14, alpha=0.8, zorder=3,
                    color=shade)
         labels.append(f"{pairs[k]}\n{len(sub)} dataset pairs\n~{typical} model pairs" + ("\n(too few)" if few else ""))

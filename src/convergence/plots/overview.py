@@ -75,12 +75,7 @@ def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: 
     ax.set_ylabel("feature dimension")
     ax.set_yscale("log")
     ax.set_title("stored layers")
-    handles, texts = ax.get_legend_handles_labels()
-    spare = axes[n_panels] if n_panels < len(axes) else None
-    if spare is not None:  # the legend in the first empty panel, never over the lines
-        spare.legend(handles, texts, fontsize=7, loc="upper left", title="stored layers", title_fontsize=8)
-    else:
-        ax.legend(handles, texts, fontsize=6.5, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncols=2, frameon=False)
+    legends = [("stored layers", *ax.get_legend_handles_labels())]
 
     labels = stimuli["label"].values.astype(str) if "label" in stimuli else None
     classes = sorted(set(labels)) if labels is not None else []
@@ -107,9 +102,19 @@ def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: 
         ax.set_xlabel(pc_label(1, explained[0]))
         ax.set_ylabel(pc_label(2, explained[1]))
     if classes and len(classes) <= 20 and names:
-        axes[1].legend(fontsize=6, markerscale=2, loc="best", ncols=2)
+        legends.append(("labels", *axes[1].get_legend_handles_labels()))
     for ax in axes[n_panels:]:
         ax.axis("off")
     fig.tight_layout()
+    # legends never over the data: in the empty panels, else under the figure
+    spare = list(axes[n_panels:])
+    for k, (name, handles, texts) in enumerate(legends):
+        if spare:
+            spare.pop(0).legend(handles, texts, fontsize=7, loc="upper left", title=name, title_fontsize=8,
+                                ncols=1 if len(texts) <= 12 else 2, markerscale=1.5)
+        else:
+            fig.legend(handles, texts, fontsize=7, title=name, title_fontsize=8, loc="upper left" if k == 0 else
+                       "upper right", bbox_to_anchor=(0.0 if k == 0 else 1.0, 0.0), ncols=min(4, len(texts)),
+                       markerscale=1.5, frameon=False)
     save_figure(fig, paths)
     return fig
