@@ -153,7 +153,7 @@ CAPTION_PHRASES = {
     "layers/{dataset}/depth": "Where along depth models differ",
     "layers/{dataset}/smoothness": "How smoothly representations change with depth",
     "layers/{dataset}/readout": "How much low-level image information each layer keeps",
-    "layers/{dataset}/diagonal": "The claim \"similar relative depths are most similar\" on",
+    "layers/{dataset}/diagonal": "Left: one point per layer of model A and ordered model pair",
     "consistency/{metric}/matrices": "Consistency of model-to-model similarity across datasets",
     "consistency/{metric}/distributions": "main figure for metric",
     "consistency/{metric}/behaviour": "Does similarity predict behaviour?",
@@ -190,12 +190,13 @@ def check_report(workdir: Path, tmp_path: Path, expected_config: str) -> str:
         assert caption_phrase(figure) in html, figure
     assert "measures how similarly neural networks represent the same stimuli" in html
     assert expected_config in html
+    assert r'<details id=\"run-config\">' in html  # the config sits in a folded block (JSON-escaped in the page)
     assert "{{" not in html  # every caption's template was rendered
     return html
 
 
 def test_report_has_every_figure_with_its_caption_and_the_config(finished_run, tmp_path):
-    html = check_report(finished_run, tmp_path, "&quot;n_permutations&quot;: 5")
+    html = check_report(finished_run, tmp_path, r'\"n_permutations\": 5')
     for category in ("Overview", "Alignment", "Cross-modal", "PRH", "Layers"):
         assert f'"{category}"' in html
     # the captions' templates see the job's wildcards and the config
@@ -266,7 +267,7 @@ def report_layout(html: str, tmp_path: Path) -> dict:
 
 
 def test_report_in_a_browser_shows_the_introduction_and_the_first_figure_without_scrolling(finished_run, tmp_path):
-    html = check_report(finished_run, tmp_path, "&quot;n_permutations&quot;: 5")
+    html = check_report(finished_run, tmp_path, r'\"n_permutations\": 5')
     layout = report_layout(html, tmp_path)
     width, height = layout["window"]
     intro, graph, figure = layout["intro"], layout["rulegraph"], layout["figure"]
@@ -585,7 +586,7 @@ def test_consistency_run_writes_tables_and_figures(consistency_run):
 
 
 def test_consistency_report_has_its_figures_and_captions(consistency_run, tmp_path):
-    html = check_report(consistency_run, tmp_path, "&quot;probe_splits&quot;: 2")
+    html = check_report(consistency_run, tmp_path, r'\"probe_splits\": 2')
     assert '"Consistency"' in html and '"cka_rbf"' in html  # category and subcategory (the metric)
 
 
