@@ -471,3 +471,13 @@ def test_overview_legends_sit_in_an_empty_panel_not_over_the_data(tmp_path):
     assert [ax.get_legend().get_title().get_text() for ax in fig.axes[5:7]] == ["stored layers", "labels"]
     (control_line,) = [ln for ln in fig.axes[0].lines if ln.get_label().startswith("ctrl")]
     assert control_line.get_linestyle() == "--" and "random weights" in fig.axes[2].get_title()
+
+
+def test_crossmodal_cells_mark_an_interval_that_excludes_its_score(tmp_path):
+    ds = scores_dataset([[0.2, 0.4], [0.1, 0.3]], np.ones((2, 2)), np.zeros((2, 2), int), np.zeros((2, 2), int),
+                        models_a=["cnn", "vit"], models_b=["bert", "gpt"])
+    ds["ci_low"][0, 0, 0], ds["ci_high"][0, 0, 0] = 0.25, 0.3  # wholly above the score 0.2
+    fig = plot_crossmodal_heatmap(ds, [tmp_path / "c.png"])
+    marked = [t for t in texts(fig.axes[0]) if "(!)" in t]
+    assert marked == ["0.200\n[0.250, 0.300] (!)\nnull 0.050\nl1/l1"]
+    assert "(!): the bootstrap interval does not contain the score" in fig.texts[-1].get_text()

@@ -74,6 +74,7 @@ def winning_layers(sub: xr.Dataset) -> np.ndarray:
     return out
 
 
+EXCLUDES_MARK = " (!)"  # after an interval that does not contain its estimate
 COMPACT_FROM = 9  # from this many models on a side, cells show the score only (details: the CSV table)
 
 
@@ -224,7 +225,7 @@ def plot_crossmodal_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, 
         if compact:
             return out
         if np.isfinite(lo) and np.isfinite(hi):
-            out += f"\n[{_fmt(lo, 3)}, {_fmt(hi, 3)}]"
+            out += f"\n[{_fmt(lo, 3)}, {_fmt(hi, 3)}]" + (EXCLUDES_MARK if not lo <= v <= hi else "")
         if np.isfinite(nu):
             out += f"\nnull {_fmt(nu, 3)}"
         if lp and np.isfinite(v):
@@ -241,6 +242,8 @@ def plot_crossmodal_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, 
                      control_rows=_control_flags(sub, "a"), control_cols=_control_flags(sub, "b"))
     if compact:
         notes.append("intervals, null means and winning layer pairs: the crossmodal CSV table")
+    elif any(EXCLUDES_MARK in str(t) for t in text.ravel()):
+        notes.append(f"{EXCLUDES_MARK.strip()}: the bootstrap interval does not contain the score")
     ax.set_xlabel(col_label)
     ax.set_ylabel(row_label)
     what = f"cross-modal {summary} layer pair, n={scores.attrs.get('n_stimuli', '?')}"
