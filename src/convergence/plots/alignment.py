@@ -159,10 +159,10 @@ def plot_alignment_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, s
                            title: str | None = None):
     """Model x model heatmap of the summary score, each cell annotated ``score``, ``(null mean)`` and the
     winning layer pair ``lI/lJ`` (the score only from ``COMPACT_FROM`` models on: the rest is in the CSV
-    table); a second panel shows the z-score against the permutation null (when the scores have one).
-    Colours are scaled on the pairs of different models (self pairs grey); cells without a score (constant
-    layers) are hatched; random-weight controls come last, behind a separator, their names grey. Returns the
-    (closed) figure."""
+    table); a second panel shows the z-score against the permutation null (when the scores have one) and a
+    third the calibrated score with its q <= alpha marks (:func:`calibrated_panel`). Colours are scaled on
+    the pairs of different models (self pairs grey); cells without a score (constant layers) are hatched;
+    random-weight controls come last, behind a separator, their names grey. Returns the (closed) figure."""
     sub = _controls_last(_summary(scores, summary))
     value = np.asarray(sub["summary_score"].values, dtype=np.float64)
     null = np.asarray(sub["null_mean"].values, dtype=np.float64)
@@ -172,7 +172,8 @@ def plot_alignment_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, s
     flags = {"control_rows": _control_flags(sub, "a"), "control_cols": _control_flags(sub, "b")}
     has_null = np.isfinite(null).any()
     compact = max(len(rows), len(cols)) >= COMPACT_FROM
-    panels = 2 if has_null else 1
+    has_calibrated = has_calibration(sub)
+    panels = (2 if has_null else 1) + has_calibrated
     side = max(4.0, (0.62 if compact else 0.6) * max(len(rows), len(cols)) + 2)
     fig, axes = plt.subplots(1, panels, figsize=(side * panels + 1, side + 0.6), squeeze=False)
     if compact:
@@ -193,6 +194,8 @@ def plot_alignment_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, s
         ztext = np.vectorize(lambda v: _fmt(v, 1), otypes=[object])(z)
         _heatmap(axes[0, 1], z, rows, cols, ztext, cmap="magma", label="z vs permutation null", **flags)
         axes[0, 1].set_title(f"z-score ({scores.attrs.get('n_permutations', '?')} permutations)", fontsize=9)
+    if has_calibrated:
+        calibrated_panel(axes[0, -1], sub, rows, cols, scores.attrs, **flags)
     for ax in axes[0]:
         ax.set_xlabel("model_b")
         ax.set_ylabel("model_a")
@@ -208,9 +211,10 @@ def plot_crossmodal_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, 
                             title: str | None = None, row_label: str = "vision model",
                             col_label: str = "language model"):
     """Vision (rows, ``model_a``) x language (columns, ``model_b``) heatmap of the summary score; cells
-    annotated with the score, its bootstrap interval, the null mean and the winning layer pair (the score
+    annotated with the score, its jackknife interval, the null mean and the winning layer pair (the score
     only from ``COMPACT_FROM`` models on a side); cells without a score hatched; random-weight controls last,
-    behind a separator. Returns the (closed) figure."""
+    behind a separator; beside it the calibrated score (:func:`calibrated_panel`) when the scores have one.
+    Returns the (closed) figure."""
     sub = _controls_last(_summary(scores, summary))
     value = np.asarray(sub["summary_score"].values, dtype=np.float64)
     null = np.asarray(sub["null_mean"].values, dtype=np.float64)
@@ -235,17 +239,23 @@ def plot_crossmodal_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, 
     text = np.vectorize(cell, otypes=[object])(value, low, high, null, pairs)
     width = 0.8 if compact else 1.1
     height = (0.5 if compact else 0.9) * len(rows) + 2.0
-    fig, ax = plt.subplots(figsize=(max(4.0, width * len(cols) + 2.5), max(3.0, height)))
+    panels = 1 + has_calibration(sub)
+    fig, axes = plt.subplots(1, panels, figsize=(panels * max(4.0, width * len(cols) + 2.5), max(3.0, height)),
+                             squeeze=False)
+    ax = axes[0, 0]
     metric = scores.attrs.get("metric", "score")
     label, cmap = metric_style(metric)
-    notes = _heatmap(ax, value, rows, cols, text, cmap=cmap, label=f"{label}, {summary} layer pair",
-                     control_rows=_control_flags(sub, "a"), control_cols=_control_flags(sub, "b"))
+    flags = {"control_rows": _control_flags(sub, "a"), "control_cols": _control_flags(sub, "b")}
+    notes = _heatmap(ax, value, rows, cols, text, cmap=cmap, label=f"{label}, {summary} layer pair", **flags)
+    if panels == 2:
+        calibrated_panel(axes[0, 1], sub, rows, cols, scores.attrs, **flags)
     if compact:
         notes.append("intervals, null means and winning layer pairs: the crossmodal CSV table")
     elif any(EXCLUDES_MARK in str(t) for t in text.ravel()):
-        notes.append(f"{EXCLUDES_MARK.strip()}: the bootstrap interval does not contain the score")
-    ax.set_xlabel(col_label)
-    ax.set_ylabel(row_label)
+        notes.append(f"{EXCLUDES_MARK.strip()}: the interval does not contain the score")
+    for a in axes[0]:
+        a.set_xlabel(col_label)
+        a.set_ylabel(row_label)
     what = f"cross-modal {summary} layer pair, n={scores.attrs.get('n_stimuli', '?')}"
     ax.set_title((title or figure_title(what, dataset=scores.attrs.get("dataset"), metric=metric))
                  + ("" if compact else f"\n{_layer_note(summary)}"), fontsize=9)
@@ -257,29 +267,35 @@ def plot_crossmodal_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, 
 
 def plot_prh(table: pd.DataFrame, paths: Sequence[str | Path], *, fit: Mapping | None = None,
              fit_trained: Mapping | None = None, reference: str = "", metric: str = "alignment",
-             x_label: str = "competence (1 - bits per byte)", dataset: str | None = None):
+             x_label: str = "competence (1 - bits per byte)", dataset: str | None = None,
+             fit_calibrated: Mapping | None = None, fit_calibrated_trained: Mapping | None = None,
+             alpha: float | None = None):
     """The PRH plot: each model's alignment to a reference model against its competence.
 
-    ``table`` has columns model, competence, alignment and optionally ci_low, ci_high, null_mean and
-    objective (``convergence.analyses.prh.alignment_vs_competence``). Each interval is drawn exactly as
-    stored, from ci_low to ci_high (red where it excludes the score). Random-weight controls (objective
-    ``random``) are hollow. With controls in the table the line is ``fit_trained`` (the fit over the trained
-    models, controls left out; none is drawn without it), else ``fit``; either over the data's range. The
-    mean null level is a dashed line. Returns the (closed) figure.
+    ``table`` has columns model, competence, alignment and optionally ci_low, ci_high, null_mean,
+    calibrated, q_value and objective (``convergence.analyses.prh.alignment_vs_competence``). Each interval
+    is drawn exactly as stored, from ci_low to ci_high (red where it excludes the score). Random-weight
+    controls (objective ``random``) are hollow. With controls in the table the line is ``fit_trained`` (the
+    fit over the trained models, controls left out; none is drawn without it), else ``fit``; either over the
+    data's range. The mean null level is a dashed line. With a ``calibrated`` column a second panel shows
+    the calibrated alignment against the same competence (:func:`prh_calibrated_panel`, line
+    ``fit_calibrated_trained`` or ``fit_calibrated`` by the same rule). Returns the (closed) figure.
     """
     from .common import palette
 
     missing = [c for c in ("model", "competence", "alignment") if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks column(s) {missing}")
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    calibrated = "calibrated" in table.columns and bool(np.isfinite(table["calibrated"].to_numpy(float)).any())
+    fig, axes = plt.subplots(1, 1 + calibrated, figsize=(6.4 * (1 + calibrated), 4.8), squeeze=False)
+    ax = axes[0, 0]
     x = table["competence"].to_numpy(dtype=np.float64)
     y = table["alignment"].to_numpy(dtype=np.float64)
     names = [str(m) for m in table["model"]]
     control = np.array([is_control(o) for o in table["objective"]], dtype=bool) if "objective" in table.columns \
         else np.zeros(len(table), dtype=bool)
     if {"ci_low", "ci_high"} <= set(table.columns):
-        draw_intervals(ax, x, y, table["ci_low"], table["ci_high"], label="bootstrap interval")
+        draw_intervals(ax, x, y, table["ci_low"], table["ci_high"], label="interval (jackknife, as stored)")
     colours = palette(names)
     for k, name in enumerate(names):
         ax.scatter([x[k]], [y[k]], s=34, zorder=3, **marker_style(colours[name], bool(control[k])))
@@ -287,14 +303,7 @@ def plot_prh(table: pd.DataFrame, paths: Sequence[str | Path], *, fit: Mapping |
         ax.scatter([], [], s=34, facecolors="none", edgecolors="0.3", label=f"{CONTROL_LABEL} (hollow)")
     if "null_mean" in table.columns and np.isfinite(table["null_mean"]).any():
         ax.axhline(float(np.nanmean(table["null_mean"])), color="0.4", ls="--", lw=1, label="permutation null (mean)")
-    line, who = (fit_trained, "trained models") if control.any() else (fit, "all models")
-    trained = ~control & np.isfinite(x) & np.isfinite(y)
-    if line is not None and trained.sum() >= 2:
-        xs = np.linspace(np.nanmin(x[trained]), np.nanmax(x[trained]), 50)
-        label = f"fit over {line.get('n', int(trained.sum()))} {who}: slope {line['slope']:.3f}"
-        if np.isfinite(line.get("r", np.nan)):
-            label += f", r = {line['r']:.2f}"
-        ax.plot(xs, line["slope"] * xs + line["intercept"], color="C3", lw=1.5, label=label)
+    _fit_line(ax, x, y, control, fit, fit_trained)
     ax.set_xlabel(x_label)
     label = metric_style(metric)[0]
     ax.set_ylabel(f"{label} to {reference}" if reference else label)
@@ -303,13 +312,32 @@ def plot_prh(table: pd.DataFrame, paths: Sequence[str | Path], *, fit: Mapping |
     what = f"alignment to {reference} vs competence" if reference else "alignment vs competence"
     ax.set_title(figure_title(what, dataset=dataset, metric=metric), fontsize=10)
     ax.margins(x=0.12, y=0.1)
+    if calibrated:
+        prh_calibrated_panel(axes[0, 1], table, fit_calibrated, fit_trained=fit_calibrated_trained,
+                             reference=reference, metric=metric, x_label=x_label, alpha=alpha)
     fig.tight_layout()
     label_points(ax, x, y, names)
+    if calibrated:
+        label_points(axes[0, 1], x, table["calibrated"].to_numpy(float), names)
     unscored = [name for name, yi in zip(names, y) if not np.isfinite(yi)]
     if unscored:  # a NaN score (constant layers) is missing, not zero: say which models have none
         footnote(fig, f"no score: {', '.join(unscored)}")
     save_figure(fig, paths)
     return fig
+
+
+def _fit_line(ax, x, y, control, fit: Mapping | None, fit_trained: Mapping | None) -> None:
+    """Draw the stored least-squares line over the models it was fitted to: ``fit_trained`` over the trained
+    models when the random-weight controls (``control``) are among the points (none without it), else
+    ``fit`` over all of them."""
+    line, who = (fit_trained, "trained models") if control.any() else (fit, "all models")
+    trained = ~control & np.isfinite(x) & np.isfinite(y)
+    if line is not None and trained.sum() >= 2:
+        xs = np.linspace(np.nanmin(x[trained]), np.nanmax(x[trained]), 50)
+        label = f"fit over {line.get('n', int(trained.sum()))} {who}: slope {line['slope']:.3f}"
+        if np.isfinite(line.get("r", np.nan)):
+            label += f", r = {line['r']:.2f}"
+        ax.plot(xs, line["slope"] * xs + line["intercept"], color="C3", lw=1.5, label=label)
 
 
 def plot_layer_pairs(scores: xr.Dataset, model_a: str, model_b: str, paths: Sequence[str | Path]) -> None:
@@ -333,3 +361,78 @@ def plot_layer_pairs(scores: xr.Dataset, model_a: str, model_b: str, paths: Sequ
     ax.set_ylabel(model_a)
     fig.tight_layout()
     save_figure(fig, paths)
+
+
+# ------------------------------------------------------------------------------------ calibrated scores
+
+
+def has_calibration(sub: xr.Dataset) -> bool:
+    """Whether a summary's scores carry a calibrated score with at least one finite value."""
+    return "calibrated" in sub and bool(np.isfinite(np.asarray(sub["calibrated"].values, dtype=np.float64)).any())
+
+
+def above_null(sub: xr.Dataset, alpha: float) -> np.ndarray:
+    """Cells above their null: Benjamini-Hochberg q-value at most ``alpha`` (False where there is none)."""
+    if "q_value" not in sub:
+        return np.zeros(sub["summary_score"].shape, dtype=bool)
+    q = np.asarray(sub["q_value"].values, dtype=np.float64)
+    return np.isfinite(q) & (q <= alpha)
+
+
+def _alpha(attrs: Mapping) -> float:
+    value = float(attrs.get("alpha", 0.05))
+    return value if np.isfinite(value) else 0.05
+
+
+def calibrated_panel(ax, sub: xr.Dataset, rows: Sequence[str], cols: Sequence[str], attrs: Mapping, *,
+                     control_rows=None, control_cols=None) -> list[str]:
+    """One heatmap panel of the calibrated score (0 at or below the null's (1 - alpha) threshold tau, else the
+    excess over tau as a share of the room to the metric's maximum; colour scale 0 to 1), each cell marked
+    ``*`` when its q-value is at most alpha (Benjamini-Hochberg over the model pairs); random-weight controls
+    set apart as in :func:`_heatmap`. Returns the panel's notes."""
+    value = np.asarray(sub["calibrated"].values, dtype=np.float64)
+    alpha = _alpha(attrs)
+    marks = above_null(sub, alpha)
+    text = np.vectorize(lambda v, m: _fmt(v) + ("*" if m and np.isfinite(v) else ""), otypes=[object])(value, marks)
+    notes = _heatmap(ax, value, rows, cols, text, cmap="viridis", label="calibrated score", vmin=0.0, vmax=1.0,
+                     control_rows=control_rows, control_cols=control_cols)
+    ax.set_title(f"calibrated (alpha {alpha:g}: 0 at or below the null's threshold)\n"
+                 f"*: above its null, q <= {alpha:g} (Benjamini-Hochberg over model pairs)", fontsize=8)
+    return notes
+
+
+def prh_calibrated_panel(ax, table: pd.DataFrame, fit: Mapping | None, *, fit_trained: Mapping | None = None,
+                         reference: str = "", metric: str = "alignment", x_label: str = "competence",
+                         alpha: float | None = None) -> None:
+    """The PRH panel on calibrated alignment: each model's calibrated alignment to the reference against its
+    competence, in its palette colour, a circle where its q-value is at most alpha (above its null) and a
+    cross where not; random-weight controls hollow and left out of the line (``fit_trained``, else ``fit``
+    when there are no controls). The caller names the points."""
+    from .common import palette
+
+    alpha = 0.05 if alpha is None or not np.isfinite(alpha) else float(alpha)
+    x = table["competence"].to_numpy(dtype=np.float64)
+    y = table["calibrated"].to_numpy(dtype=np.float64)
+    q = table["q_value"].to_numpy(dtype=np.float64) if "q_value" in table.columns else np.full(y.shape, np.nan)
+    above = np.isfinite(q) & (q <= alpha)
+    names = [str(m) for m in table["model"]]
+    control = np.array([is_control(o) for o in table["objective"]], dtype=bool) if "objective" in table.columns \
+        else np.zeros(len(table), dtype=bool)
+    colours = palette(names)
+    for k, name in enumerate(names):
+        style = marker_style(colours[name], bool(control[k]))
+        if not above[k]:  # a cross has no face: a control's is drawn thinner
+            style = {"color": colours[name], "linewidths": 0.8 if control[k] else 1.4}
+        ax.scatter([x[k]], [y[k]], s=34, zorder=3, marker="o" if above[k] else "x", **style)
+    ax.scatter([], [], s=34, marker="o", color="0.3", label=f"above its null (q <= {alpha:g})")
+    ax.scatter([], [], s=34, marker="x", color="0.3", label="not above its null")
+    if control.any():
+        ax.scatter([], [], s=34, facecolors="none", edgecolors="0.3", label=f"{CONTROL_LABEL} (hollow)")
+    _fit_line(ax, x, y, control, fit, fit_trained)
+    ax.axhline(0.0, color="0.4", ls="--", lw=1)
+    ax.set_xlabel(x_label)
+    label = metric_style(metric)[0]
+    ax.set_ylabel(f"calibrated {label} to {reference}" if reference else f"calibrated {label}")
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, frameon=False)
+    ax.margins(x=0.12, y=0.1)
+    ax.set_title(f"calibrated (0 = not above the null's 1 - {alpha:g} threshold)", fontsize=10)

@@ -144,7 +144,7 @@ def plot_subset_alignment(result: xr.Dataset, paths: Sequence[str | Path], *, ti
 
 
 def plot_ratio(result: xr.Dataset, paths: Sequence[str | Path], *, title: str | None = None) -> None:
-    """One panel per metric: the low/high ratio with its bootstrap interval, drawn exactly as stored (red
+    """One panel per metric: the low/high ratio with its jackknife interval, drawn exactly as stored (red
     where it excludes the ratio), for every pair (colour = vision model from the shared palette, marker =
     language model; random-weight vision models hollow) across selection criteria; the mean over the pairs
     of trained vision models in black (controls left out), 1 and 2 marked."""
@@ -193,8 +193,8 @@ def plot_ratio(result: xr.Dataset, paths: Sequence[str | Path], *, title: str | 
     legend += [plt.Line2D([], [], color="0.3", marker=markers[j % len(markers)], ls="", label=lang)
                for j, lang in enumerate(language)]
     legend += list(handles.values())
-    fig.suptitle(f"{title or ''}: low/high ratio with {result.attrs.get('ci', 0.95):.0%} bootstrap intervals "
-                 f"({result.attrs.get('n_bootstrap', '?')} resamples)", fontsize=9)
+    fig.suptitle(f"{title or ''}: low/high ratio with {result.attrs.get('ci', 0.95):.0%} jackknife intervals "
+                 f"(up to {result.attrs.get('n_bootstrap', '?')} groups)", fontsize=9)
     fig.tight_layout()
     fig.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=4, fontsize=7, frameon=False)
     save_figure(fig, paths)
