@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from .metrics.registry import METRIC_NAMES, get_metric, kernel_needs
+from .models.architectures import timm_class_token
 
 #: The config schema, shipped inside the package (found the same way from a wheel or a checkout).
 SCHEMA_RESOURCE = "schemas/config.schema.yaml"
@@ -160,6 +161,9 @@ def _check_references(cfg: dict, base: Path) -> None:
         if m["modality"] == "language" and pooling == "cls":
             raise ConfigError(f"config.models.{mname}.pooling: 'cls' is not defined for text models; allowed for "
                               "language models: auto (= mean), mean, last")
+        if m["source"] == "timm" and pooling == "cls" and timm_class_token(m["name"], m.get("model_kwargs")) is False:
+            raise ConfigError(f"config.models.{mname}.pooling: 'cls' needs a class token and timm's {m['name']!r} "
+                              "has none; allowed for it: auto (= mean here), mean (the mean of the patch tokens)")
     text = cfg.get("competence", {}).get("text")
     if text is not None:
         p = Path(text)

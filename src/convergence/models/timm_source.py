@@ -36,6 +36,16 @@ def is_token_model(model: torch.nn.Module) -> bool:
     return hasattr(model, "num_prefix_tokens") and hasattr(model, "blocks")
 
 
+def has_class_token(model: torch.nn.Module) -> bool:
+    """Whether a token model has a class token (timm puts it first among the prefix tokens, before any register
+    tokens). Prefix tokens alone do not tell: a ViT with ``class_token=False, reg_tokens=4`` has four prefix
+    tokens and no class token; SigLIP ViTs have no prefix token at all."""
+    flag = getattr(model, "has_class_token", None)
+    if flag is not None:
+        return bool(flag)
+    return getattr(model, "cls_token", None) is not None
+
+
 def _has_conv(module: torch.nn.Module) -> bool:
     """Whether ``module`` holds a convolution or linear layer below it (a block, not a norm/act wrapper)."""
     return any(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in module.modules())
@@ -135,9 +145,15 @@ class TimmEncoder(Encoder):
         if self.tokens:
             n = len(model.blocks)
             names = [f"block_{i:02d}" for i in range(n)]
-            self.pooling = "cls" if pooling == "auto" else pooling
-            if self.pooling == "cls" and getattr(model, "num_prefix_tokens", 0) == 0:
-                raise ValueError(f"{name}: pooling 'cls' needs a class token, this model has none; use 'mean'")
+            if pooling == "auto":  # the class token where there is one, else the mean of the patch tokens
+                pooling = "cls" if has_class_token(model) else "mean"
+            self.pooling = pooling
+            if self.pooling == "cls" and not has_class_token(model):
+                raise ModelLoadError(
+                    f"model {name!r}: pooling 'cls' needs a class token and {type(model).__name__} "
+                    f"({getattr(model, 'num_prefix_tokens', 0)} prefix tokens) has none; use pooling: mean "
+                    "(the mean of the patch tokens)"
+                )
         else:
             if pooling == "cls":
                 raise ValueError(f"{name}: pooling 'cls' applies to transformers only; CNN stages are average-pooled")
@@ -170,10 +186,16 @@ class TimmEncoder(Encoder):
         x = self.preprocessing(batch, self.device)
         wanted = [self._all_names.index(n) for n in self.layer_names]
         if self.tokens:
+            cls = self.pooling == "cls"
             feats = self.model.forward_intermediates(
-                x, indices=wanted, return_prefix_tokens=True, output_fmt="NLC", norm=False, intermediates_only=True
+                x, indices=wanted, return_prefix_tokens=cls, output_fmt="NLC", norm=False, intermediates_only=True
             )
-            pooled = [(prefix[:, 0] if self.pooling == "cls" else patches.mean(dim=1)) for patches, prefix in feats]
+            # Without return_prefix_tokens (or with no prefix token) timm returns the patch tokens alone, one
+            # (B, L, D) tensor per block; with it, (patches, prefix) pairs.
+            if cls:
+                pooled = [prefix[:, 0] for _patches, prefix in feats]
+            else:
+                pooled = [f.mean(dim=1) for f in feats]
         elif self._blocks:
             pooled = self._encode_blocks(x, wanted)
         else:
