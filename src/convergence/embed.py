@@ -173,6 +173,9 @@ def extract(
     used_precision = effective_precision(precision, encoder.device)
     if not getattr(encoder, "autocast_capable", True):
         used_precision = "float32"
+    # weights loaded in reduced precision (a Hugging Face model's `dtype`) compute in it on any device
+    if encoder.provenance.get("weights_dtype") in ("bfloat16", "float16") and used_precision == "float32":
+        used_precision = encoder.provenance["weights_dtype"]
     torch.manual_seed(seed)
     n = stimuli.sizes["stimulus"]
     if n == 0:

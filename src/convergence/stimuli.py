@@ -333,13 +333,16 @@ def load_huggingface(spec: dict, image_size: int = 224) -> dict:
     except ImportError as err:
         raise StimulusError("the huggingface source needs the 'datasets' package: pip install datasets") from err
     where = spec.get("path") or f"{spec.get('name')}@{spec.get('revision') or 'main'}"
+    hub_facts = None
     try:
         if spec.get("path"):
             data = datasets.load_from_disk(spec["path"])
             if isinstance(data, datasets.DatasetDict):
                 data = data[spec.get("split", "train")]
-        else:
-            data = datasets.load_dataset(spec["name"], revision=spec.get("revision"), split=spec.get("split", "train"))
+        else:  # offline, the prepared copy of the named revision (hubcache), never merely the newest one
+            from .hubcache import load_hub_dataset
+
+            data, hub_facts = load_hub_dataset(spec["name"], spec.get("revision"), spec.get("split", "train"))
     except Exception as err:
         raise StimulusError(f"cannot load Hugging Face dataset {where}: {err}") from err
     image_col = spec.get("image_column", "image")
@@ -367,7 +370,8 @@ def load_huggingface(spec: dict, image_size: int = 224) -> dict:
         names = getattr(feature, "names", None)
         labels = [names[int(v)] if names else str(v) for v in raw]
     ids = [str(v) for v in data[spec["id_column"]]] if spec.get("id_column") else [f"{i:06d}" for i in range(len(data))]
-    return {"ids": ids, "images": images, "captions": captions, "labels": labels}
+    attrs = {"hub_dataset": hub_facts} if hub_facts else {"fingerprint": str(getattr(data, "_fingerprint", ""))}
+    return {"ids": ids, "images": images, "captions": captions, "labels": labels, "attrs": attrs}
 
 
 def tuxpaint_index(root: Path = TUXPAINT_DIR) -> list[dict]:

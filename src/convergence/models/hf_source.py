@@ -261,6 +261,27 @@ class HFVisionEncoder(Encoder):
         return out
 
 
+def resolved_source(name: str, revision: str | None, config) -> dict:
+    """What ``from_pretrained(name, revision=...)`` read: for a hub repo the commit the revision resolved to
+    (transformers' ``config._commit_hash``, else the snapshot the cached ``config.json`` lies in); for a local
+    directory the sha256 of each weights file in it."""
+    from pathlib import Path
+
+    from ..hubcache import file_sha256, snapshot_commit
+
+    local = Path(str(name))
+    if local.is_dir():
+        files = sorted(p for p in local.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
+        return {"weights_files": {p.name: file_sha256(p) for p in files}}
+    commit = getattr(config, "_commit_hash", None)
+    if not commit:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(str(name), "config.json", revision=revision)
+        commit = snapshot_commit(path) if isinstance(path, str) else None
+    return {"commit": str(commit or "unknown")}
+
+
 def _tokenizer(spec: dict, source_dir: str | None):
     from transformers import AutoTokenizer
 
@@ -340,6 +361,8 @@ def load(name: str, spec: dict, device: torch.device) -> Encoder:
         ) from err
     provenance["parameters"] = int(sum(p.numel() for p in model.parameters()))
     provenance["weights_dtype"] = str(next(model.parameters()).dtype).replace("torch.", "")
+    if pretrained:
+        provenance.update(resolved_source(spec["name"], spec.get("revision"), getattr(model, "config", None)))
     if kind == "vision":
         from transformers import AutoImageProcessor
 

@@ -108,6 +108,28 @@ def preprocessing_from_timm(model: torch.nn.Module, input_size: int | None = Non
     )
 
 
+def hub_weights(cfg: dict) -> dict:
+    """Which file timm's hub load read for pretrained config ``cfg`` (its ``hf_hub_filename``, else
+    ``model.safetensors``, which timm prefers, else ``pytorch_model.bin``), found in the local hub cache: the
+    repo, the commit it resolved to and the file's sha256. Empty when the weights came from elsewhere (a URL)."""
+    repo = cfg.get("hf_hub_id")
+    if not repo:
+        return {}
+    from huggingface_hub import try_to_load_from_cache
+
+    from ..hubcache import file_sha256 as sha256, snapshot_commit
+
+    for filename in [cfg.get("hf_hub_filename"), "model.safetensors", "open_clip_model.safetensors",
+                     "pytorch_model.bin"]:
+        if not filename:
+            continue
+        path = try_to_load_from_cache(repo, filename)
+        if isinstance(path, str) and Path(path).is_file():
+            return {"hub_repo": repo, "hub_commit": snapshot_commit(path) or "unknown", "weights_file": filename,
+                    "weights_sha256": sha256(path)}
+    return {"hub_repo": repo, "hub_commit": "unknown"}
+
+
 class TimmEncoder(Encoder):
     """Wraps any timm model that implements ``forward_intermediates``.
 
@@ -277,6 +299,7 @@ def load(name: str, spec: dict, device: torch.device) -> TimmEncoder:
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     if pretrained and not weights:
         provenance.update(weights=str(cfg.get("hf_hub_id") or cfg.get("url") or "timm-hub"), tag=str(cfg.get("tag", "")))
+        provenance.update(hub_weights(cfg))
     provenance["parameters"] = int(sum(p.numel() for p in model.parameters()))
     preprocessing = preprocessing_from_timm(model, spec.get("input_size"))
     return TimmEncoder(name, model, preprocessing, pooling=spec.get("pooling", "auto"),
