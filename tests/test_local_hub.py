@@ -85,3 +85,24 @@ def test_offline_a_dataset_loads_the_copy_of_its_revision_or_says_it_cannot(hub)
     err = offline_run(hub, cfg)["dataset_error"]
     assert "revision 'never_seen' cannot be verified offline" in err and "wit_1024" not in err.split("cached:")[0]
     assert "default@" in err  # names the copies there are
+
+
+def test_every_consistency_dataset_column_is_checked_against_its_cached_copy(tmp_path, monkeypatch):
+    """All ten datasets of studies/consistency.yaml in their cached layout: the study validates; a column a
+    dataset lacks is one error before any job, naming the entry and the columns there are."""
+    import copy
+
+    import yaml
+
+    from conftest import ROOT
+    from convergence.config import ConfigError, validate_config
+
+    study = yaml.safe_load((ROOT / "studies" / "consistency.yaml").read_text())
+    populate(tmp_path, {"datasets": study["datasets"]}, rows=2)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    validate_config(copy.deepcopy(study))
+    bad = copy.deepcopy(study)
+    bad["datasets"]["cifar10"]["image_column"] = "image"
+    with pytest.raises(ConfigError, match=r"config.datasets.cifar10.image_column: 'uoft-cs/cifar10' has no column "
+                                          r"'image' \(its cached copy has \['img', 'label'\]\)"):
+        validate_config(bad)

@@ -127,6 +127,8 @@ def _check_references(cfg: dict, base: Path) -> None:
                 raise ConfigError(f"config.datasets.{dname}.path: {d['path']!r} does not exist")
             if d["source"] == "csv":
                 _check_csv_captions(dname, d, p, models)
+        if d["source"] == "huggingface" and d.get("name") and not d.get("path"):
+            _check_hub_columns(dname, d)
         if not dataset_has_captions(d) and any(models[m]["modality"] == "language" for m in d.get("models", [])):
             raise ConfigError(f"config.datasets.{dname}: this dataset has no captions, so it cannot list language models")
     for mname, m in models.items():
@@ -208,6 +210,22 @@ def _check_references(cfg: dict, base: Path) -> None:
     if ref is not None and ref not in models:
         raise ConfigError(f"config.prh.reference: unknown model {ref!r}; configured models: {sorted(models)}")
     _check_taxonomy(cfg, base)
+
+
+def _check_hub_columns(dname: str, d: dict) -> None:
+    """The columns a Hugging Face dataset entry names exist in its cached copy (its ``dataset_info.json``);
+    nothing is checked for a dataset that is not cached yet."""
+    from .hubcache import cached_columns
+
+    splits = cached_columns(d["name"], d.get("revision"))
+    if not splits:
+        return
+    columns = next(iter(splits.values()))
+    for key in ("image_column", "caption_column", "label_column", "id_column"):
+        col = d.get(key) if key != "image_column" else d.get(key, "image")
+        if col and col not in columns:
+            raise ConfigError(f"config.datasets.{dname}.{key}: {d['name']!r} has no column {col!r} (its cached "
+                              f"copy has {columns})")
 
 
 def _check_taxonomy(cfg: dict, base: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import Encoder, ImagePreprocessing, ModelLoadError, relative_depths
+from .base import IMAGE_TRANSFORMS, Encoder, ImagePreprocessing, ModelLoadError, SourceTransform, relative_depths
 
 POOLINGS = ("auto", "cls", "mean")
 #: What a CNN exposes as layers: its feature stages (timm ``feature_info``) or every block of every stage.
@@ -130,6 +130,33 @@ def hub_weights(cfg: dict) -> dict:
     return {"hub_repo": repo, "hub_commit": "unknown"}
 
 
+def timm_transform(model: torch.nn.Module, input_size: int | None = None) -> SourceTransform:
+    """timm's own eval transform for ``model``: ``resolve_data_config`` + ``create_transform`` (PIL resize
+    of the shorter side to ``floor(size / crop_pct)``, centre crop, ``ToTensor``, normalise), at
+    ``input_size`` when given."""
+    import timm.data
+
+    cfg = timm.data.resolve_data_config(model=model)
+    if input_size:
+        cfg["input_size"] = (3, int(input_size), int(input_size))
+    transform = timm.data.create_transform(**cfg, is_training=False)
+    facts = {"pipeline": "timm.data.create_transform(**resolve_data_config(model), is_training=False)",
+             "input_size": list(cfg["input_size"]), "crop_pct": float(cfg.get("crop_pct") or 1.0),
+             "crop_mode": str(cfg.get("crop_mode", "center")), "interpolation": str(cfg.get("interpolation")),
+             "mean": [float(v) for v in cfg["mean"]], "std": [float(v) for v in cfg["std"]]}
+    return SourceTransform(transform, facts)
+
+
+def image_transform_choice(spec: dict, pretrained: bool) -> str:
+    """The config's ``image_transform``; by default the source's own pipeline for pretrained weights and the
+    project's on-device one for random init (which has no source pipeline to be faithful to, and whose
+    stored features stay as they were)."""
+    choice = spec.get("image_transform") or ("source" if pretrained else "convergence")
+    if choice not in IMAGE_TRANSFORMS:
+        raise ValueError(f"image_transform must be one of {IMAGE_TRANSFORMS}, got {choice!r}")
+    return choice
+
+
 class TimmEncoder(Encoder):
     """Wraps any timm model that implements ``forward_intermediates``.
 
@@ -144,7 +171,7 @@ class TimmEncoder(Encoder):
         self,
         name: str,
         model: torch.nn.Module,
-        preprocessing: ImagePreprocessing,
+        preprocessing: ImagePreprocessing | SourceTransform,
         *,
         pooling: str = "auto",
         granularity: str = "stages",
@@ -289,6 +316,12 @@ def load(name: str, spec: dict, device: torch.device) -> TimmEncoder:
     elif not pretrained:
         torch.manual_seed(int(spec.get("seed", 0)))
         provenance.update(weights="random-init", init_seed=int(spec.get("seed", 0)))
+    size = spec.get("input_size")
+    default_cfg = timm.models.get_pretrained_cfg(arch)
+    if size and "img_size" not in kwargs and default_cfg is not None and default_cfg.fixed_input_size:
+        # a ViT's patch grid is fixed when it is built: build it at the asked size (timm resamples the
+        # pretrained position embeddings), else every input of that size fails in the patch embedding
+        kwargs["img_size"] = int(size)
     try:
         model = timm.create_model(arch, pretrained=pretrained, num_classes=0, **kwargs)
     except Exception as err:  # hub failures surface as OSError/LocalEntryNotFoundError/RuntimeError
@@ -301,6 +334,9 @@ def load(name: str, spec: dict, device: torch.device) -> TimmEncoder:
         provenance.update(weights=str(cfg.get("hf_hub_id") or cfg.get("url") or "timm-hub"), tag=str(cfg.get("tag", "")))
         provenance.update(hub_weights(cfg))
     provenance["parameters"] = int(sum(p.numel() for p in model.parameters()))
-    preprocessing = preprocessing_from_timm(model, spec.get("input_size"))
+    if image_transform_choice(spec, pretrained) == "source":
+        preprocessing = timm_transform(model, spec.get("input_size"))
+    else:
+        preprocessing = preprocessing_from_timm(model, spec.get("input_size"))
     return TimmEncoder(name, model, preprocessing, pooling=spec.get("pooling", "auto"),
                        granularity=spec.get("granularity") or "stages", device=device, provenance=provenance)
