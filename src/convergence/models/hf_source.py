@@ -9,13 +9,14 @@ state, pooled as the CLS token (transformers) or a global average (CNN feature m
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from .base import Encoder, ImagePreprocessing, ModelLoadError, relative_depths, to_device
+from .base import Encoder, ImagePreprocessing, ModelLoadError, SourceTransform, relative_depths, to_device
 
 KINDS = ("auto", "text_encoder", "causal_lm", "vision")
 #: Token poolings of text models: ``mean`` over the attention mask, or the ``last`` non-padding token.
@@ -368,6 +369,12 @@ def load(name: str, spec: dict, device: torch.device) -> Encoder:
 
         try:
             proc = AutoImageProcessor.from_pretrained(spec["name"], revision=spec.get("revision"))
+            if (spec.get("image_transform") or "source") == "source":  # the processor's own pipeline
+                pre = SourceTransform(lambda im: proc(images=im, return_tensors="pt")["pixel_values"][0],
+                                      {"pipeline": f"transformers {type(proc).__name__}(images=..., "
+                                       "return_tensors='pt')", **json.loads(proc.to_json_string())})
+                return HFVisionEncoder(name, model, pre, pooling=spec.get("pooling", "auto"), device=device,
+                                       provenance=provenance)
             resize = proc.size.get("shortest_edge") or proc.size.get("height") or 224
             crop = proc.crop_size["height"] if getattr(proc, "do_center_crop", False) and proc.crop_size else resize
             pre = ImagePreprocessing(
