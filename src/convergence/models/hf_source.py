@@ -101,8 +101,22 @@ class HFTextEncoder(Encoder):
 
     def _forward(self, texts: Sequence[str]):
         enc = self._tokens(texts)
-        out = self.model(**enc, output_hidden_states=True, return_dict=True)
+        extra = {}
+        if self._absolute_positions and bool((enc["attention_mask"][:, 0] == 0).any()):
+            # left padding and absolute position embeddings (BERT, GPT-2, ...): each text's own positions start
+            # at 0 at its first token, as unpadded (rotary and ALiBi models depend on relative positions only)
+            extra["position_ids"] = (enc["attention_mask"].long().cumsum(1) - 1).clamp_min(0)
+        out = self.model(**enc, **extra, output_hidden_states=True, return_dict=True)
         return enc, out
+
+    @property
+    def _absolute_positions(self) -> bool:
+        import inspect
+
+        cfg = self.model.config.get_text_config()
+        rotary = any(getattr(cfg, k, None) is not None for k in ("rope_theta", "rope_parameters", "rope_scaling"))
+        accepts = "position_ids" in inspect.signature(self.model.forward).parameters
+        return accepts and not rotary and getattr(cfg, "model_type", "") not in ("bloom", "falcon", "mpt")
 
     def _pooled(self, enc: dict, hidden) -> dict[str, np.ndarray]:
         if len(hidden) != len(self._all_names):
