@@ -106,3 +106,35 @@ def test_every_consistency_dataset_column_is_checked_against_its_cached_copy(tmp
     with pytest.raises(ConfigError, match=r"config.datasets.cifar10.image_column: 'uoft-cs/cifar10' has no column "
                                           r"'image' \(its cached copy has \['img', 'label'\]\)"):
         validate_config(bad)
+
+
+FAILING = """
+import json, sys
+from convergence.models import load_encoder
+out = {}
+for name, spec in json.loads(sys.argv[1]).items():
+    try:
+        load_encoder(name, spec, "cpu")
+        out[name] = "loaded"
+    except Exception as err:
+        out[name] = f"{type(err).__name__}: {err}"
+print(json.dumps(out))
+"""
+
+
+def test_hub_failures_name_the_model_and_what_to_do(hub):
+    """Offline: a repo the cache lacks, a revision it lacks; each one message naming the model and the fix."""
+    specs = {"missing_vit": {"source": "timm", "name": "vit_small_patch16_224.augreg_in21k", "modality": "vision"},
+             "missing_lm": {"source": "hf", "name": "huggyllama/llama-13b", "kind": "causal_lm",
+                            "modality": "language"},
+             "bad_revision": {**CONFIG["models"]["lm"], "revision": "no-such-branch"}}
+    env = {**os.environ, "HF_HOME": str(hub), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", FAILING, json.dumps(specs)], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["missing_vit"].startswith("ModelLoadError: model 'missing_vit': timm weights")
+    assert "'timm/vit_small_patch16_224.augreg_in21k'@main is not in the local Hugging Face cache" in out["missing_vit"]
+    assert "hf download" in out["missing_vit"] and "pretrained: false" in out["missing_vit"]
+    assert out["missing_lm"].startswith("ModelLoadError: model 'missing_lm': 'huggyllama/llama-13b'@main is not in")
+    assert "'bigscience/bloomz-560m'@no-such-branch is not in the local" in out["bad_revision"]

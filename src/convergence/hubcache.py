@@ -142,3 +142,33 @@ def _facts(repo_id, revision, commit, where, data) -> dict:
     return {"repo": repo_id, "revision": str(revision or "main"), "commit": commit or "unknown",
             "config": where.parts[-3] if where is not None and len(where.parts) >= 3 else "",
             "fingerprint": str(getattr(data, "_fingerprint", "")), "cache_dir": str(where or "")}
+
+
+def explain_hub_error(err: BaseException, repo: str, revision: str | None = None) -> str | None:
+    """One sentence saying what went wrong with hub repo ``repo`` and what to do, from the huggingface_hub
+    error anywhere in ``err``'s cause chain (gated, missing repo or revision, offline and not cached, no
+    network); None when the failure is no hub failure."""
+    seen, chain = set(), []
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    names = {t.__name__ for e in chain for t in type(e).__mro__}
+    rev = revision or "main"
+    if "GatedRepoError" in names:
+        return (f"{repo!r} is a gated repo: accept its terms on https://huggingface.co/{repo} and log in "
+                "(`hf auth login`, or set HF_TOKEN) on the machine that runs the job")
+    if "RevisionNotFoundError" in names:
+        return f"{repo!r} has no revision {rev!r}: name an existing branch, tag or commit as `revision`"
+    if "RepositoryNotFoundError" in names:
+        return (f"{repo!r} does not exist on the hub (or is private: log in with `hf auth login` or HF_TOKEN); "
+                "check the name")
+    if "LocalEntryNotFoundError" in names or "OfflineModeIsEnabled" in names:
+        return (f"{repo!r}@{rev} is not in the local Hugging Face cache ({hub_cache()}) and the hub cannot be "
+                "reached (HF_HUB_OFFLINE is set, or no network): download it once where there is network "
+                f"(`hf download {repo}`) and copy the cache, or unset HF_HUB_OFFLINE")
+    if "EntryNotFoundError" in names:
+        return f"{repo!r}@{rev} lacks a file its loader needs (an incomplete download or another format)"
+    if {"ConnectionError", "ConnectTimeout", "ReadTimeout", "ConnectError"} & names:
+        return f"the hub could not be reached for {repo!r}: check the network or set HF_HUB_OFFLINE=1 with a cache"
+    return None

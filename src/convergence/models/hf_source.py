@@ -370,6 +370,11 @@ def load(name: str, spec: dict, device: torch.device) -> Encoder:
     except ModelLoadError:
         raise
     except Exception as err:
+        from ..hubcache import explain_hub_error
+
+        why = explain_hub_error(err, str(spec.get("name")), spec.get("revision")) if pretrained else None
+        if why:
+            raise ModelLoadError(f"model {name!r}: {why}") from err
         raise ModelLoadError(
             f"model {name!r}: could not load transformers model {spec.get('name')!r}: {err}. "
             "Without a model hub, point `name` at a local directory saved with save_pretrained()."

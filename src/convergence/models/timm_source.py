@@ -325,6 +325,13 @@ def load(name: str, spec: dict, device: torch.device) -> TimmEncoder:
     try:
         model = timm.create_model(arch, pretrained=pretrained, num_classes=0, **kwargs)
     except Exception as err:  # hub failures surface as OSError/LocalEntryNotFoundError/RuntimeError
+        from ..hubcache import explain_hub_error
+
+        hub_id = (default_cfg.hf_hub_id if default_cfg is not None else None) or arch
+        why = explain_hub_error(err, hub_id) if pretrained and not weights else None
+        if why:
+            raise ModelLoadError(f"model {name!r}: timm weights {arch!r}: {why}. Without a hub, set "
+                                 "`weights: /path/to/weights.safetensors` or `pretrained: false`.") from err
         raise ModelLoadError(
             f"model {name!r}: could not create timm model {arch!r} (pretrained={pretrained}): {err}. "
             "Without a model hub, set `weights: /path/to/weights.safetensors` or `pretrained: false`."
