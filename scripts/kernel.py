@@ -3,7 +3,7 @@ from convergence.kernels import build_kernel
 from convergence.runtime import logged
 from convergence.store import open_store, write_store
 
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     kernel = build_kernel(
         open_store(snakemake.input.embeddings, load=True),
         k=snakemake.params.products["k"],

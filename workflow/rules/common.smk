@@ -178,6 +178,7 @@ def dispersion_alignment_options(wildcards):
             m: {p: v for p, v in metric_params(m, config["alignment"]).items() if p != "k"} for m in d["metrics"]
         },
         "k_full": config["alignment"]["k"],
+        "alpha": config["alignment"]["alpha"],
         **{key: d[key] for key in keys},
     }
 

@@ -12,8 +12,10 @@ Every metric object
   of permutations), CKNNA (only the neighbour pairs both models share), CKA and RSA with n x n kernels
   (flattened inner products against the permuted kernels of all layers). SVCCA, Procrustes and CKA in
   feature space call ``null`` per layer pair: each draw costs as much as the observed all-pairs scoring,
-- ``bootstrap(pa, la, pb, lb, weights)`` -> the score of one layer pair on stimulus resamples given as
-  multiplicities (each row of ``weights`` counts how often each stimulus was drawn; rows sum to n).
+- ``bootstrap(pa, la, pb, lb, weights)`` -> the score of one layer pair on reweighted stimuli, one per row
+  of ``weights`` (stimulus multiplicities: the 0/1 rows of the jackknife replicates of
+  ``convergence.inference.jackknife_weights``, which leave a group of stimuli out, or resamples; a row may
+  sum to less than n and every formula uses its own sum as the number of stimuli).
 
 ``make_metric(name, **params)`` builds one from its name. Which engine serves which measure, with its
 name, parameters, direction and symmetry, is declared once in :mod:`convergence.metrics.registry`; the
@@ -67,7 +69,7 @@ class PairMetric:
     symmetric: bool = True
     higher_is_better: bool = True
     null_method = "the same metric with model_b's stimulus order permuted (model_a's kept)"
-    bootstrap_method = "stimuli resampled with replacement; the metric recomputed on the resample"
+    bootstrap_method = "delete-a-group jackknife over stimuli; the metric recomputed on the stimuli kept"
 
     def params(self) -> dict:
         return {}
@@ -201,10 +203,9 @@ class KnnMetric(PairMetric):
     """
 
     bootstrap_method = (
-        "query bootstrap: the per-stimulus terms (overlap of stimulus i's neighbour sets) are resampled with "
-        "replacement and averaged; the neighbour graphs stay those of the full stimulus set, because "
-        "duplicated stimuli would be each other's perfect neighbours and recomputing on the distinct "
-        "stimuli would change n and with it the chance level k/(n-1)"
+        "query jackknife: the per-stimulus terms (overlap of stimulus i's neighbour sets) of the stimuli kept "
+        "are averaged; the neighbour graphs stay those of the full stimulus set, because recomputing them on "
+        "fewer stimuli would change n and with it the chance level k/(n-1)"
     )
 
     def __init__(self, kind: str, k: int = 10):
@@ -328,7 +329,8 @@ class KnnMetric(PairMetric):
 
     def bootstrap(self, pa, la, pb, lb, weights):
         terms = knn_terms(pa.nbrs[la], pb.nbrs[lb], self.kind)
-        return weights @ terms / terms.size
+        w = np.asarray(weights, dtype=np.float64)
+        return w @ terms / w.sum(axis=1)
 
 
 # ----------------------------------------------------------------------------------------- Gram-based
@@ -410,9 +412,8 @@ class CkaMetric(PairMetric):
     """
 
     bootstrap_method = (
-        "stimuli resampled with replacement; CKA recomputed exactly on the resample (kernel rows and columns "
-        "re-indexed and re-centred; for the unbiased HSIC the diagonal of the resampled kernel is zeroed, "
-        "pairs of copies of one stimulus are kept)"
+        "delete-a-group jackknife over stimuli; CKA recomputed exactly on the stimuli kept (kernel rows and "
+        "columns of the kept stimuli, re-centred; unbiased HSIC with their own count)"
     )
 
     def __init__(self, kernel: str = "linear", unbiased: bool = False, sigma: float | None = None,
@@ -546,7 +547,7 @@ class CkaMetric(PairMetric):
             return np.array([_safe(lambda: cka_linear_features(xa[idx], xb[idx], self.unbiased))
                              for idx in map(resample_indices, weights)])
         w = np.asarray(weights, dtype=np.float64)
-        n = pa.n
+        n = w.sum(axis=1)  # stimuli per row (with multiplicity)
         qa, qb, qab, qaa, qbb = _weighted_quadratics(w, [ka, kb, ka * kb, ka * ka, kb * kb])
         ra, rb = w @ ka, w @ kb  # (B, n): row sums of the resampled kernels, per original stimulus
         dka, dkb = np.diag(ka), np.diag(kb)
@@ -630,9 +631,9 @@ class CknnaMetric(PairMetric):
     """
 
     bootstrap_method = (
-        "stimuli resampled with replacement; CKNNA recomputed on the resample with the neighbour relation of "
-        "the full set held fixed (a resampled pair of copies of (i, j) is masked in iff j is a neighbour of i in "
-        "both models; copies of one stimulus are never each other's neighbours)"
+        "delete-a-group jackknife over stimuli; CKNNA recomputed on the stimuli kept with the neighbour "
+        "relation of the full set held fixed (a pair (i, j) of kept stimuli is masked in iff j is a neighbour "
+        "of i in both models)"
     )
 
     def __init__(self, k: int = 10):
@@ -838,9 +839,8 @@ class RsaMetric(PairMetric):
     Frobenius inner product of the standardised symmetric matrices)."""
 
     bootstrap_method = (
-        "stimuli resampled with replacement; the RDM correlation recomputed over the resampled stimulus "
-        "pairs (pairs of copies of one stimulus excluded) as a weighted Pearson correlation of the full-set "
-        "(ranked) dissimilarities; ranks are not recomputed per resample"
+        "delete-a-group jackknife over stimuli; the RDM correlation recomputed over the pairs of stimuli kept "
+        "as a Pearson correlation of the full-set (ranked) dissimilarities; ranks are not recomputed"
     )
 
     #: RDMs are n x n: above this many stimuli ``pairwise`` compares a seeded subsample of this size.
@@ -886,8 +886,7 @@ class RsaMetric(PairMetric):
         zb = pb.matrices[lb].astype(np.float64)
         w = np.asarray(weights, dtype=np.float64)
         sa, sb, saa, sbb, sab = (0.5 * q for q in _weighted_quadratics(w, [za, zb, za * za, zb * zb, za * zb]))
-        n = w.shape[1]
-        sw = 0.5 * (n**2 - np.sum(w**2, axis=1))
+        sw = 0.5 * (w.sum(axis=1) ** 2 - np.sum(w**2, axis=1))  # stimulus pairs (copies of one excluded)
         with np.errstate(invalid="ignore", divide="ignore"):
             return (sw * sab - sa * sb) / np.sqrt((sw * saa - sa**2) * (sw * sbb - sb**2))
 
