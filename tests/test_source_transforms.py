@@ -72,3 +72,26 @@ def test_open_clip_features_equal_open_clips_own_pipeline(photos, tmp_path):
         ref = model.eval().encode_image(x)
     np.testing.assert_allclose(out, ref.numpy(), rtol=0, atol=1e-5)
     assert enc.provenance["preprocessing"]["pipeline"].startswith("open_clip.transform.image_transform_v2")
+
+
+def test_transformers_vision_features_equal_its_image_processors_pipeline(photos, tmp_path):
+    import transformers
+
+    from convergence.models.hf_source import load as load_hf
+
+    cfg = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                 image_size=64, patch_size=16)
+    torch.manual_seed(0)
+    transformers.ViTModel(cfg).save_pretrained(tmp_path)
+    proc = transformers.ViTImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    proc.save_pretrained(tmp_path)
+    enc = load_hf("h", {"name": str(tmp_path), "modality": "vision", "kind": "vision", "pooling": "cls"},
+                  torch.device("cpu"))
+    out = enc.encode(photos)
+    model = transformers.ViTModel.from_pretrained(tmp_path).eval()
+    x = proc(images=[Image.fromarray(p) for p in photos], return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        hidden = model(pixel_values=x, output_hidden_states=True).hidden_states
+    for name, h in zip(enc.layer_names, hidden, strict=True):
+        np.testing.assert_allclose(out[name], h[:, 0].numpy(), rtol=0, atol=1e-5)
+    assert enc.provenance["preprocessing"]["pipeline"].startswith("transformers ViTImageProcessor")
