@@ -200,7 +200,10 @@ def _tokenizer(kind: str, cls_name: str):
     if kind == "bytelevel":
         alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
         vocab = {c: i for i, c in enumerate(alphabet)}
-        merges = [("Ġ", "a"), ("t", "h"), ("th", "e"), ("Ġ", "th"), ("i", "n")]
+        # a few merges, among them the answer words " yes" / " no" as single tokens, as in the real vocabularies
+        merges = [("Ġ", "a"), ("t", "h"), ("th", "e"), ("Ġ", "th"), ("i", "n"), ("Ġ", "y"), ("Ġy", "e"),
+                  ("Ġye", "s"), ("Ġ", "n"), ("Ġn", "o"), ("Ġ", "Y"), ("ĠY", "e"), ("ĠYe", "s"), ("Ġ", "N"),
+                  ("ĠN", "o")]
         for a, b in merges:
             vocab.setdefault(a + b, len(vocab))
         if cls_name == "Qwen2Tokenizer":
@@ -216,10 +219,13 @@ def _tokenizer(kind: str, cls_name: str):
                                                     eos_token="</s>", pad_token="<pad>")
     if kind == "llama":
         vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"<0x{i:02X}>": 3 + i for i in range(256)}}
-        for piece in ("▁", "e", "t", "h", "a", "▁t", "he", "▁the"):
-            vocab.setdefault(piece, len(vocab))
-        return transformers.LlamaTokenizer(vocab=vocab, merges=[("▁", "t"), ("h", "e"), ("▁t", "he")],
-                                          add_bos_token=True)
+        merges = [("▁", "t"), ("h", "e"), ("▁t", "he"), ("▁", "y"), ("e", "s"), ("▁y", "es"), ("▁", "n"),
+                  ("▁n", "o")]
+        for a, b in merges:
+            vocab.setdefault(a, len(vocab))
+            vocab.setdefault(b, len(vocab))
+            vocab.setdefault(a + b, len(vocab))
+        return transformers.LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True)
     if kind == "wordpiece":
         letters = "abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'-"
         vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *(f"##{c}" for c in letters)]
