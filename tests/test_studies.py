@@ -114,13 +114,13 @@ def test_dispersion_study(tmp_path, hub_home):
 def test_taxonomy_study(tmp_path, hub_home):
     """Taxonomy: the hub's DINOv2 ViT-L (stand-in) and the packaged EfficientNet-Lite0, the packaged SmolLM2 and
     the hub's Qwen3 (tiny, same class); four of the conditions (a removal, its random-LM twin, a shuffle, a
-    dropped category), one seed, a few epochs."""
+    dropped category), one seed, one short epoch."""
     cfg = trimmed("taxonomy", ["dinov2_large", "efficientnet_lite0", "smollm2_135m", "qwen3_17b"])
     tax = cfg["taxonomy"]
     tax["language_models"] = ["smollm2_135m", "qwen3_17b"]
     tax["conditions"] = {k: tax["conditions"][k] for k in ("remove50", "remove50_random", "shuffle_across50",
                                                            "drop_bird")}
-    tax.update(seeds=[0], epochs=1, hidden=64, eval_concepts=20, threads=1, gpus=0)
+    tax.update(seeds=[0], epochs=1, questions_per_epoch=16, hidden=64, eval_concepts=10, threads=1, gpus=0)
     cfg["datasets"]["stamps"].update(variations={"n": 1}, image_size=64)
     run = run_study(tmp_path / "run", hub_home, cfg, rows=0)
     check_run(run, tmp_path, "Cross-modal taxonomic")
