@@ -171,6 +171,9 @@ CAPTION_PHRASES = {
     "dispersion_alignment": "Vision x language alignment on stimulus subsets chosen by dispersion",
     "dispersion_ratio": "The low / high dispersion alignment ratio",
     "sample_size": "against the number of stimuli",
+    "taxonomy/{dataset}/coherence": "against the visual coherence of the images",
+    "taxonomy/{dataset}/removal": "Cross-modal taxonomic generalisation (study 002)",
+    "taxonomy/{dataset}/shuffle": "Counterfactual image-label maps (study 002)",
 }
 
 

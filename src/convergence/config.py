@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from .metrics.registry import METRIC_NAMES, get_metric, kernel_needs
+from .models.architectures import timm_class_token
 
 #: The config schema, shipped inside the package (found the same way from a wheel or a checkout).
 SCHEMA_RESOURCE = "schemas/config.schema.yaml"
@@ -194,6 +195,8 @@ def _check_references(cfg: dict, base: Path) -> None:
                     raise ConfigError(f"config.datasets.{dname}.shard_size: {d['shard_size']} is not a multiple of model "
                                       f"{m!r}'s batch_size {models[m]['batch_size']}; allowed: multiples of every "
                                       "batch_size on the dataset (so shards batch as one job would)")
+        if d["source"] == "huggingface" and d.get("name") and not d.get("path"):
+            _check_hub_columns(dname, d)
         _check_dataset_inputs(dname, d, base)
         if not dataset_has_captions(d) and any(models[m]["modality"] == "language" for m in d.get("models", [])):
             raise ConfigError(f"config.datasets.{dname}: this dataset has no captions, so it cannot list language models")
@@ -233,6 +236,9 @@ def _check_references(cfg: dict, base: Path) -> None:
         if m["modality"] == "language" and pooling == "cls":
             raise ConfigError(f"config.models.{mname}.pooling: 'cls' is not defined for text models; allowed for "
                               "language models: auto (= mean), mean, last")
+        if m["source"] == "timm" and pooling == "cls" and timm_class_token(m["name"], m.get("model_kwargs")) is False:
+            raise ConfigError(f"config.models.{mname}.pooling: 'cls' needs a class token and timm's {m['name']!r} "
+                              "has none; allowed for it: auto (= mean here), mean (the mean of the patch tokens)")
     text = cfg.get("competence", {}).get("text")
     if text is not None:
         p = Path(text)
@@ -278,6 +284,22 @@ def _check_references(cfg: dict, base: Path) -> None:
     if ref is not None and ref not in models:
         raise ConfigError(f"config.prh.reference: unknown model {ref!r}; configured models: {sorted(models)}")
     _check_taxonomy(cfg, base)
+
+
+def _check_hub_columns(dname: str, d: dict) -> None:
+    """The columns a Hugging Face dataset entry names exist in its cached copy (its ``dataset_info.json``);
+    nothing is checked for a dataset that is not cached yet."""
+    from .hubcache import cached_columns
+
+    splits = cached_columns(d["name"], d.get("revision"))
+    if not splits:
+        return
+    columns = next(iter(splits.values()))
+    for key in ("image_column", "caption_column", "label_column", "id_column"):
+        col = d.get(key) if key != "image_column" else d.get(key, "image")
+        if col and col not in columns:
+            raise ConfigError(f"config.datasets.{dname}.{key}: {d['name']!r} has no column {col!r} (its cached "
+                              f"copy has {columns})")
 
 
 def _check_taxonomy(cfg: dict, base: Path) -> None:

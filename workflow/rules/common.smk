@@ -122,6 +122,11 @@ def model_spec(wildcards):
     spec = {k: v for k, v in config["models"][wildcards.model].items() if k not in MODEL_LABELS}
     if config["precision"] != "float32":
         spec["precision"] = config["precision"]
+    # pretrained hub/file weights go through their source's own image transform (the loaders' default): named
+    # here so that their extractions made with the on-device pipeline rerun; random-init entries keep theirs
+    pretrained = spec.get("pretrained", True) is not False or spec.get("weights")
+    if spec.get("modality") == "vision" and spec["source"] in ("timm", "open_clip", "hf") and pretrained:
+        spec.setdefault("image_transform", "source")
     return spec
 
 
