@@ -1,0 +1,177 @@
+"""Neighbour searches beyond the numpy tiles of :mod:`convergence.metrics.knn`.
+
+- :func:`torch_tile_candidates`: the float32 candidates of the exact search by square tiles of ``X @ X.T``
+  with torch, on CUDA or the CPU. ``knn_indices(backend="torch")`` re-ranks them in float64 exactly as it
+  does the numpy tiles' candidates, so its neighbour lists are the exact path's, ties included.
+- :func:`approximate_knn`: neighbours from a faiss IVF-Flat index (recall below 1, measured, never assumed), and
+  :func:`recall_at_k`, the recall of such lists against the exact lists of a seeded sample of rows.
+
+torch and faiss are imported inside the functions that need them: importing this module (as building the
+workflow's DAG does) loads neither.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_features, check_int, check_k
+
+#: Stimuli per side of a torch tile: 4,096 on CUDA (a 64 MB tile), 2,048 on the CPU (the numpy path's best).
+TORCH_TILE = {"cuda": 4096, "cpu": 2048}
+
+
+def torch_device(device: str):
+    """``torch.device(device)``; CUDA asked for but absent is an error, never a silent fallback."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"kernels.device={device!r} but torch sees no CUDA device; use device: cpu or run the "
+                           "kernel job where a GPU is visible")
+    if dev.type not in ("cuda", "cpu"):
+        raise ValueError(f"device={device!r} is not supported; allowed: cpu, cuda, cuda:<index>")
+    return dev
+
+
+def torch_tile_candidates(x32: np.ndarray, m: int, tile: int | None = None, device: str = "cpu"
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """The m best (float32 value, index) of every row of ``x32`` against all rows, self included, by torch.
+
+    Square tiles of ``X @ X.T`` on and above the diagonal only (the matrix is symmetric): a tile's top-m along
+    its rows is merged into the running top-m of its row block, and, off the diagonal, its top-m along its
+    columns into that of its column block, so each tile is multiplied once for both sides (about half the
+    bare matmul's work). Every row ends with exactly its m largest float32 values (ties at the m-th place
+    broken arbitrarily): any value left out is at most the smallest kept one, which is all the float64
+    checks of ``knn_indices`` need. Float32 matrix products in IEEE float32 (TF32 switched off for the call),
+    so the round-off bound of ``knn_indices`` holds. Memory on the device: the features (``4 n d`` bytes),
+    one tile (``4 tile^2``) and the running lists (``12 n m``).
+    """
+    import torch
+
+    dev = torch_device(device)
+    n = x32.shape[0]
+    tile = check_int(tile or TORCH_TILE[dev.type], "tile", minimum=1)
+    edges = np.linspace(0, n, -(-n // tile) + 1).astype(np.int64)
+    blocks = list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.no_grad():
+            x = torch.from_numpy(np.ascontiguousarray(x32, dtype=np.float32)).to(dev)
+            values = torch.full((n, m), -torch.inf, dtype=torch.float32, device=dev)
+            cand = torch.full((n, m), -1, dtype=torch.int64, device=dev)
+
+            def merge(start, stop, new_values, new_cand):
+                pooled = torch.cat([values[start:stop], new_values], dim=1)
+                best = torch.topk(pooled, m, dim=1)
+                values[start:stop] = best.values
+                cand[start:stop] = torch.gather(torch.cat([cand[start:stop], new_cand], dim=1), 1, best.indices)
+
+            for a, (row_start, row_stop) in enumerate(blocks):
+                rows = x[row_start:row_stop]
+                for col_start, col_stop in blocks[a:]:
+                    sim = rows @ x[col_start:col_stop].T
+                    top = torch.topk(sim, min(m, sim.shape[1]), dim=1)
+                    merge(row_start, row_stop, top.values, top.indices + col_start)
+                    if col_start != row_start:
+                        top = torch.topk(sim, min(m, sim.shape[0]), dim=0)
+                        merge(col_start, col_stop, top.values.T, top.indices.T + row_start)
+            return values.cpu().numpy().astype(np.float64), cand.cpu().numpy()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+# ------------------------------------------------------------------------------------- approximate
+
+
+def ivf_parameters(n: int, k: int) -> dict:
+    """The faiss IVF-Flat parameters used for ``n`` stimuli and ``k`` neighbours.
+
+    ``nlist``: 4 sqrt(n) inverted lists rounded to a power of two (faiss's guideline 4 sqrt(n) .. 16 sqrt(n)),
+    at most n / 39 so that k-means has 39 training rows per list; 1,024 at 100k, 4,096 at 1M. The coarse
+    k-means is trained on a seeded sample of ``min(n, 64 nlist)`` rows. ``nprobe``: lists scanned per query,
+    ``max(2 k, nlist / 64)`` (20 for k = 10 up to 1,280 lists, 64 at 1M): each query scans about
+    ``nprobe / nlist`` of the stimuli, and ``k + 1`` results come back (its own row normally first). The
+    recall this gives depends on the data (high for clustered embeddings, low for isotropic noise of high
+    intrinsic dimension: ``benchmarks/scale.py``); every store records its own, measured.
+    """
+    nlist = int(2 ** round(np.log2(max(4.0 * np.sqrt(max(n, 1)), 1.0))))
+    nlist = max(1, min(nlist, n // 39, 65536))
+    return {"nlist": nlist, "nprobe": int(min(nlist, max(2 * k, nlist // 64))), "train_rows": int(min(n, 64 * nlist))}
+
+
+def approximate_knn(x, k: int, *, seed: int = 0, threads: int | None = None) -> tuple[np.ndarray, dict]:
+    """Approximate k nearest neighbours by inner product (self excluded) from a faiss IVF-Flat index.
+
+    The index (parameters: :func:`ivf_parameters`) is searched for ``k + 1`` results per stimulus and they
+    are re-ranked by exact float64 inner products, self excluded, ties to the lower index: what is found is
+    in the exact order, what the probed lists miss is missed. Returns ``(neighbours (n, k) int64,
+    parameters)``. Memory: the float32 features twice (the index holds a copy: ``8 n d`` bytes) and the
+    ``(n, k + 1)`` results.
+    """
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError("approximate neighbours need faiss: pip install faiss-cpu") from None
+    x = as_features(x, "features")
+    n, d = x.shape
+    k = check_k(k, n)
+    params = ivf_parameters(n, k)
+    if threads:
+        faiss.omp_set_num_threads(int(threads))
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    quantizer = faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFFlat(quantizer, d, params["nlist"], faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = int(seed)
+    train = np.sort(np.random.default_rng(seed).choice(n, size=params["train_rows"], replace=False))
+    index.train(x32[train])
+    index.add(x32)
+    index.nprobe = params["nprobe"]
+    found = np.empty((n, k + 1), dtype=np.int64)
+    for start in range(0, n, 65536):
+        _, labels = index.search(x32[start : start + 65536], k + 1)
+        found[start : start + labels.shape[0]] = labels
+    del index, quantizer, x32
+    out = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, 8192):
+        stop = min(n, start + 8192)
+        cand = found[start:stop]
+        rows = np.arange(start, stop)
+        ok = (cand >= 0) & (cand != rows[:, None])
+        sims = np.where(ok, np.einsum("id,ijd->ij", x[rows], x[np.maximum(cand, 0)]), -np.inf)
+        ranked = np.lexsort((np.where(ok, cand, n), -sims), axis=1)[:, :k]
+        picked = np.take_along_axis(cand, ranked, axis=1)
+        short = ~np.take_along_axis(ok, ranked, axis=1).all(axis=1)
+        if short.any():  # fewer than k others found (tiny lists): those rows by the exact path
+            from .knn import _knn_exact
+
+            picked[short] = _knn_exact(x, k, rows[short])
+        out[start:stop] = picked
+    params.update(method="faiss IndexIVFFlat (inner product), k + 1 results re-ranked in float64",
+                  faiss_version=str(faiss.__version__), seed=int(seed))
+    return out, params
+
+
+def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
+    """Recall@k of neighbour lists ``found`` against the exact lists ``exact`` of the same rows, both (r, k):
+    the share of the exact neighbours that ``found`` holds, ``sum_i |found_i ∩ exact_i| / (r k)``."""
+    found, exact = np.asarray(found), np.asarray(exact)
+    if found.shape != exact.shape or found.ndim != 2:
+        raise ValueError(f"recall needs two (rows, k) lists of equal shape; got {found.shape} and {exact.shape}")
+    hits = (found[:, :, None] == exact[:, None, :]).any(axis=2).sum()
+    return float(hits / exact.size)
+
+
+def sampled_recall(x, found: np.ndarray, *, sample: int = 2000, seed: int = 0) -> tuple[float, np.ndarray]:
+    """Recall@k of the neighbour lists ``found`` (n, k) of ``x`` on a seeded sample of ``sample`` rows (all rows
+    when n is smaller), against their exact neighbours (``knn._knn_exact``, float64, ties to the lower index).
+    Returns ``(recall, sampled rows)``; cost ``sample * n * d`` multiply-adds."""
+    from .knn import _knn_exact
+
+    x = as_features(x, "features")
+    n = x.shape[0]
+    found = np.asarray(found)
+    sample = check_int(sample, "recall_sample", minimum=1)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
+    exact = _knn_exact(x, found.shape[1], rows)
+    return recall_at_k(found[rows], exact), rows
