@@ -439,3 +439,27 @@ def test_symmetric_tiles_keep_each_rows_m_best_and_nothing_better_left_out(tile)
     assert all(set(a) == set(b) for a, b in zip(cand, truth))
     assert np.allclose(values, np.take_along_axis(full, cand, axis=1), atol=1e-4)
     assert values.shape == (500, m) and cand.dtype == np.int64
+
+
+@pytest.mark.parametrize("chunk", [16384, 37, 5])
+def test_exact_rows_in_column_chunks_equal_the_exact_path_ties_included(chunk):
+    """The recall's reference lists (float64 over column chunks, float32 input) are knn_indices' own."""
+    from convergence.metrics.knn import knn_indices
+    from convergence.metrics.search import exact_rows
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 12)).astype(np.float32)
+    x[5] = x[6] = x[200]  # exact ties
+    grid = np.array([[i, j] for i in range(10) for j in range(10)], dtype=np.float32)
+    for feats, k in ((x, 7), (grid, 5)):
+        rows = np.array([0, 5, 6, 17, 99, feats.shape[0] - 1])
+        assert np.array_equal(exact_rows(feats, rows, k, chunk=chunk), knn_indices(feats.astype(np.float64), k)[rows])
+
+
+def test_recall_at_k_counts_shared_neighbours():
+    from convergence.metrics.search import recall_at_k
+
+    exact = np.array([[1, 2, 3], [0, 2, 3]])
+    assert recall_at_k(np.array([[3, 2, 1], [0, 4, 5]]), exact) == pytest.approx(4 / 6)
+    with pytest.raises(ValueError, match="equal shape"):
+        recall_at_k(exact[:, :2], exact)

@@ -106,14 +106,14 @@ def approximate_knn(x, k: int, *, seed: int = 0, threads: int | None = None) -> 
     The index (parameters: :func:`ivf_parameters`) is searched for ``k + 1`` results per stimulus and they
     are re-ranked by exact float64 inner products, self excluded, ties to the lower index: what is found is
     in the exact order, what the probed lists miss is missed. Returns ``(neighbours (n, k) int64,
-    parameters)``. Memory: the float32 features twice (the index holds a copy: ``8 n d`` bytes) and the
-    ``(n, k + 1)`` results.
+    parameters)``. Float32 input is used as is (no float64 copy of the features is made). Memory: the
+    float32 features twice (the index holds a copy: ``8 n d`` bytes) and the ``(n, k + 1)`` results.
     """
     try:
         import faiss
     except ImportError:
         raise ImportError("approximate neighbours need faiss: pip install faiss-cpu") from None
-    x = as_features(x, "features")
+    x = _features(x)
     n, d = x.shape
     k = check_k(k, n)
     params = ivf_parameters(n, k)
@@ -131,21 +131,20 @@ def approximate_knn(x, k: int, *, seed: int = 0, threads: int | None = None) -> 
     for start in range(0, n, 65536):
         _, labels = index.search(x32[start : start + 65536], k + 1)
         found[start : start + labels.shape[0]] = labels
-    del index, quantizer, x32
+    del index, quantizer
     out = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, 8192):
-        stop = min(n, start + 8192)
+    for start in range(0, n, 2048):
+        stop = min(n, start + 2048)
         cand = found[start:stop]
         rows = np.arange(start, stop)
         ok = (cand >= 0) & (cand != rows[:, None])
-        sims = np.where(ok, np.einsum("id,ijd->ij", x[rows], x[np.maximum(cand, 0)]), -np.inf)
+        dots = np.einsum("id,ijd->ij", x[rows].astype(np.float64), x[np.maximum(cand, 0)].astype(np.float64))
+        sims = np.where(ok, dots, -np.inf)
         ranked = np.lexsort((np.where(ok, cand, n), -sims), axis=1)[:, :k]
         picked = np.take_along_axis(cand, ranked, axis=1)
         short = ~np.take_along_axis(ok, ranked, axis=1).all(axis=1)
         if short.any():  # fewer than k others found (tiny lists): those rows by the exact path
-            from .knn import _knn_exact
-
-            picked[short] = _knn_exact(x, k, rows[short])
+            picked[short] = exact_rows(x, rows[short], k)
         out[start:stop] = picked
     params.update(method="faiss IndexIVFFlat (inner product), k + 1 results re-ranked in float64",
                   faiss_version=str(faiss.__version__), seed=int(seed))
@@ -164,14 +163,47 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
 
 def sampled_recall(x, found: np.ndarray, *, sample: int = 2000, seed: int = 0) -> tuple[float, np.ndarray]:
     """Recall@k of the neighbour lists ``found`` (n, k) of ``x`` on a seeded sample of ``sample`` rows (all rows
-    when n is smaller), against their exact neighbours (``knn._knn_exact``, float64, ties to the lower index).
-    Returns ``(recall, sampled rows)``; cost ``sample * n * d`` multiply-adds."""
-    from .knn import _knn_exact
-
-    x = as_features(x, "features")
+    when n is smaller; ``np.random.default_rng(seed).choice(n, sample, replace=False)``), against their exact
+    neighbours (:func:`exact_rows`). Returns ``(recall, sampled rows)``; cost ``sample * n * d``."""
+    x = _features(x)
     n = x.shape[0]
     found = np.asarray(found)
     sample = check_int(sample, "recall_sample", minimum=1)
     rows = np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
-    exact = _knn_exact(x, found.shape[1], rows)
-    return recall_at_k(found[rows], exact), rows
+    return recall_at_k(found[rows], exact_rows(x, rows, found.shape[1])), rows
+
+
+def exact_rows(x: np.ndarray, rows: np.ndarray, k: int, *, chunk: int = 16384) -> np.ndarray:
+    """The exact k nearest neighbours of the stimuli ``rows`` by float64 inner product, self excluded, ties to
+    the lower index (as ``knn_indices``), from column chunks of ``chunk`` stimuli cast to float64 one at a
+    time: memory ``8 (rows + d) chunk`` bytes, never a float64 copy of all of ``x``."""
+    n = x.shape[0]
+    rows = np.asarray(rows, dtype=np.int64)
+    query = x[rows].astype(np.float64)
+    best_v = np.full((rows.size, 0), -np.inf)
+    best_i = np.empty((rows.size, 0), dtype=np.int64)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        sims = query @ x[start:stop].astype(np.float64).T
+        own = (rows >= start) & (rows < stop)
+        sims[np.flatnonzero(own), rows[own] - start] = -np.inf
+        cols = np.broadcast_to(np.arange(start, stop), sims.shape)
+        if sims.shape[1] > k:  # the chunk's k best (ties at the k-th place all kept, then cut below)
+            kth = np.partition(sims, sims.shape[1] - k, axis=1)[:, sims.shape[1] - k : sims.shape[1] - k + 1]
+            keep = sims >= kth
+            width = keep.sum(axis=1).max()
+            order = np.argsort(~keep, axis=1, kind="stable")[:, :width]
+            sims, cols = np.take_along_axis(sims, order, axis=1), np.take_along_axis(cols, order, axis=1)
+        pooled_v = np.concatenate([best_v, sims], axis=1)
+        pooled_i = np.concatenate([best_i, cols], axis=1)
+        ranked = np.lexsort((pooled_i, -pooled_v), axis=1)[:, :k]
+        best_v = np.take_along_axis(pooled_v, ranked, axis=1)
+        best_i = np.take_along_axis(pooled_i, ranked, axis=1)
+    return best_i
+
+
+def _features(x) -> np.ndarray:
+    """Finite (n, d) features, float32 kept as float32 (the approximate path never needs float64 copies)."""
+    arr = np.asarray(x)
+    return np.ascontiguousarray(arr) if arr.dtype == np.float32 and np.isfinite(arr).all() and arr.ndim == 2 \
+        else as_features(arr, "features")
