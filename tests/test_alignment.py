@@ -99,6 +99,15 @@ def test_all_pairs_scores_equal_the_single_pair_metric_on_id_joined_features(ker
             assert np.allclose(sub[:la, :lb], expected, atol=1e-6), (a, b)
 
 
+def test_cknna_neighbour_products_in_row_blocks_equal_one_block(kernels, monkeypatch):
+    from convergence.pairwise.measures import cknna
+
+    whole = quiet(pairwise, kernels, "cknna", params={"k": 8}, n_permutations=0, n_bootstrap=0)
+    monkeypatch.setattr(cknna, "_ROWS", 7)  # blocks of 7 stimuli, the last one short
+    blocked = quiet(pairwise, kernels, "cknna", params={"k": 8}, n_permutations=0, n_bootstrap=0)
+    assert np.array_equal(whole["score"].values, blocked["score"].values, equal_nan=True)
+
+
 def test_scores_depend_on_ids_not_row_positions(kernels):
     ds = pairwise(kernels, "mutual_knn", params={"k": 8}, n_permutations=0, n_bootstrap=0)
     by_position = M.mutual_knn(kernels["alpha"]["features_hidden_00"].values.astype(float),

@@ -11,6 +11,10 @@ from ...metrics._checks import check_int
 from ..products import ModelProducts
 from .base import PairMetric, _batch_size, _code_finder, _inverse_perms, _normalise, _permuted_neighbours, _Prepared
 
+#: Stimuli per block of the neighbour inner products in ``prepare`` (memory ``8 _ROWS k d`` bytes).
+_ROWS = 4096
+
+
 @dataclass
 class _CknnaPrepared(_Prepared):
     nbrs: np.ndarray  # (L, n, k)
@@ -48,7 +52,10 @@ class CknnaMetric(PairMetric):
         values, recip, self_hsic = [], [], []
         for layer in range(len(model.layers)):
             x = model.features(layer)
-            v = np.einsum("id,ipd->ip", x, x[nbrs[layer]])
+            v = np.empty(nbrs[layer].shape)
+            for start in range(0, model.n, _ROWS):  # x[nbrs] in row blocks: never the (n, k, d) array at once
+                stop = min(model.n, start + _ROWS)
+                v[start:stop] = np.einsum("id,ipd->ip", x[start:stop], x[nbrs[layer, start:stop]])
             r = reciprocal_neighbors(nbrs[layer])
             values.append(v)
             recip.append(r)
