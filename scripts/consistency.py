@@ -5,7 +5,7 @@ from convergence.analyses.consistency import behaviour_table, dataset_consistenc
 from convergence.runtime import logged
 from convergence.store import open_store, write_table
 
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     datasets = snakemake.params.datasets
     matrices = {d: similarity_matrix(open_store(path, load=True)) for d, path in zip(datasets, snakemake.input.similarity)}
     probes = {d: pd.read_csv(path) for d, path in zip(datasets, snakemake.input.probes)}

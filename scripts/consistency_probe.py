@@ -3,7 +3,7 @@ from convergence.analyses.consistency import probe_table
 from convergence.runtime import logged
 from convergence.store import open_store, write_table
 
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     stimuli = open_store(snakemake.input.stimuli)
     embeddings = {name: open_store(path) for name, path in snakemake.input.items() if name != "stimuli"}
     table = probe_table(stimuli, embeddings, layers=snakemake.params.layers, preprocess=snakemake.params.preprocess,

@@ -4,7 +4,7 @@ from convergence.analyses.crossmodal import crossmodal
 from convergence.runtime import logged
 from convergence.store import open_store, write_store, write_table
 
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     block = crossmodal(open_store(snakemake.input.alignment, load=True))
     write_store(block, snakemake.output.store)
     write_table(summary_table(block), snakemake.output.table)

@@ -3,7 +3,7 @@ from convergence.analyses.dispersion import dispersion
 from convergence.runtime import logged
 from convergence.store import open_store, write_store
 
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     kernels = {name: open_store(path) for name, path in snakemake.input.items()}
     result = dispersion(kernels, group=snakemake.wildcards.group, layers=snakemake.params.layers,
                         model_labels=snakemake.params.labels, **snakemake.params.options)

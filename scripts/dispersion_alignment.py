@@ -3,7 +3,7 @@ from convergence.analyses.dispersion import dispersion_alignment, ratio_table
 from convergence.runtime import logged
 from convergence.store import open_store, write_store, write_table
 
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     disp = open_store(snakemake.input.dispersion, load=True)
     kernels = {name: open_store(path) for name, path in snakemake.input.items() if name != "dispersion"}
     result = dispersion_alignment(kernels, disp, vision=snakemake.params.vision, language=snakemake.params.language,

@@ -13,7 +13,7 @@ spec = snakemake.params.spec
 text = snakemake.input.get("text") or None
 if isinstance(text, (list, tuple)):
     text = text[0] if text else None
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     encoder = load_encoder(snakemake.wildcards.model, spec, device=snakemake.config["device"])
     stimuli = open_store(snakemake.input.stimuli)
     ds = extract(

@@ -3,7 +3,7 @@ from convergence.plots.alignment import plot_alignment_heatmap
 from convergence.runtime import logged
 from convergence.store import open_store
 
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     scores = open_store(snakemake.input.alignment, load=True)
     title = f"{snakemake.wildcards.dataset}: {scores.attrs['metric']}, best layer pair, n={scores.attrs['n_stimuli']}"
     if "neighbour_recall_min" in scores.attrs:  # approximate neighbour lists: their measured recall

@@ -3,7 +3,8 @@ from convergence.analyses.prh import read_prh
 from convergence.plots.alignment import plot_prh
 from convergence.runtime import logged
 
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     table, info = read_prh(snakemake.input.table, snakemake.input.fit)
     plot_prh(table, [snakemake.output.png, snakemake.output.pdf], fit=info["fit"], reference=info["reference"],
-             metric=info["metric"], x_label=info["x_label"])
+             metric=info["metric"], x_label=info["x_label"], fit_calibrated=info.get("fit_calibrated"),
+             alpha=info.get("alpha"))

@@ -7,7 +7,7 @@ products = snakemake.params.products
 # the exact search's backend and device change no number (every backend gives the exact lists), so they are
 # read from the config rather than params: switching them reruns nothing
 search = snakemake.config["kernels"]
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     kernel = build_kernel(
         open_store(snakemake.input.embeddings, load=True),
         k=products["k"],

@@ -5,7 +5,7 @@ from convergence.analyses import layers as L
 from convergence.runtime import logged
 from convergence.store import open_store, write_json, write_store, write_table
 
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     o = snakemake.params.options
     kernels = {name: open_store(path) for name, path in snakemake.input.items() if name != "readout"}
     scores = L.layer_matrices(kernels, snakemake.params.metric, params=snakemake.params.metric_params,

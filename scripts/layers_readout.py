@@ -3,7 +3,7 @@ from convergence.analyses.layers import layer_readout, readout_summary
 from convergence.runtime import logged
 from convergence.store import open_store, write_json, write_table
 
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     options = snakemake.params.options
     stores = {name: open_store(path) for name, path in snakemake.input.items() if name != "lowlevel"}
     table = layer_readout(stores, open_store(snakemake.input.lowlevel, load=True), folds=options["readout_folds"],

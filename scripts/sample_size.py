@@ -3,7 +3,7 @@ from convergence.analyses.sample_size import curve_table, sample_size_curve, siz
 from convergence.runtime import logged
 from convergence.store import open_store, write_store, write_table
 
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     kernels = {name: open_store(path) for name, path in snakemake.input.items()}
     curve = sample_size_curve(kernels, snakemake.wildcards.metric, model_labels=snakemake.params.labels,
                               progress=snakemake.params.progress, **snakemake.params.options)

@@ -3,7 +3,7 @@ from convergence.analyses.taxonomy_train import run_taxonomy_job
 from convergence.runtime import logged
 from convergence.store import open_store, write_json, write_table
 
-with logged(snakemake.log[0], threads=snakemake.threads):
+with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     metrics, answers, per_hypernym = run_taxonomy_job(
         open_store(snakemake.input.stimuli), open_store(snakemake.input.embeddings, load=True),
         snakemake.wildcards.lm, snakemake.params.lm_spec, snakemake.params.condition, snakemake.params.options,

@@ -3,7 +3,7 @@ from convergence.analyses.taxonomy import aggregate, oracle_table
 from convergence.runtime import logged
 from convergence.store import write_table
 
-with logged(snakemake.log[0]):
+with logged(snakemake.log[0], outputs=snakemake.output):
     summary, hypernyms = aggregate(snakemake.input.runs, snakemake.input.hypernyms)
     write_table(summary, snakemake.output.summary)
     write_table(hypernyms, snakemake.output.hypernyms)

@@ -98,6 +98,13 @@ def test_crossmodal_block_and_tables(kernels, tmp_path):
                                   "null_mean", "p_value", "ci_low", "ci_high", "modality_a", "objective_b", "n_stimuli"}
     best = table[(table.summary == "best") & (table.model_a == "va")].iloc[0]
     assert best["score"] == pytest.approx(float(scores["score"].sel(model_a="va", model_b="la").max()))
+    # the block's q-values are over its own vision x language pairs, not over the alignment's three pairs
+    from scipy.stats import false_discovery_control
+
+    for s in ("best", "last"):
+        p = block["p_value"].sel(summary=s).values.ravel()
+        assert np.allclose(block["q_value"].sel(summary=s).values.ravel(), false_discovery_control(p, method="bh"))
+    assert {"tau", "calibrated", "q_value"} <= set(table.columns)
     with pytest.raises(ValueError, match="vision and language"):
         crossmodal(scores.sel(model_b=["va"]))
 

@@ -104,8 +104,11 @@ def _csv_dataset(tmp_path, text: str, encoding: str = "utf-8") -> dict:
 
 
 def with_dataset(dataset: dict) -> dict:
+    """GOOD plus ``dataset`` (one-row CSVs here: no k-NN measure, no competence, which need more stimuli)."""
     cfg = copy.deepcopy(GOOD)
     cfg["datasets"]["table"] = dataset
+    cfg["alignment"] = {"metrics": ["cka_linear"]}
+    cfg["competence"] = {"enabled": False}
     return cfg
 
 
@@ -146,7 +149,7 @@ def test_k_above_a_datasets_size_fails_before_any_extraction():
     cfg = {"datasets": {"d": {"source": "digits", "per_class": 2}},
            "models": {"a": {"source": "timm", "name": "resnet18", "modality": "vision", "objective": "random"},
                       "b": {"source": "timm", "name": "resnet10t", "modality": "vision", "objective": "random"}},
-           "kernels": {"k": 20}}
+           "kernels": {"k": 20}, "competence": {"k": 3}}
     with pytest.raises(ConfigError, match=r"config.kernels.k: k=20 .* 'd' has at most 20; allowed: 1 <= k <= 19"):
         validate_config(cfg)
     cfg["kernels"]["k"] = 19
@@ -271,3 +274,143 @@ def test_open_clip_and_module_entries():
     assert validate_config({**GOOD, "models": {**GOOD["models"], "net": net}})
     msg = bad(lambda c: c["models"].update(net={**net, "factory": "build"}))
     assert "config.models.net.factory" in msg
+
+
+# --------------------------------------------------- values that passed the schema and crashed inside a job
+
+
+@pytest.mark.parametrize("where, value", [
+    (("alignment", "k"), 3.0), (("models", "cnn", "batch_size"), 8.0), (("datasets", "emo", "limit"), 10.0),
+    (("alignment", "n_permutations"), 5.0), (("consistency", "n_permutations"), 5.0), (("alignment", "k"), True),
+])
+def test_a_float_or_bool_where_an_integer_is_required_is_refused(where, value):
+    def mutate(c):
+        node = c
+        for key in where[:-1]:
+            node = node.setdefault(key, {})
+        node[where[-1]] = value
+
+    msg = bad(mutate)
+    assert f"config.{'.'.join(where)}: {value!r} is not allowed; an integer is required" in msg
+    if isinstance(value, float):
+        assert f"write {int(value)}, not {value!r}" in msg
+
+
+def test_negative_seeds_and_huge_draw_counts_are_refused_by_name():
+    msg = bad(lambda c: c.update(alignment={"seed": -1}))
+    assert msg == "config.alignment.seed: -1 is out of range; allowed: >= 0 (random seeds are non-negative)"
+    msg = bad(lambda c: c["datasets"]["emo"].update(seed=-3))
+    assert "config.datasets.emo.seed: -3 is out of range" in msg
+    msg = bad(lambda c: c.update(taxonomy={"seeds": [0, -2]}))
+    assert "config.taxonomy.seeds[1]: -2 is out of range" in msg
+    msg = bad(lambda c: c.update(alignment={"n_permutations": 10**12}))
+    assert "config.alignment.n_permutations: 1000000000000 is out of range; allowed: >= 0 and <= 100000" in msg
+    assert "held in memory" in msg
+    msg = bad(lambda c: c.update(layers={"n_bootstrap": 10**7}))
+    assert "config.layers.n_bootstrap" in msg and "<= 100000" in msg
+    validate_config({**GOOD, "alignment": {"seed": 0, "n_permutations": 100_000}})
+
+
+def _images(root, names):
+    from PIL import Image
+
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), "red").save(root / name)
+
+
+def test_k_above_a_counted_csv_or_image_folder_fails_before_any_extraction(tmp_path):
+    _images(tmp_path / "folder", [f"c{i % 2}/{i}.png" for i in range(6)])
+    _images(tmp_path, ["a.png"])
+    (tmp_path / "s.csv").write_text("path\n" + "a.png\n" * 4 + "\n")  # a blank line is no row
+    for name, spec, n in (("folder", {"source": "image_folder", "path": str(tmp_path / "folder")}, 6),
+                          ("table", {"source": "csv", "path": str(tmp_path / "s.csv")}, 4)):
+        cfg = {"datasets": {name: spec}, "models": {"cnn": dict(TINY_CNN), "cnn2": dict(TINY_CNN)},
+               "competence": {"k": 1}}
+        msg = bad(lambda c: c.update(cfg))
+        assert f"config.alignment.k: k=10 neighbours need more than k stimuli, but dataset {name!r} has at most {n}" in msg
+        validate_config({**cfg, "alignment": {"k": n - 1}})
+        # variations render every image n times: the bound grows with them
+        validate_config({**cfg, "datasets": {name: {**spec, "variations": {"n": 3}}}, "alignment": {"k": 3 * n - 1}})
+
+
+def test_competence_k_above_a_labelled_datasets_size_fails_before_any_extraction(tmp_path):
+    _images(tmp_path / "folder", [f"c{i % 2}/{i}.png" for i in range(6)])
+    cfg = {"datasets": {"f": {"source": "image_folder", "path": str(tmp_path / "folder")}},
+           "models": {"cnn": dict(TINY_CNN)}, "alignment": {"k": 3}}
+    msg = bad(lambda c: c.update(cfg))
+    assert "config.competence.k: the k-NN classifier's k=10 neighbours need more than k stimuli" in msg
+    assert "'f' has at most 6; allowed: 1 <= k <= 5" in msg
+    validate_config({**cfg, "competence": {"k": 5}})
+
+
+def test_a_packaged_model_with_the_wrong_modality_is_named():
+    msg = bad(lambda c: c["models"].update(
+        lm={"source": "packaged", "name": "qwen25_coder_05b", "modality": "vision", "objective": "language"}))
+    assert msg == ("config.models.lm.modality: packaged model 'qwen25_coder_05b' is a language model, not "
+                   "'vision'; allowed: 'language'")
+
+
+def test_unknown_layer_names_are_caught_where_the_config_tells_the_layers():
+    nsfw = {"source": "packaged", "name": "open_nsfw", "modality": "vision", "objective": "supervised"}
+    msg = bad(lambda c: c["models"].update(n={**nsfw, "layers": ["layer2", "layer9"]}))
+    assert "config.models.n.layers: packaged model 'open_nsfw' has no layer 'layer9'; its layers:" in msg
+    # a graph tensor name selects its layer, as the loader allows
+    validate_config({**GOOD, "models": {**GOOD["models"], "n": {**nsfw, "layers": ["/Relu_21_output_0"]}},
+                     "alignment": {"named_layers": {"n": "layer2"}}})
+    msg = bad(lambda c: c["models"].update(n={**nsfw, "layers": [7]}))
+    assert "config.models.n.layers: layer index 7 is out of range" in msg
+    # a layer an analysis reads must be among the stored ones
+    msg = bad(lambda c: (c["models"].update(n={**nsfw, "layers": ["layer2", "layer4"]}),
+                         c.update(alignment={"named_layers": {"n": "layer3"}})))
+    assert msg == ("config.alignment.named_layers: model 'n' stores no layer 'layer3'; its stored layers: "
+                   "['layer2', 'layer4']")
+    msg = bad(lambda c: (c["models"].update(n={**nsfw, "granularity": "blocks"}),
+                         c.update(consistency={"layers": {"n": "layer1"}})))
+    assert "config.consistency.layers: model 'n' stores no layer 'layer1'" in msg and "block_16" in msg
+    msg = bad(lambda c: (c["models"]["cnn"].update(layers=["stage_1", "stage_3"]),
+                         c.update(dispersion={"layers": {"cnn": "stage_2"}})))
+    assert "config.dispersion.layers: model 'cnn' stores no layer 'stage_2'" in msg
+    cfg = copy.deepcopy(GOOD)
+    cfg["models"]["n"] = {**nsfw, "layers": ["layer2", "layer4"]}
+    validate_config({**cfg, "alignment": {"named_layers": {"n": "layer4", "cnn": "anything"}}})  # cnn: not knowable
+    # an ONNX list of tensor names is stored under sanitised names: not checked here; a mapping is
+    onnx = {"source": "onnx", "path": str(ROOT / "config.yaml"), "modality": "vision", "objective": "supervised"}
+    validate_config({**cfg, "models": {**cfg["models"], "o": {**onnx, "layers": ["/a/Relu:0"]}},
+                     "alignment": {"named_layers": {"o": "a_Relu_0"}}})
+    msg = bad(lambda c: (c["models"].update(o={**onnx, "layers": {"relu": "/a/Relu:0"}}),
+                         c.update(alignment={"named_layers": {"o": "a_Relu_0"}})))
+    assert "model 'o' stores no layer 'a_Relu_0'; its stored layers: ['relu']" in msg
+
+
+def test_variations_and_per_class_only_where_the_source_can_have_them(tmp_path):
+    msg = bad(lambda c: c["datasets"]["emo"].update(variations={"n": 2}))
+    assert msg.startswith("config.datasets.emo.variations: source 'emoji' cannot be rendered with variations")
+    assert "['tuxpaint', 'image_folder', 'csv']" in msg
+    msg = bad(lambda c: c["datasets"]["emo"].update(per_class=2))
+    assert "config.datasets.emo.per_class: a per-class subsample needs labels" in msg and "use limit" in msg
+    _images(tmp_path / "flat", [f"{i}.png" for i in range(30)])
+    msg = bad(lambda c: c["datasets"].update(f={"source": "image_folder", "path": str(tmp_path / "flat"), "per_class": 2}))
+    assert "config.datasets.f.per_class" in msg and "class sub-folders" in msg
+    _images(tmp_path, ["a.png"])
+    (tmp_path / "s.csv").write_text("path\n" + "a.png\n" * 30)
+    msg = bad(lambda c: c["datasets"].update(t={"source": "csv", "path": str(tmp_path / "s.csv"), "per_class": 2,
+                                                    "models": ["cnn"]}))
+    assert "config.datasets.t.per_class" in msg and "'label' column" in msg
+
+
+def test_a_bad_background_is_caught_at_validation():
+    msg = bad(lambda c: c["datasets"]["emo"].update(background="whte"))
+    assert msg.startswith("config.datasets.emo.background: background 'whte' is not a colour; allowed:")
+    validate_config({**GOOD, "datasets": {"emo": {"source": "emoji", "limit": 20, "background": "#102030"}}})
+
+
+def test_a_csv_path_that_is_a_directory_or_has_no_rows(tmp_path):
+    msg = bad(lambda c: c["datasets"].update(t={"source": "csv", "path": str(tmp_path)}))
+    assert "is a directory, not a CSV file" in msg and "does not exist" not in msg
+    (tmp_path / "s.csv").write_text("path,caption\n\n")
+    msg = bad(lambda c: c["datasets"].update(t={"source": "csv", "path": str(tmp_path / "s.csv")}))
+    assert msg.startswith("config.datasets.t.path:") and "has a header but no rows" in msg
+    (tmp_path / "a.png").write_bytes(b"")
+    msg = bad(lambda c: c["datasets"].update(t={"source": "image_folder", "path": str(tmp_path / "a.png")}))
+    assert "is a file, not a folder of images" in msg

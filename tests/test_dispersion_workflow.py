@@ -89,6 +89,18 @@ def test_dispersion_alignment_compares_low_high_and_random_subsets(run):
         np.testing.assert_allclose(ratio, res["low"].values / res["high"].values)
         finite = np.isfinite(res["ratio_ci_low"].values)
         assert finite.any() and (res["ratio_ci_low"].values[finite] <= res["ratio_ci_high"].values[finite]).all()
+        for side in ("ratio", "low", "high"):  # jackknife intervals contain their estimate
+            est, lo, hi = (res[f].values for f in (side, f"{side}_ci_low", f"{side}_ci_high"))
+            ok = np.isfinite(lo)
+            assert ok.any() and ((lo[ok] <= est[ok]) & (est[ok] <= hi[ok])).all()
+        # calibrated against the random subsets; q-values over the pairs of each criterion and metric
+        for side in ("low", "high"):
+            cal, tau, est = (res[f].values for f in (f"{side}_calibrated", f"{side}_tau", side))
+            ok = np.isfinite(cal)
+            assert ok.any() and (cal[ok] >= 0).all() and (cal[ok] <= 1).all()
+            assert ((cal[ok] > 0) == (est[ok] > tau[ok] + 1e-9)).all()  # both metrics: higher is more similar
+            q, p = res[f"{side}_q"].values, res[f"{side}_p"].values
+            assert (q[np.isfinite(p)] >= p[np.isfinite(p)] - 1e-12).all()
         pct = res[["low_percentile", "high_percentile"]].to_array().values
         assert ((pct >= 0) & (pct <= 100)).all()
         table = pd.read_csv(run / f"results/dispersion_alignment/emo/{group}.csv")

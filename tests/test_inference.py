@@ -97,3 +97,127 @@ def test_percentile_of_counts_ties_half():
     assert percentile_of(draws, 2.0) == pytest.approx(100 * 1.5 / 4)
     assert percentile_of(np.full(5, 0.3), 0.3) == 50.0
     assert np.isnan(percentile_of(np.array([np.nan]), 1.0))
+
+
+# ----------------------------------------------------------------- calibration, q-values, jackknife intervals
+
+
+def test_threshold_and_calibrated_score_of_a_hand_computed_case():
+    from convergence.inference import calibrate, calibrated_score, null_threshold
+
+    null = np.array([0.10, 0.30, 0.20, 0.05, 0.25, 0.15, 0.35, 0.00, 0.40])  # B = 9
+    # B + 1 = 10 values with the observed 0.6; alpha 0.05: ceil(0.95 * 10) = 10th smallest = 0.6 itself
+    assert null_threshold(null, 0.6, 0.05) == pytest.approx(0.6)
+    assert calibrated_score(0.6, 0.6, 1.0) == 0.0
+    # alpha 0.2: ceil(0.8 * 10) = 8th smallest of {0, .05, .1, .15, .2, .25, .3, .35, .4, .6} = 0.35
+    out = calibrate(null, 0.6, 1.0, alpha=0.2)
+    assert out["tau"] == pytest.approx(0.35)
+    assert out["calibrated"] == pytest.approx((0.6 - 0.35) / (1.0 - 0.35))
+    # at or below tau: 0; alpha 0.5: ceil(5) = 5th smallest = 0.2 with the observed 0.18 among them (0.18)
+    assert calibrate(null, 0.18, 1.0, alpha=0.5) == {"tau": pytest.approx(0.18), "calibrated": 0.0}
+    # a distance (lower = more similar, most similar 0): the same on the oriented scale
+    # (distances 1 - similarity: tau = 1 - 0.35, and the same calibrated score as the similarity)
+    dist = calibrate(1 - null, 0.4, 0.0, alpha=0.2, higher_is_better=False)
+    assert dist["tau"] == pytest.approx(0.65)
+    assert dist["calibrated"] == pytest.approx((0.65 - 0.4) / (0.65 - 0.0)) == out["calibrated"]
+    # an unbounded measure: the unnormalised excess
+    assert calibrate(null, 0.6, np.inf, alpha=0.2)["calibrated"] == pytest.approx(0.25)
+    assert np.isnan(null_threshold([], 0.6)) and np.isnan(calibrated_score(np.nan, 0.3, 1.0))
+    with pytest.raises(ValueError, match="alpha"):
+        null_threshold(null, 0.6, alpha=1.5)
+
+
+def test_bh_q_values_equal_scipy():
+    from scipy.stats import false_discovery_control
+
+    from convergence.inference import bh_qvalues
+
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 7, 50):
+        p = np.concatenate([rng.uniform(size=size), rng.uniform(0, 0.01, size=size // 3)])
+        p[rng.integers(0, p.size)] = p[0]  # ties
+        assert np.allclose(bh_qvalues(p), false_discovery_control(p, method="bh"))
+    p = np.array([0.01, np.nan, 0.04, 0.03])  # NaN is no test: it stays NaN and does not count
+    q = bh_qvalues(p)
+    assert np.isnan(q[1]) and np.allclose(q[[0, 2, 3]], false_discovery_control(p[[0, 2, 3]], method="bh"))
+    assert np.all(np.isnan(bh_qvalues([np.nan])))
+
+
+def test_jackknife_replicates_leave_out_disjoint_groups_covering_every_stimulus():
+    from convergence.inference import jackknife_weights
+
+    w = jackknife_weights(np.random.default_rng(0), 23, 5)
+    assert w.shape == (5, 23) and set(np.unique(w)) == {0.0, 1.0}
+    left_out = 1 - w
+    assert np.all(left_out.sum(axis=0) == 1)  # each stimulus left out exactly once
+    assert sorted(left_out.sum(axis=1)) == [4, 4, 5, 5, 5]  # near-equal groups
+    one = jackknife_weights(np.random.default_rng(0), 6, 99)  # more groups than stimuli: delete-one
+    assert one.shape == (6, 6) and np.array_equal(np.sort(1 - one, axis=0), np.sort(np.eye(6), axis=0))
+    assert jackknife_weights(np.random.default_rng(0), 6, 0) is None
+
+
+def test_jackknife_interval_of_a_mean_is_the_textbook_one_and_adds_variances():
+    from scipy.stats import norm
+
+    from convergence.inference import jackknife_interval, stimulus_interval
+
+    x = np.random.default_rng(1).normal(loc=2.0, size=50)
+    low, high = stimulus_interval(lambda idx: x[idx].mean(), x.size, n_groups=50)  # delete-one
+    half = norm.ppf(0.975) * x.std(ddof=1) / np.sqrt(x.size)  # the jackknife se of a mean is s / sqrt(n)
+    assert (low, high) == pytest.approx((x.mean() - half, x.mean() + half))
+    d1, d2 = np.array([1.0, 2.0, 3.0]), np.array([0.0, 4.0])
+    lo, hi = jackknife_interval(10.0, d1, d2, ci=0.9)
+    se = np.sqrt(2 / 3 * 2.0 + 1 / 2 * 8.0)
+    assert (lo, hi) == pytest.approx((10 - norm.ppf(0.95) * se, 10 + norm.ppf(0.95) * se))
+    assert np.isnan(jackknife_interval(np.nan, d1)[0])
+
+
+def test_linear_cka_jackknife_interval_covers_the_population_value_and_contains_its_estimate():
+    """200 seeds of Gaussian pairs y = x A + noise (population CKA = ||A||_F^2 / (sqrt(d) ||A^T A + I||_F)):
+    the 95 % interval covers the population value in >= 90 % and contains its own estimate in >= 99 %."""
+    from convergence.inference import stimulus_interval
+    from convergence.metrics import cka
+
+    a = np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.3]])
+    population = np.sum(a**2) / (np.sqrt(3) * np.linalg.norm(a.T @ a + np.eye(3)))
+    cover = contain = 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(60, 3))
+        y = x @ a + rng.normal(size=(60, 3))
+        estimate = cka(x, y)
+        low, high = stimulus_interval(lambda idx: cka(x[idx], y[idx]), 60, n_groups=20, rng=np.random.default_rng(seed))
+        cover += low <= population <= high
+        contain += low <= estimate <= high
+    assert cover >= 180 and contain >= 198
+
+
+def test_intervals_excluding_their_estimate_are_counted():
+    from convergence.inference import count_excluding
+
+    est = np.array([0.5, 0.5, 0.5, np.nan, 0.5])
+    low = np.array([0.4, 0.51, 0.1, 0.0, np.nan])
+    high = np.array([0.6, 0.7, 0.49, 1.0, 1.0])
+    assert count_excluding(est, low, high) == (2, 3)
+
+
+def test_resampling_with_replacement_moves_cka_off_its_estimate_and_the_jackknife_does_not():
+    """Why intervals over stimuli are jackknife ones: duplicated stimuli inflate linear CKA of wide, unit-norm
+    features (as after PRH preprocessing), so the with-replacement percentile interval lies above its own
+    estimate; the jackknife interval (no duplicates) contains it."""
+    from convergence.inference import stimulus_interval
+    from convergence.metrics import cka
+
+    above = contained = 0
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        z = rng.normal(size=(60, 10))
+        x = np.maximum(z @ rng.normal(size=(10, 200)), 0) + 0.5 * rng.normal(size=(60, 200))
+        y = np.tanh(z @ rng.normal(size=(10, 200))) + 0.5 * rng.normal(size=(60, 200))
+        x, y = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in (x, y))
+        stat = lambda idx: cka(x[idx], y[idx])  # noqa: E731
+        estimate = stat(np.arange(60))
+        above += bootstrap_interval(stat, 60, n_bootstrap=100, rng=np.random.default_rng(seed))[0] > estimate
+        low, high = stimulus_interval(stat, 60, n_groups=20, rng=np.random.default_rng(seed))
+        contained += low <= estimate <= high
+    assert above >= 4 and contained == 5

@@ -90,6 +90,42 @@ def test_prh_plot_names_models_without_a_score(tmp_path):
     assert any("no score: b" in t for t in texts(fig.axes[0]))
 
 
+def with_calibration(ds, calibrated, q, alpha=0.05):
+    shape = ds["summary_score"].shape
+    ds = ds.assign(calibrated=(("model_a", "model_b", "summary"), np.asarray(calibrated, float).reshape(shape)),
+                   q_value=(("model_a", "model_b", "summary"), np.asarray(q, float).reshape(shape)))
+    ds.attrs["alpha"] = alpha
+    return ds
+
+
+def test_heatmaps_offer_the_calibrated_score_with_q_marks(tmp_path):
+    cal = [[1.0, 0.25, 0.0], [0.25, 1.0, np.nan], [0.0, np.nan, 1.0]]
+    q = [[np.nan, 0.01, 0.2], [0.01, np.nan, np.nan], [0.2, np.nan, np.nan]]
+    fig = plot_alignment_heatmap(with_calibration(scores_dataset(SCORE, Z, LA, LB), cal, q), [tmp_path / "a.png"])
+    panel = fig.axes[2]  # score, z, calibrated; then their colour bars
+    assert images(panel)[0].get_clim() == pytest.approx((0.0, 1.0))
+    assert "0.25*" in texts(panel) and "0.00" in texts(panel)  # q 0.01 <= 0.05 marked, q 0.2 not
+    assert "q <= 0.05" in panel.get_title()
+    ds = with_calibration(scores_dataset([[0.2, 0.4], [0.1, 0.3]], [[1, 2], [0, 3]], [[1, 2], [0, 0]],
+                                         [[0, 0], [1, 1]], models_a=["cnn", "vit"], models_b=["bert", "gpt"]),
+                          [[0.0, 0.3], [0.0, 0.1]], [[0.5, 0.001], [0.9, 0.04]], alpha=0.01)
+    fig = plot_crossmodal_heatmap(ds, [tmp_path / "c.png"])
+    assert "0.30*" in texts(fig.axes[1]) and "0.10" in texts(fig.axes[1])  # alpha from the scores: 0.01
+    # without calibrated scores the figures stay as they were
+    assert len(plot_alignment_heatmap(scores_dataset(SCORE, Z, LA, LB), [tmp_path / "b.png"]).axes) == 4
+
+
+def test_prh_plot_shows_calibrated_alignment_beside_the_raw_one(tmp_path):
+    table = pd.DataFrame({"model": ["a", "b", "c"], "competence": [0.1, 0.2, 0.3], "alignment": [0.2, 0.3, 0.4],
+                          "calibrated": [0.0, 0.1, 0.2], "q_value": [0.3, 0.04, 0.01]})
+    fig = plot_prh(table, [tmp_path / "p.png"], reference="ref", fit={"slope": 2, "intercept": 0, "r": 1.0},
+                   fit_calibrated={"slope": 1, "intercept": -0.1, "r": 1.0}, alpha=0.05)
+    raw, calibrated = fig.axes[0], fig.axes[1]
+    assert "calibrated" in calibrated.get_ylabel() and "calibrated" not in raw.get_ylabel()
+    filled, hollow = calibrated.collections[0], calibrated.collections[1]
+    assert len(filled.get_offsets()) == 2 and len(hollow.get_offsets()) == 1  # q <= 0.05: b and c
+
+
 def test_overview_pca_axes_carry_explained_variance(tmp_path):
     rng = np.random.default_rng(0)
     n = 60

@@ -152,3 +152,89 @@ def test_taxonomy_claim_reads_the_summary(tmp_path):
     assert "not reproducible with this LM" in status and "AUC 0.55" in status
     oracle.assign(auc=0.9).to_csv(tmp_path / "taxonomy" / "d" / "oracle.csv", index=False)
     assert "the projector" in _taxonomy_claim(tmp_path)[1]
+
+
+def _calibrated_cross(tmp_path, calibrated, q):
+    import pandas as pd
+
+    folder = tmp_path / "crossmodal" / "emoji"
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"summary": ["best", "best", "last"], "objective_a": ["supervised", "random", "random"],
+                  "score": [0.3, 0.2, 0.1], "null_mean": [0.05, 0.05, 0.05], "p_value": [0.01, 0.01, 0.5],
+                  "q_value": q + [0.5], "calibrated": calibrated + [0.0]}).to_csv(folder / "mutual_knn.csv", index=False)
+
+
+def test_prh_claim_uses_q_values_and_gives_the_calibrated_verdict_beside_the_raw_one(tmp_path):
+    import json
+
+    from convergence.report import _prh_claim
+
+    _calibrated_cross(tmp_path, [0.2, 0.0], [0.02, 0.02])
+    folder = tmp_path / "prh" / "emoji"
+    folder.mkdir(parents=True)
+    fit = {"slope": 1.0, "intercept": 0.0, "r": 0.8, "n": 3}
+    (folder / "mutual_knn.json").write_text(json.dumps({
+        "reference": "ref", "x_label": "competence (1 - bits per byte on the fixed text)", "fit": fit,
+        "fit_calibrated": {**fit, "r": float("nan")}, "alpha": 0.05}))
+    measured, status = _prh_claim(tmp_path)
+    assert "2 of 2 pairs above their null (q <= 0.05" in measured and "1 of 2 pairs above 0" in measured
+    assert "calibrated: r = " not in measured and "calibrated: the same for every model" in measured
+    raw, calibrated = status.split("; calibrated: ")
+    # every pair above its null (q) and the LM trend rises; no vision trend (a vision reference is not there)
+    assert raw.startswith("**partly**: cross-modal alignment is above its null")
+    assert calibrated.startswith("**not reproduced**") and "undefined: no spread" in calibrated
+    _calibrated_cross(tmp_path, [0.2, 0.1], [0.02, 0.2])  # q 0.2 > alpha: that pair is not above its null
+    assert _prh_claim(tmp_path)[1].startswith("**not reproduced**")
+
+
+def test_sample_size_claim_gives_the_calibrated_verdict(tmp_path):
+    import pandas as pd
+
+    from convergence.report import _sample_size_claim
+
+    folder = tmp_path / "sample_size" / "emoji"
+    folder.mkdir(parents=True)
+    pd.DataFrame({"pair_kind": ["all"] * 3, "n_stimuli": [32, 64, 128], "score": [0.4, 0.3, 0.2],
+                  "null_mean": [0.3, 0.15, 0.08], "excess": [0.1, 0.15, 0.12], "calibrated": [0.0, 0.05, 0.1],
+                  "rho_n_score": [-1.0] * 3, "rho_n_excess": [0.5] * 3, "rho_n_calibrated": [1.0] * 3,
+                  "n_pairs": [6] * 3}).to_csv(folder / "mutual_knn_trend.csv", index=False)
+    measured, status = _sample_size_claim(tmp_path)
+    assert "calibrated 0.000 -> 0.100, rho(n, calibrated) +1.00" in measured
+    assert status == "reproduced: alignment falls as n grows; calibrated: **not reproduced**"
+
+
+def test_interval_check_counts_intervals_that_exclude_their_estimate(tmp_path):
+    import pandas as pd
+
+    from convergence.report import interval_check
+
+    folder = tmp_path / "alignment" / "emoji"
+    folder.mkdir(parents=True)
+    pd.DataFrame({"score": [0.5, 0.5, 0.5], "ci_low": [0.4, 0.6, float("nan")], "ci_high": [0.6, 0.7, 0.9]}).to_csv(
+        folder / "cka_linear.csv", index=False)
+    (tmp_path / "sample_size" / "emoji").mkdir(parents=True)
+    pd.DataFrame({"score": [0.1], "ci_low": [0.2], "ci_high": [0.3]}).to_csv(
+        tmp_path / "sample_size" / "emoji" / "mutual_knn.csv", index=False)
+    pd.DataFrame({"score": [0.1], "ci_low": [0.2], "ci_high": [0.3]}).to_csv(  # a trend table: not counted
+        tmp_path / "sample_size" / "emoji" / "mutual_knn_trend.csv", index=False)
+    table = interval_check(tmp_path)
+    assert table.set_index("table").loc["all", ["excluding", "intervals"]].tolist() == [2, 3]
+
+
+def test_dispersion_claim_gives_the_calibrated_verdict(tmp_path):
+    import pandas as pd
+
+    from convergence.report import _dispersion_claim
+
+    folder = tmp_path / "dispersion_alignment" / "emoji"
+    folder.mkdir(parents=True)
+    rows = [{"metric": "mutual_knn", "criterion": c, "objective_vision": obj, "ratio": r, "ratio_ci_low": r - 0.1,
+             "low_calibrated": cal} for c in ("q0.1", "q0.5")
+            for obj, r, cal in (("supervised", 1.5, 0.2), ("supervised", 1.4, 0.1), ("random", 1.0, 0.0))]
+    pd.DataFrame(rows).to_csv(folder / "vision.csv", index=False)
+    measured, status = _dispersion_claim(tmp_path)
+    assert "q0.1 100 % of pairs" in measured and "controls q0.1 0 %" in measured
+    assert status.startswith("reproduced; calibrated: reproduced")
+    pd.DataFrame([{**r, "low_calibrated": 0.0 if r["objective_vision"] == "supervised" else 0.3} for r in rows]).to_csv(
+        folder / "vision.csv", index=False)
+    assert "; calibrated: **not reproduced**" in _dispersion_claim(tmp_path)[1]

@@ -77,3 +77,45 @@ def test_plain_xarray_opens_a_store_without_warnings(tmp_path):
         assert ds.attrs["layers"] == ["layer_a"]
         back = open_store(path, load=True)
     assert back["stimulus"].values.tolist() == [f"s{i}" for i in range(5)]
+
+
+def test_an_unwritable_output_folder_is_one_clear_error_before_the_work(tmp_path, monkeypatch):
+    import os
+
+    from convergence.runtime import logged
+    from convergence.store import OutputNotWritable, check_writable
+
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the output folder should be")
+    target = blocker / "embeddings" / "emo" / "m.zarr"
+    ran = []
+    with pytest.raises(OutputNotWritable, match=rf"cannot write {target}: its folder .*emo is not writable"):
+        with logged(tmp_path / "job.log", outputs=[str(target)]):
+            ran.append("the extraction")
+    assert ran == []  # the check comes before the work
+    assert "OutputNotWritable" in (tmp_path / "job.log").read_text()
+    with pytest.raises(OutputNotWritable):
+        write_store(xr.Dataset({"v": ("stimulus", np.arange(3))}), target)
+    # a folder that exists but refuses new files (simulated: the tests may run as root, who writes anyway)
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    real_touch = type(folder).touch
+
+    def refuse(self, *args, **kwargs):
+        if self.parent == folder:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_touch(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(folder), "touch", refuse)
+    with pytest.raises(OutputNotWritable, match=r"ro is not writable \(Permission denied\)"):
+        check_writable(folder / "table.csv")
+    monkeypatch.undo()
+    if os.geteuid() != 0:  # a real read-only folder where permissions apply
+        folder.chmod(0o555)
+        try:
+            with pytest.raises(OutputNotWritable, match="Permission denied"):
+                check_writable([folder / "table.csv"])
+        finally:
+            folder.chmod(0o755)
+    check_writable(tmp_path / "fine" / "table.csv")
+    assert [p.name for p in (tmp_path / "fine").iterdir()] == []  # the probe leaves nothing behind

@@ -117,6 +117,15 @@ def test_run_writes_alignment_with_null_and_figures(finished_run):
         assert set(cross["model_a"]) == {"cnn_a", "vit_a"} and set(cross["model_b"]) == {"text_a"}
         for kind in ("alignment", "crossmodal", "prh"):
             assert (finished_run / f"results/figures/{kind}/emo/{metric}.png").stat().st_size > 10_000
+        # calibrated scores and q-values beside every score with a null; intervals contain their estimate
+        for t in (table, cross):
+            assert {"tau", "calibrated", "q_value"} <= set(t.columns) and t["calibrated"].dropna().between(0, 1).all()
+            assert ((t["ci_low"] <= t["score"]) & (t["score"] <= t["ci_high"]))[t["score"].notna()].all()
+        prh = pd.read_csv(finished_run / f"results/prh/emo/{metric}.csv")
+        assert {"calibrated", "q_value", "tau"} <= set(prh.columns)
+    from convergence.report import interval_check
+
+    assert interval_check(finished_run / "results").set_index("table").loc["all", "excluding"] == 0
     kernel = xr.open_zarr(finished_run / "results/kernels/emo/cnn_a.zarr", consolidated=False)
     assert kernel["neighbors"].shape == (5, 40, 5) and "gram" in kernel
 
@@ -128,6 +137,7 @@ def test_run_writes_alignment_against_the_number_of_stimuli(finished_run):
     table = pd.read_csv(finished_run / "results/sample_size/emo/mutual_knn.csv")
     assert sorted(table["n_stimuli"].unique()) == [32, 40]
     assert len(table) == 2 * 3 and table["p_value"].between(0, 1).all()
+    assert {"tau", "calibrated", "q_value"} <= set(table.columns) and table["q_value"].between(0, 1).all()
     assert (table["model_a"] < table["model_b"]).all()
     curve = xr.open_zarr(finished_run / "results/sample_size/emo/mutual_knn.zarr", consolidated=False)
     assert list(curve.attrs["sizes_left_out"]) == [64, 128, 256, 512]

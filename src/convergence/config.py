@@ -6,6 +6,12 @@ schema's defaults, then checks what a schema cannot: cross-references between en
 exist, packaged model names. Any problem is ONE :class:`ConfigError` whose message names the entry and the
 allowed values.
 
+Rules applied to the whole schema (:func:`load_schema`, so every section follows them without repeating
+them): ``type: integer`` means a whole number written as one (``3``; ``3.0`` and ``true`` are refused, where
+JSON Schema itself would accept ``3.0``); every ``seed`` / ``seeds`` entry is at least 0 (numpy refuses
+negative seeds); every ``n_permutations`` / ``n_bootstrap`` is at most :data:`MAX_DRAWS` (the draws of one
+analysis are held at once: ``8 * draws * n`` bytes of stimulus or model indices).
+
 This module is imported whenever the workflow's DAG is built, so it imports no deep-learning library:
 packaged model names come from :mod:`convergence.models.zoo`.
 """
@@ -30,6 +36,12 @@ METRIC_SECTIONS = ("alignment", "dispersion", "consistency", "sample_size")
 #: Keys that moved from ``alignment`` to ``kernels`` (what every kernel store holds, read by every analysis).
 MOVED_TO_KERNELS = ("k", "preprocess", "gram_max_n", "neighbours", "approximate_above", "recall_sample", "backend",
                     "device")
+#: The most permutation or bootstrap draws one entry may ask for: p-values resolve 1e-5, and the (draws, n)
+#: index array of 10,000 stimuli takes 8 GB.
+MAX_DRAWS = 100_000
+#: Entries the schema-wide rules above apply to.
+_SEED_KEYS = ("seed", "seeds")
+_DRAW_KEYS = ("n_permutations", "n_bootstrap")
 
 
 class ConfigError(ValueError):
@@ -46,7 +58,39 @@ def load_schema(path: str | Path | None = None) -> dict:
         metrics = schema.get("properties", {}).get(section, {}).get("properties", {}).get("metrics")
         if metrics is not None:
             metrics["items"] = {"enum": list(METRIC_NAMES)}
+    _apply_rules(schema)
     return schema
+
+
+def _apply_rules(node) -> None:
+    """The schema-wide bounds of the module docstring, added in place wherever a key of that name is an
+    integer (or an array of integers)."""
+    if isinstance(node, dict):
+        for key, sub in (node.get("properties") or {}).items():
+            if not isinstance(sub, dict):
+                continue
+            target = sub.get("items") if sub.get("type") == "array" else sub
+            if isinstance(target, dict) and target.get("type") == "integer":
+                if key in _SEED_KEYS:
+                    target.setdefault("minimum", 0)
+                if key in _DRAW_KEYS:
+                    target.setdefault("maximum", MAX_DRAWS)
+        for value in node.values():
+            _apply_rules(value)
+    elif isinstance(node, list):
+        for value in node:
+            _apply_rules(value)
+
+
+def _validator_class():
+    """Draft 2020-12 with ``integer`` meaning a Python ``int`` (not a bool, not a float such as ``3.0``):
+    a float where an integer is required would pass JSON Schema and crash inside a job."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
+    return jsonschema.validators.extend(base, type_checker=checker)
 
 
 def _where(path) -> str:
@@ -66,6 +110,20 @@ def _explain(error, schema: dict) -> str:
         return f"{where}: unknown field(s) {extra}; allowed fields: {allowed}"
     if error.validator == "required":
         return f"{where}: {error.message}"
+    if error.validator == "type" and "integer" in (error.validator_value if isinstance(error.validator_value, list)
+                                                   else [error.validator_value]):
+        example = f" (write {int(error.instance)}, not {error.instance!r})" if (
+            isinstance(error.instance, float) and error.instance.is_integer()) else ""
+        return f"{where}: {error.instance!r} is not allowed; an integer is required{example}"
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+        parts = [f"{bounds[b]} {error.schema[b]}" for b in bounds if b in error.schema]
+        why = ""
+        if error.absolute_path and str(list(error.absolute_path)[-1]) in _DRAW_KEYS:
+            why = " (draws are held in memory at once: 8 x draws x stimuli bytes)"
+        elif any(str(p) in _SEED_KEYS for p in error.absolute_path):
+            why = " (random seeds are non-negative)"
+        return f"{where}: {error.instance!r} is out of range; allowed: {' and '.join(parts)}{why}"
     if error.validator in ("oneOf", "anyOf") and error.context:
         return _explain(min(error.context, key=lambda e: len(list(e.absolute_path))), schema)
     return f"{where}: {error.message}"
@@ -93,12 +151,10 @@ def _fill_defaults(node, schema: dict, root: dict) -> None:
 
 def validate_config(config: dict, *, schema_path: str | Path | None = None, base_dir: str | Path = ".") -> dict:
     """Return a validated copy of ``config`` with defaults filled; raise :class:`ConfigError` otherwise."""
-    import jsonschema
-
     schema = load_schema(schema_path)
     cfg = copy.deepcopy(dict(config))
     _check_moved_keys(cfg)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator_class()(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), str(list(e.absolute_path))))
     if errors:
         deepest = max(errors, key=lambda e: len(list(e.absolute_path)))
@@ -157,8 +213,15 @@ def _check_references(cfg: dict, base: Path) -> None:
             p = p if p.is_absolute() else base / p
             if not p.exists():
                 raise ConfigError(f"config.datasets.{dname}.path: {d['path']!r} does not exist")
+            if d["source"] == "csv" and not p.is_file():
+                raise ConfigError(f"config.datasets.{dname}.path: {d['path']!r} is a directory, not a CSV file; "
+                                  "give the CSV itself (source image_folder reads a folder of images)")
+            if d["source"] == "image_folder" and not p.is_dir():
+                raise ConfigError(f"config.datasets.{dname}.path: {d['path']!r} is a file, not a folder of images "
+                                  "(source csv reads a CSV listing images)")
             if d["source"] == "csv":
                 _check_csv_captions(dname, d, p, models)
+        _check_dataset_inputs(dname, d, base)
         if not dataset_has_captions(d) and any(models[m]["modality"] == "language" for m in d.get("models", [])):
             raise ConfigError(f"config.datasets.{dname}: this dataset has no captions, so it cannot list language models")
     for mname, m in models.items():
@@ -169,6 +232,8 @@ def _check_references(cfg: dict, base: Path) -> None:
                 close = difflib.get_close_matches(m["name"], list(PACKAGED), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"config.models.{mname}.name: no packaged model {m['name']!r}{hint}; packaged models: {sorted(PACKAGED)}")
+        if m["source"] == "packaged":
+            _check_packaged(mname, m)
         if m["source"] == "onnx":
             p = Path(m["path"])
             p = p if p.is_absolute() else base / p
@@ -199,10 +264,11 @@ def _check_references(cfg: dict, base: Path) -> None:
         if not (p if p.is_absolute() else base / p).is_file():
             raise ConfigError(f"config.competence.text: {text!r} does not exist (the fixed text causal LMs are "
                               "scored on; leave it out for the built-in one)")
-    _check_neighbour_counts(cfg)
+    _check_neighbour_counts(cfg, base)
     for m in cfg.get("alignment", {}).get("named_layers", {}):
         if m not in models:
             raise ConfigError(f"config.alignment.named_layers: unknown model {m!r}; configured models: {sorted(models)}")
+    _check_layer_names(cfg)
     layers = cfg.get("layers", {})
     if layers.get("metric") is not None and layers["metric"] not in METRIC_NAMES:
         close = difflib.get_close_matches(layers["metric"], list(METRIC_NAMES), n=1)
@@ -285,29 +351,223 @@ _KNOWN_CLASSES = {"fashion_mnist": 10, "digits": 10}
 _KNOWN_SIZES = {"digits": 1797}
 
 
-def max_stimuli(dataset: dict) -> int | None:
-    """An upper bound on a dataset entry's number of stimuli known from the config alone (its ``limit``,
-    ``per_class`` times a built-in source's classes, a built-in source's size), or ``None``."""
+def max_stimuli(dataset: dict, base_dir: str | Path | None = None) -> int | None:
+    """An upper bound on a dataset entry's number of stimuli known before any stimulus is read (its ``limit``,
+    ``per_class`` times a built-in source's classes, a built-in source's size and, with ``base_dir``, the
+    counted rows of a CSV or files of an image folder), times its ``variations.n``; or ``None``."""
     bounds = [dataset.get("limit"), _KNOWN_SIZES.get(dataset["source"])]
     if dataset.get("per_class") and dataset["source"] in _KNOWN_CLASSES:
         bounds.append(dataset["per_class"] * _KNOWN_CLASSES[dataset["source"]])
+    if base_dir is not None:
+        bounds.append(counted_stimuli(dataset, base_dir))
     bounds = [b for b in bounds if b]
-    return min(bounds) if bounds else None
+    if not bounds:
+        return None
+    return min(bounds) * int((dataset.get("variations") or {}).get("n", 1))
 
 
-def _check_neighbour_counts(cfg: dict) -> None:
+def _resolve(path, base: str | Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else Path(base) / p
+
+
+def csv_rows(path: str | Path) -> int | None:
+    """The data rows of a CSV dataset (blank lines skipped, as the stimulus job reads it); ``None`` when the
+    file cannot be read."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = csv.reader(fh)
+            next(rows, None)
+            return sum(1 for row in rows if any(cell.strip() for cell in row))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def counted_stimuli(dataset: dict, base_dir: str | Path = ".") -> int | None:
+    """A CSV dataset's rows or an image folder's image files, counted without decoding anything (``None``
+    for other sources or an unreadable path)."""
+    if dataset["source"] == "csv":
+        p = _resolve(dataset["path"], base_dir)
+        return csv_rows(p) if p.is_file() else None
+    if dataset["source"] == "image_folder":
+        from .stimuli import image_folder_files
+
+        p = _resolve(dataset["path"], base_dir)
+        try:
+            return len(image_folder_files(p)) if p.is_dir() else None
+        except Exception:  # a link cycle and the like: the stimulus job reports it
+            return None
+    return None
+
+
+def _image_folder_classes(root: Path) -> set[str] | None:
+    """The class folders of an image folder (``None`` when flat or unreadable)."""
+    from .stimuli import image_folder_files
+
+    try:
+        files = image_folder_files(root)
+    except Exception:
+        return None
+    if not files or all(f.parent == root for f in files):
+        return None
+    return {f.relative_to(root).parent.as_posix() for f in files if f.parent != root}
+
+
+def dataset_has_labels(dataset: dict, base_dir: str | Path = ".") -> bool | None:
+    """Whether a dataset entry's stimuli carry labels, known from the config and cheap looks at its files;
+    ``None`` when that is not knowable before the stimuli are read."""
+    source = dataset["source"]
+    if source in ("fashion_mnist", "digits", "tuxpaint", "openclipart"):
+        return True
+    if source == "emoji":
+        return False
+    if source == "huggingface":
+        return bool(dataset.get("label_column"))
+    if source == "csv":
+        columns = csv_columns(_resolve(dataset["path"], base_dir))
+        return None if columns is None else "label" in columns
+    if source == "image_folder":
+        root = _resolve(dataset["path"], base_dir)
+        return _image_folder_classes(root) is not None if root.is_dir() else None
+    return None
+
+
+def _check_dataset_inputs(dname: str, d: dict, base: Path) -> None:
+    """What a dataset entry asks of its source, checked before any job: variations and per_class only where
+    the source can have them, a colour Pillow knows, a CSV with rows, more than one class where labels are
+    compared."""
+    from .stimuli import VARIATION_SOURCES, StimulusError, parse_background
+
+    where = f"config.datasets.{dname}"
+    if d.get("variations") and d["source"] not in VARIATION_SOURCES:
+        raise ConfigError(f"{where}.variations: source {d['source']!r} cannot be rendered with variations (they "
+                          f"need the image files); allowed for sources: {list(VARIATION_SOURCES)}")
+    if "background" in d:
+        try:
+            parse_background(d["background"])
+        except StimulusError as err:
+            raise ConfigError(f"{where}.background: {err}") from None
+    if d["source"] == "csv":
+        p = _resolve(d["path"], base)
+        if p.is_file() and csv_rows(p) == 0:
+            raise ConfigError(f"{where}.path: {d['path']!r} has a header but no rows; list one image per row "
+                              "(columns: path, and optionally caption, label, id)")
+    for key in ("per_class",):
+        if d.get(key) and dataset_has_labels(d, base) is False:
+            how = {"emoji": "emoji have no labels", "huggingface": "give label_column",
+                   "csv": "add a 'label' column", "image_folder": "put the images in class sub-folders"}
+            raise ConfigError(f"{where}.{key}: a per-class subsample needs labels, and this {d['source']} dataset "
+                              f"has none ({how.get(d['source'], '')}); use limit instead")
+
+
+def _check_packaged(mname: str, m: dict) -> None:
+    """A packaged entry's modality is the packaged model's, and its listed layers exist where the zoo names
+    them."""
+    from .models.zoo import PACKAGED
+
+    entry = PACKAGED[m["name"]]
+    if m["modality"] != entry["modality"]:
+        raise ConfigError(f"config.models.{mname}.modality: packaged model {m['name']!r} is a {entry['modality']} "
+                          f"model, not {m['modality']!r}; allowed: {entry['modality']!r}")
+    known = packaged_layer_names(m)
+    if known is not None and isinstance(m.get("layers"), list):
+        tensors = _packaged_tensors(m)
+        for item in m["layers"]:
+            if isinstance(item, str) and item not in known and item not in tensors.values():
+                raise ConfigError(f"config.models.{mname}.layers: packaged model {m['name']!r} has no layer "
+                                  f"{item!r}; its layers: {known}")
+            if isinstance(item, int) and not -len(known) <= item < len(known):
+                raise ConfigError(f"config.models.{mname}.layers: layer index {item} is out of range; packaged "
+                                  f"model {m['name']!r} has {len(known)} layers (indices {-len(known)} to {len(known) - 1})")
+
+
+def packaged_layer_names(m: dict) -> list[str] | None:
+    """The layer names a packaged model exposes (before ``layers`` selects among them), where the zoo's table
+    names them without loading anything (its ``tensors`` / ``block_tensors``); else ``None``."""
+    tensors = _packaged_tensors(m)
+    return list(tensors) if tensors else None
+
+
+def _packaged_tensors(m: dict) -> dict[str, str]:
+    """A packaged ONNX model's {stored layer name: graph tensor} at the entry's granularity ({} if unknown)."""
+    from .models.zoo import PACKAGED
+
+    entry = PACKAGED.get(m.get("name"), {})
+    return dict(entry.get("block_tensors" if m.get("granularity") == "blocks" else "tensors") or {})
+
+
+def stored_layer_names(m: dict) -> list[str] | None:
+    """The names of the layers a model entry stores, where the config alone tells them: an explicit list of
+    layer names (sources that store a layer under the name it is selected by), a ``{stored_name: tensor}``
+    mapping (onnx, module), or a packaged model's known layers; else ``None`` (an onnx or module list of
+    tensor or submodule names is stored under sanitised names, which the loader makes)."""
+    layers = m.get("layers", "all")
+    if isinstance(layers, dict):
+        return list(layers)
+    if isinstance(layers, list):
+        if all(isinstance(item, str) for item in layers) and m.get("source") != "packaged":
+            return None if m.get("source") in ("onnx", "module") else list(layers)
+        if all(isinstance(item, dict) for item in layers):
+            return [name for item in layers for name in item]
+        known = packaged_layer_names(m) if m.get("source") == "packaged" else None
+        if known is None:
+            return None
+        stored = {tensor: name for name, tensor in _packaged_tensors(m).items()}  # a tensor name selects its layer
+        return [known[i] if isinstance(i, int) else stored.get(i, i) for i in layers]
+    if m.get("source") == "packaged":
+        known = packaged_layer_names(m)
+        if known is not None:
+            return known if layers == "all" else known[-1:]
+    return None
+
+
+def _check_layer_names(cfg: dict) -> None:
+    """Layer names that analyses read (``alignment.named_layers``, ``consistency.layers``,
+    ``dispersion.layers``, ``taxonomy.layer``) exist in the model's stored layers wherever the config tells
+    them (:func:`stored_layer_names`)."""
+    models = cfg["models"]
+    uses = [(f"config.{section}.{key}", mapping) for section, key in
+            (("alignment", "named_layers"), ("consistency", "layers"), ("dispersion", "layers"))
+            for mapping in [cfg.get(section, {}).get(key) or {}]]
+    tax = cfg.get("taxonomy", {})
+    if tax.get("dataset") and tax.get("layer"):
+        uses.append(("config.taxonomy.layer", {m: tax["layer"] for m in tax.get("vision_models", [])}))
+    for where, mapping in uses:
+        for mname, layer in mapping.items():
+            if mname not in models:
+                continue  # reported as an unknown model
+            names = stored_layer_names(models[mname])
+            if names is not None and str(layer) not in names:
+                raise ConfigError(f"{where}: model {mname!r} stores no layer {layer!r}; its stored layers: {names}")
+
+
+def _check_neighbour_counts(cfg: dict, base: Path | None = None) -> None:
     """k must be below every compared dataset's number of stimuli: caught here, before any extraction,
-    wherever the config bounds that number (the kNN code checks again on the real stimuli)."""
+    wherever the config (or a cheap count of a CSV's rows or a folder's files) bounds that number (the kNN
+    code checks again on the real stimuli). The same for the competence k-NN classifier on labelled data."""
     section = cfg.get("alignment", {})
     k = kernel_needs(section.get("metrics", []), metric_settings(cfg))["k"]
-    if k is None:
-        return
+    sizes = {name: max_stimuli(d, base) for name, d in cfg["datasets"].items()}
     for name, d in cfg["datasets"].items():
-        n = max_stimuli(d)
-        if n is not None and len(models_for(cfg, name)) >= 2 and k > n - 1:
+        n = sizes[name]
+        if k is not None and n is not None and len(models_for(cfg, name)) >= 2 and k > n - 1:
             raise ConfigError(
                 f"config.kernels.k: k={k} neighbours need more than k stimuli, but dataset {name!r} has at most "
                 f"{n}; allowed: 1 <= k <= {n - 1} (or raise the dataset's limit / per_class)"
+            )
+    competence = cfg.get("competence", {})
+    if not competence.get("enabled", True) or "k" not in competence:
+        return
+    kc = competence["k"]
+    for name, d in cfg["datasets"].items():
+        n = sizes[name]
+        if (n is not None and kc > n - 1 and models_for(cfg, name, "vision")
+                and dataset_has_labels(d, base if base is not None else ".")):
+            raise ConfigError(
+                f"config.competence.k: the k-NN classifier's k={kc} neighbours need more than k stimuli, but "
+                f"labelled dataset {name!r} has at most {n}; allowed: 1 <= k <= {n - 1}"
             )
 
 

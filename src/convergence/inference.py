@@ -10,8 +10,22 @@ Conventions (stored in every result's attrs, see :data:`P_VALUE_RULE` and :data:
 - ``z = (observed - null mean) / null std`` with the sample standard deviation (ddof = 1), and NaN when
   the null is degenerate (its standard deviation is round-off: ``<= 1e-12 * max(1, |null mean|)``), since
   a z-score against a constant null is meaningless;
-- bootstrap intervals are percentile intervals of the statistic over stimulus resamples, drawn as
-  multiplicities (how often each stimulus was drawn; each resample's counts sum to n).
+- intervals over stimuli are delete-a-group jackknife intervals (:func:`jackknife_weights`,
+  :func:`jackknife_interval`, :data:`INTERVAL_RULE`): the stimuli are split at random into G groups, the
+  statistic is recomputed with each group left out, and the interval is ``estimate +/- z se_J``. No stimulus
+  is ever duplicated: a resample with replacement puts copies of a stimulus into the Gram matrices
+  (identical rows and columns) and into the neighbour graphs (copies are each other's nearest neighbours),
+  which biases every kernel and neighbour statistic, so the percentile bootstrap interval of linear CKA
+  excluded its own estimate in most cells of the default run. Subsampling m < n stimuli without
+  replacement avoids duplicates too, but a spectral measure's small-sample bias grows like d / m (the width
+  confound), so the subsample distribution drifts away from the estimate; the jackknife interval is
+  centred on the estimate and its variance estimate is consistent for smooth functions of means and
+  U/V-statistics (CKA, CKNNA, RSA correlations, kNN overlaps averaged over a fixed graph; Efron & Stein
+  1981, Shao & Wu 1989 for deleting groups);
+- a calibrated score (Groger, Wen & Brbic 2026) sits beside every score with a null:
+  :func:`null_threshold` (``tau``, the null's (1 - alpha) order statistic with the observed value among
+  the draws) and :func:`calibrated_score` (:data:`THRESHOLD_RULE`); q-values across the tests of one
+  result are Benjamini-Hochberg's (:func:`bh_qvalues`).
 
 Random draws come from :func:`rng_for`, seeded by a seed and the names of what is compared, so a result
 never depends on which other models or datasets take part in a call.
@@ -33,6 +47,22 @@ Z_RULE = ("(observed - null mean) / null std (ddof 1); NaN when the null is dege
 TIE_TOLERANCE = 1e-9
 DEGENERATE_STD = 1e-12
 NULL_FIELDS = ("null_mean", "null_std", "z_score", "p_value")
+#: Significance level of the calibration threshold and of the "above its null" marks (q <= ALPHA).
+ALPHA = 0.05
+THRESHOLD_RULE = (
+    "tau = the ceil((1 - alpha) (B + 1))-th smallest of the B finite null scores together with the observed score "
+    "(on the oriented scale, larger = more similar; reported on the metric's own scale); calibrated = 0 if the "
+    "score is at most tau (within 1e-9 relative), else (score - tau) / (s_max - tau) on the oriented scale, s_max "
+    "the metric's most similar value (registry range), or score - tau for an unbounded measure "
+    "(Groger, Wen & Brbic 2026)"
+)
+Q_VALUE_RULE = ("Benjamini-Hochberg q-values over the distinct model pairs of one result and summary (self pairs "
+                "and, for a symmetric metric, the mirrored pair left out); compare with alpha")
+INTERVAL_RULE = (
+    "delete-a-group jackknife: the stimuli split at random into G = min(n_bootstrap, n) groups, the statistic "
+    "recomputed with each group left out (no stimulus ever duplicated); interval = estimate +/- z_((1+ci)/2) se, "
+    "se^2 = (G - 1) / G * sum_g (T_(g) - mean T_(.))^2"
+)
 
 
 def rng_for(seed: int, *names: str) -> np.random.Generator:
@@ -60,6 +90,60 @@ def bootstrap_weights(rng: np.random.Generator, n: int, n_bootstrap: int) -> np.
     draws = rng.integers(0, n, size=(n_bootstrap, n))
     counts = np.bincount((draws + n * np.arange(n_bootstrap)[:, None]).ravel(), minlength=n_bootstrap * n)
     return counts.reshape(n_bootstrap, n).astype(np.float64)
+
+
+def jackknife_weights(rng: np.random.Generator, n: int, n_groups: int) -> np.ndarray | None:
+    """Delete-a-group jackknife replicates as 0/1 stimulus weights, shape (G, n), float64: the stimuli are
+    split at random into ``G = min(n_groups, n)`` groups of near-equal size and row g leaves group g out
+    (``n_groups >= n``: delete-one). ``None`` when ``n_groups`` is 0. Every measure's ``bootstrap`` method
+    accepts such rows (weights are multiplicities; these sum to n minus the group's size)."""
+    n = check_count(n, "n")
+    n_groups = check_count(n_groups, "n_groups")
+    if not n_groups or n < 2:
+        return None
+    groups = min(n_groups, n)
+    label = np.empty(n, dtype=np.int64)
+    label[rng.permutation(n)] = np.arange(n) % groups
+    return (label[None, :] != np.arange(groups)[:, None]).astype(np.float64)
+
+
+def jackknife_se(draws: np.ndarray) -> float:
+    """The grouped jackknife standard error ``sqrt((G - 1) / G * sum (T_(g) - mean)^2)`` of the finite
+    leave-a-group-out values ``draws`` (NaN with fewer than 2)."""
+    draws = np.asarray(draws, dtype=np.float64)
+    draws = draws[np.isfinite(draws)]
+    g = draws.size
+    if g < 2:
+        return np.nan
+    return float(np.sqrt((g - 1) / g * np.sum((draws - draws.mean()) ** 2)))
+
+
+def jackknife_interval(estimate: float, *draws: np.ndarray, ci: float = 0.95) -> tuple[float, float]:
+    """``estimate +/- z se`` with ``z`` the standard normal ``(1 + ci) / 2`` quantile and ``se^2`` the sum of
+    the jackknife variances of each set of leave-a-group-out values in ``draws`` (one set per independent
+    sample the statistic depends on, e.g. the low and the high subset of a ratio). Contains ``estimate``
+    whenever it is defined; (NaN, NaN) when the estimate or a variance is not finite."""
+    from scipy.stats import norm
+
+    if not 0 < float(ci) < 1:
+        raise ValueError(f"ci={ci!r} is out of range; allowed: 0 < ci < 1")
+    if not draws:
+        raise ValueError("jackknife_interval needs at least one set of leave-a-group-out values")
+    var = sum(jackknife_se(d) ** 2 for d in draws)
+    if not (np.isfinite(estimate) and np.isfinite(var)):
+        return np.nan, np.nan
+    half = float(norm.ppf(0.5 + float(ci) / 2)) * float(np.sqrt(var))
+    return float(estimate - half), float(estimate + half)
+
+
+def count_excluding(estimates, lows, highs, tol: float = 1e-12) -> tuple[int, int]:
+    """How many intervals ``[low, high]`` exclude their estimate (beyond ``tol`` relative), among those with
+    a finite estimate and interval: (excluding, total). The check of issue 23 on stored results."""
+    e, lo, hi = (np.asarray(v, dtype=np.float64).ravel() for v in (estimates, lows, highs))
+    ok = np.isfinite(e) & np.isfinite(lo) & np.isfinite(hi)
+    e, lo, hi = e[ok], lo[ok], hi[ok]
+    slack = tol * np.maximum(1.0, np.abs(e))
+    return int(np.sum((e < lo - slack) | (e > hi + slack))), int(ok.sum())
 
 
 def resample_indices(weights_row: np.ndarray) -> np.ndarray:
@@ -93,6 +177,74 @@ def null_summary(null: np.ndarray, observed: float, higher_is_better: bool = Tru
     return entry
 
 
+def null_threshold(null: np.ndarray, observed: float, alpha: float = ALPHA, higher_is_better: bool = True) -> float:
+    """``tau``: the ``ceil((1 - alpha)(B + 1))``-th smallest of the B finite ``null`` draws together with
+    ``observed`` (on the oriented scale, larger = more similar; returned on the measure's own scale); NaN
+    when there is no finite draw or ``observed`` is not finite."""
+    alpha = _check_alpha(alpha)
+    null = np.asarray(null, dtype=np.float64)
+    null = null[np.isfinite(null)]
+    if not null.size or not np.isfinite(observed):
+        return np.nan
+    sign = 1.0 if higher_is_better else -1.0
+    values = np.sort(sign * np.append(null, observed))
+    rank = int(np.ceil((1.0 - alpha) * values.size - 1e-9))  # 1-based; the 1e-9 absorbs round-off in (1-a)(B+1)
+    return float(sign * values[max(rank, 1) - 1])
+
+
+def calibrated_score(observed: float, tau: float, most_similar: float, higher_is_better: bool = True) -> float:
+    """0 if ``observed`` is at most ``tau`` (within 1e-9 relative; oriented scale), else
+    ``(observed - tau) / (most_similar - tau)`` on the oriented scale (``most_similar``: the measure's
+    maximum, its minimum for a distance), or the plain excess ``observed - tau`` (oriented) when
+    ``most_similar`` is infinite; NaN when ``observed`` or ``tau`` is not finite."""
+    if not (np.isfinite(observed) and np.isfinite(tau)):
+        return np.nan
+    sign = 1.0 if higher_is_better else -1.0
+    excess = sign * (observed - tau)
+    if excess <= TIE_TOLERANCE * max(1.0, abs(observed)):
+        return 0.0
+    if not np.isfinite(most_similar):
+        return float(excess)
+    room = sign * (most_similar - tau)
+    return float(min(1.0, excess / room)) if room > 0 else np.nan
+
+
+def calibrate(null: np.ndarray, observed: float, most_similar: float, alpha: float = ALPHA,
+              higher_is_better: bool = True) -> dict:
+    """``tau`` (:func:`null_threshold`) and ``calibrated`` (:func:`calibrated_score`) of ``observed``."""
+    tau = null_threshold(null, observed, alpha, higher_is_better)
+    return {"tau": tau, "calibrated": calibrated_score(observed, tau, most_similar, higher_is_better)}
+
+
+def bh_qvalues(p_values) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values) of the finite entries of ``p_values`` (NaN stays NaN
+    and does not count as a test): ``q_(i) = min_{j >= i} m p_(j) / j``, capped at 1."""
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    m = int(ok.sum())
+    if not m:
+        return out
+    values = p[ok]
+    order = np.argsort(values, kind="stable")
+    scaled = values[order] * m / np.arange(1, m + 1)
+    q = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
+    adjusted = np.empty(m)
+    adjusted[order] = q
+    out[ok] = adjusted
+    return out
+
+
+def _check_alpha(alpha) -> float:
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        value = np.nan
+    if not 0 < value < 1:
+        raise ValueError(f"alpha={alpha!r} is out of range; allowed: 0 < alpha < 1")
+    return value
+
+
 def percentile_interval(draws: np.ndarray, ci: float = 0.95) -> tuple[float, float]:
     """The central ``ci`` percentile interval of the finite ``draws``; (NaN, NaN) when there are none."""
     if not 0 < float(ci) < 1:
@@ -109,12 +261,26 @@ def percentile_interval(draws: np.ndarray, ci: float = 0.95) -> tuple[float, flo
 def bootstrap_interval(statistic: Callable[[np.ndarray], float], n: int, *, n_bootstrap: int = 1000,
                        ci: float = 0.95, rng: np.random.Generator | None = None) -> tuple[float, float]:
     """Percentile interval of ``statistic(indices)`` over ``n_bootstrap`` resamples of ``range(n)`` with
-    replacement (``statistic`` receives the resampled stimulus indices)."""
+    replacement (``statistic`` receives the resampled stimulus indices). For statistics of independent
+    units (e.g. models); statistics over stimuli use :func:`stimulus_interval` (no duplicates)."""
     rng = rng or np.random.default_rng(0)
     weights = bootstrap_weights(rng, n, check_count(n_bootstrap, "n_bootstrap"))
     if weights is None:
         return np.nan, np.nan
     return percentile_interval(np.array([statistic(resample_indices(w)) for w in weights]), ci)
+
+
+def stimulus_interval(statistic: Callable[[np.ndarray], float], n: int, *, n_groups: int = 100,
+                      ci: float = 0.95, rng: np.random.Generator | None = None) -> tuple[float, float]:
+    """The delete-a-group jackknife interval (:data:`INTERVAL_RULE`) of ``statistic(indices)`` over
+    ``range(n)``: ``statistic`` receives the sorted indices of the stimuli kept (all of them for the
+    estimate)."""
+    rng = rng or np.random.default_rng(0)
+    weights = jackknife_weights(rng, n, n_groups)
+    estimate = float(statistic(np.arange(n)))
+    if weights is None:
+        return np.nan, np.nan
+    return jackknife_interval(estimate, np.array([statistic(np.flatnonzero(w)) for w in weights]), ci=ci)
 
 
 def random_subsets(rng: np.random.Generator, n_total: int, size: int, n_draws: int) -> np.ndarray:

@@ -2,7 +2,10 @@
 
 :func:`run_timing` reads a Snakemake run log (``.snakemake/log/*.snakemake.log``): when each job started
 and finished. :func:`claims` reads the results of the default run and states, per study, what was
-measured and whether it reproduces the study's claim (by an explicit criterion). :func:`update_readme`
+measured and whether it reproduces the study's claim (by an explicit criterion); rows built on raw
+similarity scores give the same verdict computed on the calibrated scores beside it ("calibrated: ...",
+Groger, Wen & Brbic 2026: each score's excess over its null's (1 - alpha) threshold), and "above its null"
+means a Benjamini-Hochberg q-value at most alpha. :func:`update_readme`
 rewrites the README's generated blocks: ``make readme`` after ``make run``.
 """
 
@@ -17,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .inference import ALPHA
 
 _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 _START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
@@ -94,44 +99,91 @@ def run_section(workdir: str | Path = ".") -> str:
 # ------------------------------------------------------------------------------------------- claims
 
 
-def _prh_claim(results: Path) -> tuple[str, str] | None:
+def _above(table: pd.DataFrame, alpha: float) -> pd.Series:
+    """Rows above their null: q-value (Benjamini-Hochberg) at most ``alpha``; tables from before q-values
+    were stored fall back to the p-value."""
+    return table["q_value" if "q_value" in table else "p_value"] <= alpha
+
+
+def _prh_claim(results: Path, alpha: float = ALPHA) -> tuple[str, str] | None:
     cross = sorted(glob.glob(str(results / "crossmodal" / "*" / "mutual_knn.csv")))
     prh = sorted(glob.glob(str(results / "prh" / "*" / "mutual_knn.json")))
     if not cross and not prh:
         return None
-    parts, trend = [], []
+    parts, trend, trend_cal, above, above_cal = [], [], [], [], []
     for path in cross:
         t = pd.read_csv(path)
         best = t[t["summary"] == "best"]
         by = best.groupby("objective_a")["score"].mean()
         dataset = Path(path).parent.name
-        parts.append(f"images vs captions on {dataset} (mutual kNN, best layer pair): "
-                     + ", ".join(f"{obj} {v:.3f}" for obj, v in by.items())
-                     + f"; null {best['null_mean'].mean():.3f}; largest p {best['p_value'].max():.3g}")
+        text = (f"images vs captions on {dataset} (mutual kNN, best layer pair): "
+                + ", ".join(f"{obj} {v:.3f}" for obj, v in by.items())
+                + f"; null {best['null_mean'].mean():.3f}")
+        above.append(bool(_above(best, alpha).all()))
+        if "q_value" in best:
+            text += (f"; {int(_above(best, alpha).sum())} of {len(best)} pairs above their null (q <= {alpha:g}, "
+                     f"largest q {best['q_value'].max():.3g})")
+        else:
+            text += f"; largest p {best['p_value'].max():.3g}"
+        if "calibrated" in best:
+            cal = best.groupby("objective_a")["calibrated"].mean()
+            above_cal.append(float((best["calibrated"] > 0).mean()))
+            text += ("; calibrated " + ", ".join(f"{obj} {v:.3f}" for obj, v in cal.items())
+                     + f" ({int((best['calibrated'] > 0).sum())} of {len(best)} pairs above 0)")
+        parts.append(text)
     for path in prh:
         info = json.loads(Path(path).read_text())
         dataset = Path(path).parent.name
         if info["fit"]:
             trend.append((info["fit"]["r"], "bits per byte" in info["x_label"]))
-            parts.append(f"{dataset}: alignment to {info['reference']} vs {info['x_label']}: r = {info['fit']['r']:.2f} "
-                         f"over {info['fit']['n']} models")
+            text = (f"{dataset}: alignment to {info['reference']} vs {info['x_label']}: r = {info['fit']['r']:.2f} "
+                    f"over {info['fit']['n']} models")
+            fit_cal = info.get("fit_calibrated")
+            if fit_cal:
+                trend_cal.append((fit_cal["r"], "bits per byte" in info["x_label"]))
+                text += f" (calibrated: r = {fit_cal['r']:.2f})" if np.isfinite(fit_cal["r"]) else \
+                    " (calibrated: the same for every model, no trend)"
+            parts.append(text)
         else:
             parts.append(f"{dataset}: fewer than two models with a competence value, no trend")
-    above = all(pd.read_csv(p).query("summary == 'best'")["p_value"].max() < 0.05 for p in cross)
+    status = _prh_status(all(above), trend)
+    if trend_cal or above_cal:
+        status += "; calibrated: " + _prh_status(bool(above_cal) and min(above_cal) == 1.0, trend_cal, short=True)
+    return "; ".join(parts), status
+
+
+def _prh_status(above: bool, trend: list, short: bool = False) -> str:
+    """The PRH verdict from "every cross-modal pair above its null" and the (r, is-language) trends (a NaN r,
+    a constant alignment, does not rise)."""
     lm_r = [r for r, lm in trend if lm]
     vision_r = [r for r, lm in trend if not lm]
-    rising = {kind: bool(rs) and float(np.nanmean(rs)) > 0.3 for kind, rs in (("language", lm_r), ("vision", vision_r))}
+
+    def finite(rs):
+        return [r for r in rs if np.isfinite(r)]
+
+    rising = {kind: bool(finite(rs)) and float(np.mean(finite(rs))) > 0.3
+              for kind, rs in (("language", lm_r), ("vision", vision_r))}
+
+    def mean_r(rs):
+        return f"{np.mean(finite(rs)):.2f}" if finite(rs) else "undefined: no spread"
+
+    if short:
+        found = [f"{kind} {'rises' if ok else 'does not rise'} (mean r {mean_r(rs)})"
+                 for (kind, ok), rs in zip(rising.items(), (lm_r, vision_r)) if rs]
+        verdict = "reproduced" if above and all(rising.values()) else "**partly**" if above else "**not reproduced**"
+        return (f"{verdict} (cross-modal pairs {'all' if above else 'not all'} above the threshold; "
+                + "; ".join(found) + ")")
     if above and all(rising.values()):
         status = "reproduced"
     else:
         found = [f"{kind} models' alignment to the reference {'rises' if ok else 'does not rise'} with their "
-                 f"competence (mean r {np.nanmean(rs):.2f})" for (kind, ok), rs in zip(rising.items(), (lm_r, vision_r)) if rs]
+                 f"competence (mean r {mean_r(rs)})" for (kind, ok), rs in zip(rising.items(), (lm_r, vision_r)) if rs]
         status = (("**partly**: cross-modal alignment is above its null; " if above else "**not reproduced**: ")
                   + "; ".join(found) + ". Likely reasons where it does not: a few small vision models of similar "
                   "competence on low-resolution greyscale images, where random-weight features keep pixel-level "
                   "neighbourhoods, and a reference whose late blocks were fine-tuned for saliency; three language "
                   "models are a short series")
-    return "; ".join(parts), status
+    return status
 
 
 def _layers_claim(results: Path) -> tuple[str, str] | None:
@@ -157,6 +209,7 @@ def _layers_claim(results: Path) -> tuple[str, str] | None:
              "smoothness": "transformers smoother than CNNs"}
     status = "; ".join(f"{names[k]}: {'reproduced' if all(v) else 'partly' if any(v) else '**not reproduced**'}"
                        for k, v in verdicts.items())
+    status += "; calibrated: not computed (the layer x layer matrices carry no null per score)"
     return "; ".join(parts), status
 
 
@@ -168,7 +221,7 @@ def _dispersion_claim(results: Path) -> tuple[str, str] | None:
     paths = sorted(glob.glob(str(results / "dispersion_alignment" / "*" / "*.csv")))
     if not paths:
         return None
-    parts, robust, controls_too = [], [], []
+    parts, robust, controls_too, robust_cal, controls_cal = [], [], [], [], []
     for path in paths:
         t = pd.read_csv(path)
         t = t[t["metric"] == "mutual_knn"]
@@ -185,6 +238,16 @@ def _dispersion_claim(results: Path) -> tuple[str, str] | None:
             rr = random.groupby("criterion")["ratio"].mean()
             controls_too.append(bool((rr >= 0.9 * ratios.reindex(rr.index)).any()))
             text += "; random-weight controls " + ", ".join(f"{c} {rr[c]:.2f}" for c in rr.index)
+        if "low_calibrated" in trained:
+            # calibrated: the low subset's excess over the random subsets' (1 - alpha) threshold
+            share = trained.groupby("criterion")["low_calibrated"].apply(lambda v: float(np.mean(v > 0)))
+            robust_cal.append(bool((share >= 0.5).all()))
+            text += ("; calibrated (low above the random subsets' threshold): "
+                     + ", ".join(f"{c} {100 * share[c]:.0f} % of pairs" for c in share.index))
+            if not random.empty and "low_calibrated" in random:
+                rs = random.groupby("criterion")["low_calibrated"].apply(lambda v: float(np.mean(v > 0)))
+                controls_cal.append(bool((rs >= 0.9 * share.reindex(rs.index)).any() and (rs > 0).any()))
+                text += ", controls " + ", ".join(f"{c} {100 * rs[c]:.0f} %" for c in rs.index)
         parts.append(text)
     if not parts:
         return None
@@ -199,6 +262,15 @@ def _dispersion_claim(results: Path) -> tuple[str, str] | None:
                   "across the selection criteria (some criteria have most intervals including 1)"
                   + (", and random-weight controls show the ratio as much, so it likely reflects the stimulus set "
                      "rather than converging vision models" if any(controls_too) else ""))
+    if robust_cal:
+        if all(robust_cal) and not any(controls_cal):
+            status += "; calibrated: reproduced (most low-dispersion subsets beat random subsets beyond chance)"
+        elif all(robust_cal):
+            status += ("; calibrated: **partly** (low-dispersion subsets beat random subsets beyond chance, but so do "
+                       "the random-weight controls')")
+        else:
+            status += ("; calibrated: **not reproduced** (for some criterion fewer than half of the trained pairs' "
+                       "low-dispersion subsets beat random subsets beyond chance)")
     return "; ".join(parts), status
 
 
@@ -260,6 +332,7 @@ def _consistency_claim(results: Path) -> tuple[str, str] | None:
                    "but not on each of them")
     else:
         status += "; behaviour link: **not reproduced**: not stronger on single-domain datasets for every metric"
+    status += "; calibrated: not computed (the similarity matrices it correlates carry no null)"
     return "; ".join(parts) + " (mean Spearman r over dataset pairs)", status
 
 
@@ -273,7 +346,7 @@ def _sample_size_claim(results: Path) -> tuple[str, str] | None:
     paths = sorted(glob.glob(str(results / "sample_size" / "*" / "*_trend.csv")))
     if not paths:
         return None
-    parts, falls = [], []
+    parts, falls, falls_cal = [], [], []
     for path in paths:
         t = pd.read_csv(path)
         t = t[t["pair_kind"] == "all"].sort_values("n_stimuli")
@@ -281,16 +354,29 @@ def _sample_size_claim(results: Path) -> tuple[str, str] | None:
             continue
         lo, hi = t.iloc[0], t.iloc[-1]
         metric = Path(path).name[: -len("_trend.csv")]
-        parts.append(f"{Path(path).parent.name}, {metric}, {int(lo.n_pairs)} model pairs: n {int(lo.n_stimuli)} -> "
-                     f"{int(hi.n_stimuli)}: mean score {lo.score:.3f} -> {hi.score:.3f} (null {lo.null_mean:.3f} -> "
-                     f"{hi.null_mean:.3f}; above null {lo.excess:.3f} -> {hi.excess:.3f}); rho(n, score) "
-                     f"{lo.rho_n_score:+.2f}, rho(n, score - null) {lo.rho_n_excess:+.2f}")
+        text = (f"{Path(path).parent.name}, {metric}, {int(lo.n_pairs)} model pairs: n {int(lo.n_stimuli)} -> "
+                f"{int(hi.n_stimuli)}: mean score {lo.score:.3f} -> {hi.score:.3f} (null {lo.null_mean:.3f} -> "
+                f"{hi.null_mean:.3f}; above null {lo.excess:.3f} -> {hi.excess:.3f}); rho(n, score) "
+                f"{lo.rho_n_score:+.2f}, rho(n, score - null) {lo.rho_n_excess:+.2f}")
         direction = 1 if get_metric(metric).higher_is_better else -1
         falls.append(bool(direction * lo.rho_n_score < 0))
+        if "calibrated" in t and "rho_n_calibrated" in t:
+            # calibrated scores are on the oriented scale (higher = more similar) for every metric
+            rho_cal = lo.rho_n_calibrated
+            text += (f"; calibrated {lo.calibrated:.3f} -> {hi.calibrated:.3f}, rho(n, calibrated) "
+                     + (f"{rho_cal:+.2f}" if np.isfinite(rho_cal) else "undefined (the same at every n)"))
+            falls_cal.append(bool(np.isfinite(rho_cal) and rho_cal < 0))
+        parts.append(text)
     if not parts:
         return None
-    status = ("reproduced" if all(falls) else "partly" if any(falls) else "**not reproduced**")
-    status += (": alignment falls as n grows" if all(falls) else "")
+
+    def verdict(found):
+        out = "reproduced" if all(found) else "partly" if any(found) else "**not reproduced**"
+        return out + (": alignment falls as n grows" if all(found) else "")
+
+    status = verdict(falls)
+    if falls_cal:
+        status += "; calibrated: " + verdict(falls_cal)
     return "; ".join(parts), status
 
 
@@ -405,6 +491,38 @@ def claims_table(results: str | Path = "results", pending: list[tuple[str, str]]
 
 
 PENDING: list[tuple[str, str]] = []
+
+#: The stored intervals :func:`interval_check` counts: (results glob, estimate column, low column, high column).
+INTERVAL_TABLES = (
+    ("alignment/*/*.csv", "score", "ci_low", "ci_high"),
+    ("crossmodal/*/*.csv", "score", "ci_low", "ci_high"),
+    ("sample_size/*/*[!d].csv", "score", "ci_low", "ci_high"),  # not the *_trend.csv summaries
+    ("dispersion_alignment/*/*.csv", "low", "low_ci_low", "low_ci_high"),
+    ("dispersion_alignment/*/*.csv", "high", "high_ci_low", "high_ci_high"),
+    ("dispersion_alignment/*/*.csv", "ratio", "ratio_ci_low", "ratio_ci_high"),
+)
+
+
+def interval_check(results: str | Path = "results") -> pd.DataFrame:
+    """Per stored table and estimate of a run: how many intervals exclude their own point estimate
+    (``convergence.inference.count_excluding``; cells with a finite estimate and interval only). The total
+    row is ``table == "all"``. Run it on a finished default run: ``python -c 'from convergence.report import
+    interval_check; print(interval_check())'``."""
+    from .inference import count_excluding
+
+    rows = []
+    for pattern, est, lo, hi in INTERVAL_TABLES:
+        for path in sorted(glob.glob(str(Path(results) / pattern))):
+            t = pd.read_csv(path)
+            if not {est, lo, hi} <= set(t.columns):
+                continue
+            bad, total = count_excluding(t[est], t[lo], t[hi])
+            rows.append({"table": str(Path(path).relative_to(results)), "estimate": est, "excluding": bad,
+                         "intervals": total})
+    table = pd.DataFrame(rows, columns=["table", "estimate", "excluding", "intervals"])
+    total = {"table": "all", "estimate": "", "excluding": int(table["excluding"].sum()),
+             "intervals": int(table["intervals"].sum())}
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
 
 
 def taxonomy_budget(workdir: str | Path = ".") -> str:

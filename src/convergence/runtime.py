@@ -28,10 +28,12 @@ class _Tee:
 
 
 @contextlib.contextmanager
-def logged(log_path: str | Path | None, *, threads: int | None = None):
+def logged(log_path: str | Path | None, *, threads: int | None = None, outputs=None):
     """Copy stdout/stderr (progress bars included) into ``log_path`` while the block runs, keeping the console;
     limit torch and the BLAS/OpenMP pools to the job's ``threads`` (Snakemake's ``threads``), since
-    oversubscribed LAPACK calls run many times slower when jobs share cores.
+    oversubscribed LAPACK calls run many times slower when jobs share cores. ``outputs`` (the job's
+    ``snakemake.output``) are checked to be writable first (:func:`convergence.store.check_writable`), so
+    an unwritable output folder fails the job before its work, in one message naming the folder.
 
     An exception leaving the block is written to ``log_path`` with its full traceback, the console is told
     where (``full traceback in <log_path>``), and the exception is re-raised so the job still fails."""
@@ -43,6 +45,10 @@ def logged(log_path: str | Path | None, *, threads: int | None = None):
             if "torch" in sys.modules:
                 sys.modules["torch"].set_num_threads(int(threads))
         stack.enter_context(_tee_to(log_path))
+        if outputs is not None:
+            from .store import check_writable
+
+            check_writable(list(outputs) if not isinstance(outputs, (str, Path)) else outputs)
         yield
 
 

@@ -12,7 +12,9 @@ uint8), ``caption`` and ``label`` (strings) where the source has them. Sources:
 ``digits``
     scikit-learn's 1,797 8x8 handwritten digits.
 ``image_folder``
-    A folder of images, either in class sub-folders (label = folder name) or flat (no labels).
+    A folder of images, either in class sub-folders (label = folder name) or flat (no labels). Symbolic
+    links are followed, to folders and to files alike (a link back to a folder above it, a cycle, and a
+    link to nothing are errors): see :func:`image_folder_files`.
 ``csv``
     A CSV with a ``path`` column (relative to the CSV's folder) and optional ``caption``, ``label``, ``id``.
 ``huggingface``
@@ -37,6 +39,10 @@ uint8), ``caption`` and ``label`` (strings) where the source has them. Sources:
 Image files (``image_folder``, ``csv``, ``huggingface``, ``tuxpaint``, ``openclipart``) may be in any mode Pillow reads: transparency is
 composited on the dataset's ``background`` (default white), 16-bit greyscale is scaled to 8 bits, palette
 and greyscale images become RGB (:func:`to_rgb`); an image that cannot be decoded is one error naming it.
+
+Empty cells are no value: a labelled source whose label is empty for some stimulus (a blank ``label``
+cell of a CSV, a missing Hugging Face label), or a captioned source with an empty caption, is one error naming
+the dataset and the column (never a class named ``''``, never a caption every language model scores NaN).
 
 Every source then takes ``per_class`` (a per-class subsample, seeded) or ``limit`` (a seeded subsample of
 that many stimuli). Row order is the source's own order, so results are deterministic for a fixed seed.
@@ -118,6 +124,19 @@ def parse_background(value=DEFAULT_BACKGROUND) -> tuple[int, int, int]:
     raise StimulusError(f"background {value!r} is not a colour; allowed: {allowed}")
 
 
+_EXIF_ORIENTATION = 0x0112
+
+
+def upright(image):
+    """A PIL image turned the way its EXIF orientation tag says it is displayed (Pillow's
+    ``ImageOps.exif_transpose``); the image itself when it has no such tag (or the tag says "as stored")."""
+    from PIL import ImageOps
+
+    if image.getexif().get(_EXIF_ORIENTATION, 1) in (1, None):
+        return image
+    return ImageOps.exif_transpose(image)
+
+
 def to_rgb(image, background=DEFAULT_BACKGROUND):
     """A PIL image of any mode as 8-bit RGB, the way it looks on screen.
 
@@ -127,10 +146,13 @@ def to_rgb(image, background=DEFAULT_BACKGROUND):
       ``background`` (see :func:`parse_background`), so fully transparent pixels take the background colour
       whatever colour they store.
     - Greyscale, bilevel, palette, CMYK and the rest: Pillow's conversion to RGB.
+    - An EXIF orientation (a camera's JPEG stored sideways with a "rotate on display" tag) is applied
+      (:func:`upright`), so the pixels are the ones a viewer shows.
     """
     from PIL import Image
 
     rgb_background = parse_background(background)
+    image = upright(image)
     if image.mode in _SIXTEEN_BIT_MODES:
         values = np.asarray(image, dtype=np.float64)
         image = Image.fromarray(np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8), "L")
@@ -275,8 +297,37 @@ def load_digits() -> dict:
 
 
 def image_folder_files(root: Path) -> list[Path]:
-    """The image files an ``image_folder`` source reads, sorted (by suffix; other files are ignored)."""
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """The image files an ``image_folder`` source reads, sorted (by suffix; other files are ignored).
+
+    Symbolic links are followed wherever they point, links to folders (a class folder linked in from
+    elsewhere) as well as links to files; a folder link that leads back to a folder above it (a cycle) and
+    a link to nothing are errors naming the link. Each image is named by its path inside ``root`` (the link's
+    path, not its target's)."""
+    import os
+
+    root = Path(root)
+    out: list[Path] = []
+
+    def walk(folder: Path, above: frozenset) -> None:
+        with os.scandir(folder) as entries:
+            listing = sorted(entries, key=lambda e: e.name)
+        for entry in listing:
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=True):
+                real = os.path.realpath(path)
+                if real in above:
+                    raise StimulusError(f"image_folder {root}: the folder link {path} leads back to {real}, a "
+                                        "folder above it (a cycle); remove the link or point it elsewhere")
+                walk(path, above | {real})
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                if entry.is_file(follow_symlinks=True):
+                    out.append(path)
+                elif entry.is_symlink():
+                    raise StimulusError(f"image_folder {root}: {path} is a link to {os.readlink(path)!r}, which "
+                                        "does not exist; remove the link or restore its target")
+
+    walk(root, frozenset({os.path.realpath(root)}))
+    return sorted(out)
 
 
 def load_image_folder(path: str | Path, image_size: int = 224, background=DEFAULT_BACKGROUND) -> dict:
@@ -304,6 +355,8 @@ def load_csv(path: str | Path, image_size: int = 224, background=DEFAULT_BACKGRO
     import pandas as pd
 
     path = Path(path)
+    if path.is_dir():
+        raise StimulusError(f"csv path {path} is a directory, not a CSV file (source image_folder reads a folder)")
     if not path.is_file():
         raise StimulusError(f"csv file {path} does not exist")
     try:
@@ -313,6 +366,8 @@ def load_csv(path: str | Path, image_size: int = 224, background=DEFAULT_BACKGRO
     table.columns = [str(c).strip() for c in table.columns]
     if "path" not in table.columns:
         raise StimulusError(f"csv {path} needs a 'path' column; it has {list(table.columns)} (optional: caption, label, id)")
+    if table.empty:
+        raise StimulusError(f"csv {path} has a header but no rows; list one image per row")
     files = csv_image_paths(path, table["path"])
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
@@ -359,13 +414,14 @@ def load_huggingface(spec: dict, image_size: int = 224) -> dict:
     images = np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.uint8)
     captions = None
     if spec.get("caption_column"):
-        captions = [c[0] if isinstance(c, (list, tuple)) else str(c) for c in data[spec["caption_column"]]]
+        captions = [(c[0] if c else "") if isinstance(c, (list, tuple)) else ("" if c is None else str(c))
+                    for c in data[spec["caption_column"]]]  # a missing caption is empty (an error below)
     labels = None
     if spec.get("label_column"):
         raw = data[spec["label_column"]]
         feature = data.features[spec["label_column"]]
         names = getattr(feature, "names", None)
-        labels = [names[int(v)] if names else str(v) for v in raw]
+        labels = ["" if v is None else names[int(v)] if names else str(v) for v in raw]
     ids = [str(v) for v in data[spec["id_column"]]] if spec.get("id_column") else [f"{i:06d}" for i in range(len(data))]
     return {"ids": ids, "images": images, "captions": captions, "labels": labels}
 
@@ -725,6 +781,7 @@ def render_variation(image, size: int, rng: np.random.Generator, params: dict) -
     uniform position on a drawn background colour. Returns uint8 RGB (size, size, 3)."""
     from PIL import Image
 
+    image = upright(image)
     if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
         image = to_rgb(image)
     obj = image.convert("RGBA")
@@ -771,6 +828,29 @@ def render_variations(paths: list[Path], ids: list[str], n: int, size: int, seed
 # ----------------------------------------------------------------------------------------------- build
 
 
+def _is_blank(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or not str(value).strip()
+
+
+def _check_filled(name: str, spec: dict, ids: list[str], raw: dict) -> None:
+    """Every stimulus of a labelled source has a label and every stimulus of a captioned source a caption:
+    an empty cell is one error naming the dataset and the column, never a class named '' or a caption every
+    language model scores NaN on."""
+    source = spec.get("source")
+    where = {"csv": (" (column 'label')", " (column 'caption')"),
+             "huggingface": (f" (label_column {spec.get('label_column')!r})",
+                             f" (caption_column {spec.get('caption_column')!r})")}.get(source, ("", ""))
+    for values, what, column, fix in (
+            (raw.get("labels"), "label", where[0], "fill them in, or leave the labels out to use the dataset without labels"),
+            (raw.get("captions"), "caption", where[1], "fill them in or remove those stimuli")):
+        if values is None:
+            continue
+        blank = [i for i, v in enumerate(values) if _is_blank(v)]
+        if blank:
+            scope = "every stimulus has" if len(blank) == len(values) else f"{len(blank)} of {len(values)} stimuli have"
+            raise StimulusError(f"dataset {name!r}: {scope} an empty {what}{column} (first: {ids[blank[0]]!r}); {fix}")
+
+
 def build_stimuli(name: str, spec: dict) -> xr.Dataset:
     """Materialise the dataset entry ``spec`` (named ``name``) as a labelled Dataset (see module doc)."""
     source = spec.get("source")
@@ -799,6 +879,7 @@ def build_stimuli(name: str, spec: dict) -> xr.Dataset:
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise StimulusError(f"dataset {name!r}: stimulus ids must be unique; duplicated: {dup}")
+    _check_filled(name, spec, ids, raw)
     idx = subsample_indices(
         len(ids), raw["labels"], per_class=spec.get("per_class"), limit=spec.get("limit"), seed=int(spec.get("seed", 0)),
         per_class_cap=spec.get("per_class_cap"),

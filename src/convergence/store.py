@@ -53,6 +53,36 @@ def _remove_stale_temporaries(path: Path) -> None:
                 sibling.unlink(missing_ok=True)
 
 
+class OutputNotWritable(PermissionError):
+    """An output's folder cannot be written: raised before the work that would produce the output."""
+
+
+def check_writable(paths) -> None:
+    """Make sure every output in ``paths`` (one path or several, e.g. a Snakemake job's ``output``) can be
+    written: its folder exists or can be made, and a file can be created and removed there (the atomic
+    writes below create their temporaries beside the target). Called at the start of every workflow job
+    (:func:`convergence.runtime.logged`), so an unwritable output folder is one clear error before an
+    extraction, not a ``PermissionError`` on a temporary name after it."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    for target in paths:
+        _writable_folder(Path(target))
+
+
+def _writable_folder(path: Path) -> Path:
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".{path.name}.probe-{uuid.uuid4().hex[:8]}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise OutputNotWritable(
+            f"cannot write {path}: its folder {folder} is not writable ({err.strerror or err}); fix the "
+            "folder's permissions, free the disk, or run the workflow in a writable directory") from None
+    return folder
+
+
 def write_store(ds: xr.Dataset, path: str | Path, *, chunk: int = STIMULUS_CHUNK) -> Path:
     """Write ``ds`` to the Zarr v3 store ``path`` atomically.
 
@@ -60,7 +90,7 @@ def write_store(ds: xr.Dataset, path: str | Path, *, chunk: int = STIMULUS_CHUNK
     n x n Gram is read without the others), every other dimension whole.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _writable_folder(path)
     _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     ds = ds.copy()
@@ -119,7 +149,7 @@ def open_store(path: str | Path, *, load: bool = False) -> xr.Dataset:
 def write_table(df, path: str | Path) -> Path:
     """Write a tidy pandas table (CSV) atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _writable_folder(path)
     _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     df.to_csv(tmp, index=False)
@@ -133,7 +163,7 @@ def write_json(obj, path: str | Path) -> Path:
     import json
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _writable_folder(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True, allow_nan=True) + "\n")
     os.replace(tmp, path)

@@ -10,13 +10,14 @@ STEP_VERSIONS = {
     "stimuli": 1,
     "embed": 1,
     "kernel": 1,
-    "alignment": 3,  # 3: z-score NaN for a degenerate null (convergence.inference)
+    "alignment": 4,  # 4: tau, calibrated, q_value; jackknife intervals (convergence.inference)
     "competence": 2,  # 2: text_bits_per_byte rows (the fixed competence text)
     "lowlevel": 1,
     "layers": 2,  # 2: read-out scales each layer by one RMS, not per feature
     "dispersion": 1,
-    "dispersion_alignment": 1,
+    "dispersion_alignment": 2,  # 2: jackknife intervals; low/high tau, calibrated and q-values
     "consistency": 1,
-    "sample_size": 2,  # 2: subsets drawn from inference.rng_for(seed, "sample_size"), like every other draw
+    "sample_size": 3,  # 3: tau, calibrated, q_value; jackknife intervals
     "taxonomy": 1,
+    "prh": 2,  # 2: calibrated alignment and q-value columns
 }

@@ -180,6 +180,7 @@ def dispersion_alignment_options(wildcards):
             m: {p: v for p, v in metric_params(m, metric_settings(config)).items() if p != "k"} for m in d["metrics"]
         },
         "k_full": config["kernels"]["k"],
+        "alpha": config["alignment"]["alpha"],
         **{key: d[key] for key in keys},
     }
 

@@ -2,7 +2,8 @@
 
 :func:`alignment` scores every (model_a, model_b, layer_a, layer_b) from the kernel stores
 (``convergence.pairwise``), with layer summaries (``best``, ``last``, ``named``), a permutation null and
-a bootstrap interval per summary (``convergence.inference``), each pair's result cached by content so that
+a jackknife interval, a calibrated score (``tau``, ``calibrated``) and a Benjamini-Hochberg q-value per
+summary (``convergence.inference``), each pair's result cached by content so that
 adding a model computes only its own pairs. The result carries each model's labels as coordinates
 (``modality_a``, ``objective_a``, ``family_a`` ...). :func:`summary_table` is its tidy table.
 
@@ -35,6 +36,7 @@ def alignment(
     params: Mapping | None = None,
     n_permutations: int = 100,
     n_bootstrap: int = 100,
+    alpha: float = 0.05,
     seed: int = 0,
     named_layers: Mapping[str, str] | None = None,
     model_labels: Mapping[str, Mapping[str, str]] | None = None,
@@ -44,7 +46,7 @@ def alignment(
     with ``params``), labelled with ``model_labels`` (model -> fields; the workflow passes the config's)
     or else each kernel's provenance. Layout: ``convergence.pairwise.scores``."""
     scores = cached_pairwise(kernels, metric, cache_dir=cache_dir, params=params, n_permutations=n_permutations,
-                             n_bootstrap=n_bootstrap, seed=seed, named_layers=named_layers, log=log)
+                             n_bootstrap=n_bootstrap, alpha=alpha, seed=seed, named_layers=named_layers, log=log)
     info = {m: labels_of(kernels[m], (model_labels or {}).get(m)) for m in kernels}
     return with_neighbour_recall(label_models(scores, info), kernels, metric)
 
@@ -80,9 +82,10 @@ def label_models(scores: xr.Dataset, info: Mapping[str, Mapping[str, str]]) -> x
 
 
 def summary_table(scores: xr.Dataset) -> pd.DataFrame:
-    """One row per (model_a, model_b, summary): score, winning layers and depths, null, z, p, CI."""
+    """One row per (model_a, model_b, summary): score, winning layers and depths, null, z, p, q, the
+    calibration threshold ``tau`` and the ``calibrated`` score, CI."""
     fields = ["summary_score", "summary_layer_name_a", "summary_layer_name_b", "summary_depth_a", "summary_depth_b",
-              "null_mean", "null_std", "z_score", "p_value", "ci_low", "ci_high"]
+              "null_mean", "null_std", "z_score", "p_value", "q_value", "tau", "calibrated", "ci_low", "ci_high"]
     table = scores[[f for f in fields if f in scores]].to_dataframe().reset_index()
     keep = ["model_a", "model_b", "summary", *[f for f in fields if f in table]]
     for side in ("a", "b"):

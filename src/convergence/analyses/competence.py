@@ -4,6 +4,9 @@
 on labelled stimuli; for causal language models the bits per byte on the one fixed text of the embed step
 (``text_bits_per_byte``: the competence measure, the same text for every model) and the mean bits per byte
 on the captions (``bits_per_byte``: noisy on 3-6-token captions, shown beside it).
+
+A labelled dataset with a single class has nothing to classify: its vision models get no accuracy rows and
+a warning says so; a ``k`` of at least the number of stimuli is an error (never silently clipped).
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ def competence_table(
     """Per model: k-NN and linear-probe accuracy of its last layer on labelled stimuli (vision); bits per byte
     on the fixed text (``text_bits_per_byte``) and mean bits per byte on the captions (causal LMs). Tidy: one row per (model, measure). Model labels come
     from ``model_labels`` where given, else from the store's provenance (``labels_of``)."""
-    rows = []
+    rows, one_class = [], []
     labels = stimuli["label"].to_series() if "label" in stimuli else None
     for name, ds in stores.items():
         info = {"model": name, **labels_of(ds, (model_labels or {}).get(name))}
@@ -133,10 +136,15 @@ def competence_table(
             y = labels.reindex([str(s) for s in ds["stimulus"].values]).values
             counts = pd.Series(y).value_counts()
             if len(counts) < 2:  # one class: nothing to classify
+                one_class.append(name)
                 continue
+            if not 1 <= k <= len(y) - 1:
+                raise ValueError(f"competence k={k}: the k-NN classifier needs more than k stimuli, but dataset "
+                                 f"{stimuli.attrs.get('dataset', '?')!r} has {len(y)}; allowed: 1 <= k <= "
+                                 f"{len(y) - 1} (config competence.k)")
             smallest = int(counts.min())
             rows.append({**info, "measure": "knn_accuracy", "layer": layer,
-                         "value": knn_accuracy(x, y, k=min(k, len(y) - 1))})
+                         "value": knn_accuracy(x, y, k=k)})
             if smallest >= 2:  # stratified folds need every class at least twice; 5 folds when classes allow
                 rows.append({**info, "measure": "linear_probe_accuracy", "layer": layer,
                              "value": linear_probe_accuracy(x, y, seed=seed, n_splits=min(5, smallest))})
@@ -145,4 +153,12 @@ def competence_table(
             rows.append({**info, "measure": "text_bits_per_byte", "layer": "", "value": text_bpb})
         if "bits_per_byte" in ds.data_vars:
             rows.append({**info, "measure": "bits_per_byte", "layer": "", "value": mean_bits_per_byte(ds)})
+    if one_class:
+        import warnings
+
+        classes = sorted(set(labels.values.tolist()))
+        warnings.warn(f"competence: dataset {stimuli.attrs.get('dataset', '?')!r} has one class ({classes}), so "
+                      f"no k-NN or probe accuracy is computed for its vision models {one_class}; give it at least "
+                      "two classes (image_folder: two or more class sub-folders) to measure competence",
+                      stacklevel=2)
     return pd.DataFrame(rows, columns=["model", *MODEL_FIELDS, "measure", "layer", "value"])

@@ -15,11 +15,15 @@ agree on, and whether cross-modal alignment is higher on them.
     same k for the low, high and random subsets of one size.
 
 Reported per (criterion, metric, vision model, language model): ``low``, ``high``, ``ratio = low / high``
-with a bootstrap interval (stimuli of the low and of the high subset resampled independently, the metric
-recomputed on each resample as the metric's engine defines its bootstrap; the interval is the percentile
-interval of the ratios), and where ``low`` and ``high`` fall among the random subsets:
-``percentile`` = 100 * (#random below + #tied / 2) / #random, and the one-sided p-values of
-``convergence.inference`` (low more similar than random; high less similar than random).
+with jackknife intervals (``convergence.inference.INTERVAL_RULE``: a group of the subset's stimuli left out
+at a time, the metric recomputed as its engine defines it; the ratio's variance is the sum of the low and
+the high subset's jackknife variances, the two subsets being disjoint), and where ``low`` and ``high`` fall
+among the random subsets: ``percentile`` = 100 * (#random below + #tied / 2) / #random, the one-sided
+p-values of ``convergence.inference`` (low more similar than random; high less similar than random) with
+their Benjamini-Hochberg q-values over the vision x language pairs of each criterion and metric, and the
+calibrated scores against the random subsets (``low_tau``/``low_calibrated``, ``high_tau``/
+``high_calibrated``: the excess over the random subsets' (1 - alpha) threshold, in the direction "more
+similar than random", ``convergence.inference.THRESHOLD_RULE``).
 """
 
 from __future__ import annotations
@@ -33,9 +37,15 @@ import xarray as xr
 from .. import __version__
 from ..dispersion import generalized_procrustes
 from ..inference import (
+    INTERVAL_RULE,
     P_VALUE_RULE,
-    bootstrap_weights,
+    THRESHOLD_RULE,
+    _check_alpha,
+    bh_qvalues,
+    calibrate,
     check_count,
+    jackknife_interval,
+    jackknife_weights,
     null_summary,
     percentile_interval,
     percentile_of,
@@ -45,6 +55,7 @@ from ..inference import (
 from ..kernels import check_kernel, feature_var, stimulus_ids
 from ..metrics.registry import get_metric
 from ..pairwise import ModelProducts, common_stimuli, make_metric, stimulus_digest
+from ..pairwise.scores import most_similar
 from . import labels_of
 
 DISPERSION_RULE = ("dispersion of stimulus i = mean over models m of ||(X_m Q_m)_i - M_i||^2 after generalised "
@@ -248,6 +259,7 @@ def dispersion_alignment(
     n_random: int = 200,
     n_bootstrap: int = 200,
     ci: float = 0.95,
+    alpha: float = 0.05,
     seed: int = 0,
     model_labels: Mapping[str, Mapping[str, str]] | None = None,
     log=print,
@@ -263,9 +275,10 @@ def dispersion_alignment(
     layers : model -> layer (default: each model's last layer).
     quantiles, sizes : the selection criteria (:func:`selection_criteria`).
     k_fraction, k_full, k_min : kNN ``k`` per subset (:func:`subset_k`); ``k_fraction=None`` means ``k_full / n``.
-    n_random, n_bootstrap, ci, seed : random subsets per size; resamples and central level of the ratio's
-        interval; draws from ``convergence.inference.rng_for(seed, ...)`` keyed by the size or criterion only,
+    n_random, n_bootstrap, ci, seed : random subsets per size; jackknife groups (at most the subset size) and
+        central level of the intervals; draws from ``convergence.inference.rng_for(seed, ...)`` keyed by the size or criterion only,
         so they do not depend on which models take part.
+    alpha : level of the calibration threshold against the random subsets.
 
     Returns
     -------
@@ -286,6 +299,7 @@ def dispersion_alignment(
     if n_random < 1:
         raise ValueError("n_random must be at least 1")
     n_bootstrap = check_count(n_bootstrap, "n_bootstrap")
+    alpha = _check_alpha(alpha)
     models = [*vision, *language]
     chosen = {m: layer_of(kernels[m], (layers or {}).get(m), m) for m in models}
     views = {m: layer_view(kernels[m], chosen[m], m) for m in models}
@@ -309,7 +323,8 @@ def dispersion_alignment(
     out = {key: np.full(shape, np.nan) for key in (
         "low", "high", "ratio", "ratio_ci_low", "ratio_ci_high", "low_ci_low", "low_ci_high", "high_ci_low",
         "high_ci_high", "random_mean", "random_std", "random_ci_low", "random_ci_high", "low_percentile",
-        "high_percentile", "low_p", "high_p", "low_z", "high_z")}
+        "high_percentile", "low_p", "high_p", "low_z", "high_z", "low_q", "high_q", "low_tau", "low_calibrated",
+        "high_tau", "high_calibrated")}
     random_scores = np.full((C, K, V, L, n_random), np.nan)
     member_low = np.zeros((C, n), dtype=bool)
     member_high = np.zeros((C, n), dtype=bool)
@@ -331,14 +346,15 @@ def dispersion_alignment(
             random_cache[(size, k)] = {name: np.stack([s[name] for s in per_draw], axis=-1) for name in names}
             log(f"{crit['name']}: {n_random} random subsets of {size} stimuli scored (k={k})")
         prep_low, prep_high = scorer.prepared(ids[low], measures), scorer.prepared(ids[high], measures)
-        w_low = bootstrap_weights(rng_for(seed, "dispersion-bootstrap", crit["name"], "low"), size, n_bootstrap)
-        w_high = bootstrap_weights(rng_for(seed, "dispersion-bootstrap", crit["name"], "high"), size, n_bootstrap)
+        w_low = jackknife_weights(rng_for(seed, "dispersion-jackknife", crit["name"], "low"), size, n_bootstrap)
+        w_high = jackknife_weights(rng_for(seed, "dispersion-jackknife", crit["name"], "high"), size, n_bootstrap)
         score_low, score_high = scorer.scores(None, measures, prep_low), scorer.scores(None, measures, prep_high)
         for x, name in enumerate(names):
             measure = measures[name]
             rand = random_cache[(size, k)][name]
             random_scores[c, x] = rand
             better = bool(measure.higher_is_better)
+            top = most_similar(measure)
             for i, a in enumerate(vision):
                 for j, b in enumerate(language):
                     lo, hi, null = score_low[name][i, j], score_high[name][i, j], rand[i, j]
@@ -350,17 +366,24 @@ def dispersion_alignment(
                     s_low, s_high = null_summary(null, lo, better), null_summary(null, hi, not better)
                     e["low_p"], e["low_z"] = s_low["p_value"], s_low["z_score"]
                     e["high_p"], e["high_z"] = s_high["p_value"], s_high["z_score"]
-                    if w_low is not None and np.isfinite(lo) and np.isfinite(hi):
+                    for side, value in (("low", lo), ("high", hi)):
+                        cal = calibrate(null, value, top, alpha, better)
+                        e[f"{side}_tau"], e[f"{side}_calibrated"] = cal["tau"], cal["calibrated"]
+                    if w_low is not None and w_high is not None and np.isfinite(lo) and np.isfinite(hi):
                         pl, ph = prep_low[name][0], prep_high[name][0]
                         boot_low = np.asarray(measure.bootstrap(pl[a], 0, pl[b], 0, w_low), dtype=np.float64)
                         boot_high = np.asarray(measure.bootstrap(ph[a], 0, ph[b], 0, w_high), dtype=np.float64)
                         with np.errstate(divide="ignore", invalid="ignore"):
-                            ratios = np.where(boot_high != 0, boot_low / boot_high, np.nan)
-                        e["ratio_ci_low"], e["ratio_ci_high"] = percentile_interval(ratios, ci)
-                        e["low_ci_low"], e["low_ci_high"] = percentile_interval(boot_low, ci)
-                        e["high_ci_low"], e["high_ci_high"] = percentile_interval(boot_high, ci)
+                            # leave-a-group-out ratios of each subset, the other held at its full value
+                            ratio_low = boot_low / hi if hi != 0 else np.full(boot_low.shape, np.nan)
+                            ratio_high = np.where(boot_high != 0, lo / boot_high, np.nan)
+                        e["ratio_ci_low"], e["ratio_ci_high"] = jackknife_interval(e["ratio"], ratio_low, ratio_high, ci=ci)
+                        e["low_ci_low"], e["low_ci_high"] = jackknife_interval(lo, boot_low, ci=ci)
+                        e["high_ci_low"], e["high_ci_high"] = jackknife_interval(hi, boot_high, ci=ci)
                     for key, value in e.items():
                         out[key][c, x, i, j] = value
+            for side in ("low", "high"):  # q-values over the vision x language pairs of this criterion and metric
+                out[f"{side}_q"][c, x] = bh_qvalues(out[f"{side}_p"][c, x].ravel()).reshape(V, L)
         log(f"{crit['name']}: low/high scored on {size} stimuli each")
 
     # the full set, for reference (k = round(k_fraction * n), i.e. k_full by default)
@@ -369,8 +392,10 @@ def dispersion_alignment(
     dims = ("criterion", "metric", "vision", "language")
     descriptions = {
         "low": "alignment on the low-dispersion subset", "high": "alignment on the high-dispersion subset",
-        "ratio": "low / high", "ratio_ci_low": "bootstrap percentile interval of low / high (lower end)",
-        "ratio_ci_high": "bootstrap percentile interval of low / high (upper end)",
+        "ratio": "low / high", "ratio_ci_low": "jackknife interval of low / high (lower end)",
+        "ratio_ci_high": "jackknife interval of low / high (upper end)",
+        "low_ci_low": "jackknife interval of low (lower end)", "low_ci_high": "jackknife interval of low (upper end)",
+        "high_ci_low": "jackknife interval of high (lower end)", "high_ci_high": "jackknife interval of high (upper end)",
         "random_mean": "mean over random subsets of the same size", "random_std": "std (ddof 1) over random subsets",
         "random_ci_low": "random subsets: lower percentile of the central interval",
         "random_ci_high": "random subsets: upper percentile of the central interval",
@@ -378,6 +403,12 @@ def dispersion_alignment(
         "high_percentile": f"where high falls among the random subsets: {PERCENTILE_RULE}",
         "low_p": "one-sided p: low more similar than random subsets", "high_p": "one-sided p: high less similar than random subsets",
         "low_z": "(low - random mean) / random std", "high_z": "(high - random mean) / random std",
+        "low_q": "Benjamini-Hochberg q of low_p over the vision x language pairs (per criterion and metric)",
+        "high_q": "Benjamini-Hochberg q of high_p over the vision x language pairs (per criterion and metric)",
+        "low_tau": "the random subsets' (1 - alpha) threshold with low among them (more similar = above)",
+        "high_tau": "the random subsets' (1 - alpha) threshold with high among them (more similar = above)",
+        "low_calibrated": f"low calibrated against the random subsets: {THRESHOLD_RULE}",
+        "high_calibrated": f"high calibrated against the random subsets: {THRESHOLD_RULE}",
     }
     data = {key: (dims, value, {"description": descriptions.get(key, key.replace("_", " "))}) for key, value in out.items()}
     data["random"] = ((*dims, "draw"), random_scores, {"description": "alignment on each random subset"})
@@ -405,14 +436,16 @@ def dispersion_alignment(
     attrs = {
         "group": str(dispersion.attrs.get("group", "")), "group_models": [str(m) for m in dispersion["model"].values],
         "n_stimuli": int(n), "stimulus_digest": stimulus_digest(ids), "n_random": n_random, "n_bootstrap": n_bootstrap,
-        "ci": float(ci), "seed": int(seed), "k_fraction": fraction, "k_min": int(k_min), "skipped_criteria": skipped,
+        "ci": float(ci), "alpha": float(alpha), "seed": int(seed), "k_fraction": fraction, "k_min": int(k_min), "skipped_criteria": skipped,
         "metric_params": {name: dict(params) for name, params in metrics.items()},
         "selection": "low/high: the `size` stimuli of lowest/highest dispersion (ties to the lower stimulus id); "
                      "size = floor(q * n) for quantile criteria",
         "recomputed": "neighbour lists and centred Grams recomputed within every subset (low, high, random)",
-        "bootstrap_method": "low and high subsets resampled independently (n_bootstrap each); ratio interval = "
-                            "percentile interval of the resampled low / high; each metric's own bootstrap "
-                            "(kNN: query bootstrap on the subset's neighbour graphs)",
+        "bootstrap_method": "jackknife over the stimuli of the low and of the high subset (n_bootstrap groups "
+                            "each, at most the subset size); ratio variance = the sum of both subsets' jackknife "
+                            "variances; each metric's own replicate (kNN: query jackknife on the subset's "
+                            "neighbour graphs)",
+        "interval_rule": INTERVAL_RULE, "threshold_rule": THRESHOLD_RULE,
         "percentile_rule": PERCENTILE_RULE, "p_value_rule": P_VALUE_RULE, "convergence_version": __version__,
     }
     return xr.Dataset(data, coords=coords, attrs=attrs)
@@ -421,8 +454,10 @@ def dispersion_alignment(
 def ratio_table(result: xr.Dataset) -> pd.DataFrame:
     """One row per (criterion, metric, vision, language): size, k, low, high, ratio with its interval, random
     mean and interval, percentiles, p-values and z-scores."""
-    fields = ["low", "high", "ratio", "ratio_ci_low", "ratio_ci_high", "random_mean", "random_ci_low",
-              "random_ci_high", "low_percentile", "high_percentile", "low_p", "high_p", "low_z", "high_z"]
+    fields = ["low", "high", "ratio", "ratio_ci_low", "ratio_ci_high", "low_ci_low", "low_ci_high", "high_ci_low",
+              "high_ci_high", "random_mean", "random_ci_low", "random_ci_high", "low_percentile", "high_percentile",
+              "low_p", "high_p", "low_q", "high_q", "low_z", "high_z", "low_tau", "low_calibrated", "high_tau",
+              "high_calibrated"]
     table = result[fields].to_dataframe().reset_index()
     for coord in ("size", "quantile", "k"):
         table[coord] = table["criterion"].map(dict(zip(result["criterion"].values, result[coord].values)))

@@ -2,8 +2,10 @@
 
 The Platonic Representation Hypothesis (Huh et al. 2024) predicts that more competent models align more
 with each other. :func:`prh` reads one dataset's alignment scores and competence table and returns the
-plot's numbers: one row per model (competence, alignment to the reference with its interval, null and
-p-value) and the least-squares line through them. The figure rule only draws what is stored here.
+plot's numbers: one row per model (competence, alignment to the reference with its interval, null,
+p-value and q-value, and the calibrated alignment: the excess over the null's (1 - alpha) threshold,
+``convergence.inference.THRESHOLD_RULE``) and the least-squares lines through the raw and through the
+calibrated alignment. The figure rule only draws what is stored here.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ def alignment_vs_competence(scores: xr.Dataset, competence: Mapping[str, float] 
     """One row per model: its alignment to ``reference`` and its competence (the PRH plot's numbers).
 
     ``reference`` may be a ``model_a`` (the models are then the ``model_b`` entries) or a ``model_b``.
-    Columns: model, competence, alignment, ci_low, ci_high, null_mean, p_value. Models without a
-    competence value are left out; the reference itself is left out.
+    Columns: model, competence, alignment, ci_low, ci_high, null_mean, p_value, q_value, tau, calibrated
+    (NaN where the scores lack them). Models without a competence value are left out; the reference itself
+    is left out.
     """
     competence = pd.Series(competence, dtype=np.float64)
     if reference in scores["model_a"].values:
@@ -59,10 +62,13 @@ def alignment_vs_competence(scores: xr.Dataset, competence: Mapping[str, float] 
         if m == reference or m not in competence.index:
             continue
         at = sub.sel({dim: m})
-        rows.append({"model": m, "competence": float(competence[m]), "alignment": float(at["summary_score"]),
-                     "ci_low": float(at["ci_low"]), "ci_high": float(at["ci_high"]),
-                     "null_mean": float(at["null_mean"]), "p_value": float(at["p_value"])})
-    return pd.DataFrame(rows, columns=["model", "competence", "alignment", "ci_low", "ci_high", "null_mean", "p_value"])
+        row = {"model": m, "competence": float(competence[m]), "alignment": float(at["summary_score"])}
+        row.update({f: float(at[f]) if f in at else np.nan for f in _FIELDS})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["model", "competence", "alignment", *_FIELDS])
+
+
+_FIELDS = ("ci_low", "ci_high", "null_mean", "p_value", "q_value", "tau", "calibrated")
 
 
 def linear_fit(x, y) -> dict:
@@ -91,8 +97,10 @@ def prh(scores: xr.Dataset, competence: pd.DataFrame, reference: str, *, summary
     -------
     (table, info)
         ``table``: one row per model with a competence value (``alignment_vs_competence``); ``info``:
-        ``reference``, ``metric``, ``summary``, ``x_label`` (what competence means here) and ``fit``
-        (``linear_fit`` of alignment on competence; ``None`` with fewer than two models).
+        ``reference``, ``metric``, ``summary``, ``x_label`` (what competence means here), ``fit``
+        (``linear_fit`` of alignment on competence; ``None`` with fewer than two models), ``fit_calibrated``
+        (the same for the calibrated alignment; its r is NaN when it is constant, e.g. 0 for every model)
+        and ``alpha``.
     """
     values, x_label = prh_competence(competence)
     table = alignment_vs_competence(scores, values, reference, summary=summary)
@@ -102,8 +110,13 @@ def prh(scores: xr.Dataset, competence: pd.DataFrame, reference: str, *, summary
         fit = linear_fit(table["competence"], table["alignment"])
     except ValueError:
         fit = None
+    try:
+        fit_calibrated = linear_fit(table["competence"], table["calibrated"])
+    except ValueError:
+        fit_calibrated = None
     info = {"reference": reference, "metric": str(scores.attrs.get("metric", "")), "summary": summary,
-            "x_label": x_label, "n_stimuli": int(scores.attrs.get("n_stimuli", 0)), "fit": fit}
+            "x_label": x_label, "n_stimuli": int(scores.attrs.get("n_stimuli", 0)), "fit": fit,
+            "fit_calibrated": fit_calibrated, "alpha": float(scores.attrs.get("alpha", np.nan))}
     return table, info
 
 

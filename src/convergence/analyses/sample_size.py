@@ -6,7 +6,8 @@ interpretable next to its chance level at the same n. :func:`nested_subsets` dra
 of the shared stimuli and takes its first m for every size m, so the subsets are nested (each contains the
 smaller ones) and differ only in size; :func:`sample_size_curve` scores every model pair on each subset
 (``convergence.pairwise`` with ``stimuli=``: neighbours and Grams recomputed on the subset from the stored
-features) with the permutation null and bootstrap interval of one layer summary at every size.
+features) with the permutation null, calibrated score, q-value (over the model pairs at that size) and
+jackknife interval of one layer summary at every size.
 :func:`curve_table` is its tidy table (each unordered model pair once for a symmetric metric) and
 :func:`size_trend` the summary the claims table reports.
 """
@@ -26,7 +27,8 @@ from . import labels_of
 from .alignment import label_models
 
 #: Per-size fields of one summary, as ``convergence.pairwise`` names them.
-FIELDS = ("summary_score", "null_mean", "null_std", "z_score", "p_value", "ci_low", "ci_high",
+FIELDS = ("summary_score", "null_mean", "null_std", "z_score", "p_value", "q_value", "tau", "calibrated",
+          "ci_low", "ci_high",
           "summary_layer_name_a", "summary_layer_name_b")
 
 
@@ -59,6 +61,7 @@ def sample_size_curve(
     summary: str = "last",
     n_permutations: int = 100,
     n_bootstrap: int = 100,
+    alpha: float = 0.05,
     seed: int = 0,
     model_labels: Mapping[str, Mapping[str, str]] | None = None,
     progress: bool = True,
@@ -88,7 +91,7 @@ def sample_size_curve(
     rows = []
     for size, subset in tqdm(subsets.items(), desc=f"{metric} by n", unit="size", disable=not progress):
         scores = pairwise(kernels, measure, stimuli=subset, summaries=(summary,), n_permutations=n_permutations,
-                          n_bootstrap=n_bootstrap, seed=seed)
+                          n_bootstrap=n_bootstrap, alpha=alpha, seed=seed)
         rows.append(scores[[f for f in FIELDS if f in scores]].sel(summary=summary, drop=True))
     out = xr.concat(rows, dim=xr.DataArray(list(subsets), dims="n_stimuli", name="n_stimuli"))
     info = {m: labels_of(kernels[m], (model_labels or {}).get(m)) for m in kernels}
@@ -96,7 +99,7 @@ def sample_size_curve(
     out.attrs.update({
         "metric": measure.name, **{f"metric_{k}": v for k, v in measure.params().items()},
         "summary": summary, "seed": int(seed), "n_permutations": int(n_permutations),
-        "n_bootstrap": int(n_bootstrap), "symmetric": int(measure.symmetric),
+        "n_bootstrap": int(n_bootstrap), "alpha": float(alpha), "symmetric": int(measure.symmetric),
         "subsets": "nested: the first n stimuli of one seeded random order of the shared stimulus ids",
         "sizes_left_out": [int(s) for s in left_out],
     })
@@ -122,19 +125,29 @@ def curve_table(curve: xr.Dataset) -> pd.DataFrame:
 
 def size_trend(table: pd.DataFrame) -> pd.DataFrame:
     """Per pair kind (and ``all``): the mean score and mean null over model pairs at each n, the excess over
-    the null, and Spearman's rho between n and the mean score (negative: the score falls as n grows) and
-    between n and the mean excess."""
+    the null, the mean calibrated score (where the table has it), and Spearman's rho between n and the mean
+    score (negative: the score falls as n grows), between n and the mean excess and between n and the mean
+    calibrated score."""
     parts = []
     for kind, sub in [("all", table), *table.groupby("pair_kind")]:
-        means = sub.groupby("n_stimuli")[["score", "null_mean"]].mean()
+        columns = ["score", "null_mean", *(["calibrated"] if "calibrated" in sub else [])]
+        means = sub.groupby("n_stimuli")[columns].mean()
         means["excess"] = means["score"] - means["null_mean"]
         enough = len(means) >= 3
-        rho = spearmanr(means.index, means["score"]).statistic if enough else np.nan
-        rho_excess = spearmanr(means.index, means["excess"]).statistic if enough else np.nan
+
+        def rho_of(column):
+            if not enough or column not in means or means[column].nunique() < 2:
+                return np.nan
+            return spearmanr(means.index, means[column]).statistic
+
+        rho, rho_excess, rho_calibrated = rho_of("score"), rho_of("excess"), rho_of("calibrated")
+        has_calibrated = "calibrated" in means
         means = means.reset_index()
         means.insert(0, "pair_kind", kind)
         means["rho_n_score"] = rho
         means["rho_n_excess"] = rho_excess
+        if has_calibrated:
+            means["rho_n_calibrated"] = rho_calibrated
         means["n_pairs"] = sub.groupby("n_stimuli").size().to_numpy()
         parts.append(means)
     return pd.concat(parts, ignore_index=True)

@@ -2,7 +2,10 @@
 
 Every function takes feature matrices of the same n stimuli in the same row order (join on stimulus ids
 before calling) and raises ``ValueError`` naming the bad value for bad input: NaN/Inf features, mismatched
-row counts, ``k`` outside ``[1, n - 1]``, unknown options.
+row counts, ``k`` outside ``[1, n - 1]``, unknown options, and a representation constant across stimuli
+(the same message for every measure). Features are scaled by an exact power of two before anything is
+squared, so a scale-invariant measure gives the same value for features scaled by 1e200 or 1e-200 (see
+``_checks`` for both conventions; the all-pairs engines score a constant layer NaN instead of raising).
 
 - ``preprocess``: the PRH outlier clamp and per-stimulus L2 normalisation (``prh_preprocess``).
 - ``knn``: neighbour lists and the kNN scores ``mutual_knn``, ``jaccard_knn``, ``cycle_knn``.

@@ -1,4 +1,18 @@
-"""Argument validation shared by the metrics: one clear ``ValueError`` per bad input."""
+"""Argument validation shared by the metrics: one clear ``ValueError`` per bad input.
+
+Two conventions every measure of :mod:`convergence.metrics` follows (and the registry documents):
+
+- **Degenerate input raises.** A representation that is constant across stimuli (every stimulus the same
+  features, up to round-off: :func:`check_varies`) carries nothing to compare, and every measure raises the
+  same ``ValueError`` for it (``"X is constant across stimuli ...; <measure> is undefined"``) rather than
+  returning a number made of ties or of 0/0 round-off. The all-pairs engines (:mod:`convergence.pairwise`)
+  score such a layer NaN instead, with a warning when its kernel store is built, so that one dead layer does
+  not stop the comparison of the others.
+- **Scale is handled safely.** Features are multiplied by a power of two (exact in floating point, so
+  results for ordinary inputs are unchanged to the last bit) that brings their largest value near 1 before
+  anything is squared (:func:`power_of_two_scaled`), so features scaled by 1e200 or 1e-200 neither overflow
+  nor underflow and a scale-invariant measure gives the unscaled value.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +36,41 @@ def as_features(x, name: str = "X") -> np.ndarray:
             "features must be finite"
         )
     return arr
+
+
+def power_of_two_scaled(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(x * 2**-e, e)`` with ``e`` the binary exponent of ``max |x|`` (so the largest value lies in
+    [0.5, 1)). Multiplying by a power of two is exact, so nothing but the exponent changes; an all-zero ``x``
+    comes back as it is with ``e = 0``."""
+    top = float(np.max(np.abs(x))) if x.size else 0.0
+    if top == 0.0 or not np.isfinite(top):
+        return x, 0
+    e = int(np.frexp(top)[1])
+    return np.ldexp(x, -e), e
+
+
+def rows_all_equal(x) -> bool:
+    """Whether the rows of ``x`` (n, d) are all equal up to round-off: no entry differs from its column mean
+    by more than 1e-12 of the largest value (after a power-of-two scaling, so whatever the scale of ``x``).
+    An all-zero array is constant."""
+    scaled, _ = power_of_two_scaled(np.asarray(x, dtype=np.float64))
+    return not np.any(np.abs(scaled - scaled.mean(axis=0)) > 1e-12)
+
+
+def check_varies(x: np.ndarray, name: str, measure: str) -> np.ndarray:
+    """``x`` (n, d) unchanged, unless its rows are all equal up to round-off (:func:`rows_all_equal`): then
+    the one ``ValueError`` every measure raises for degenerate input."""
+    if rows_all_equal(x):
+        raise ValueError(f"{name} is constant across stimuli (every stimulus has the same features, up to "
+                         f"round-off); {measure} is undefined for it")
+    return x
+
+
+def as_scaled_features(x, name: str, measure: str) -> np.ndarray:
+    """:func:`as_features`, checked to vary across stimuli (:func:`check_varies`) and scaled by a power of
+    two (:func:`power_of_two_scaled`): what a scale-invariant measure computes on."""
+    arr = check_varies(as_features(x, name), name, measure)
+    return power_of_two_scaled(arr)[0]
 
 
 def as_pair(x, y, names: tuple[str, str] = ("X", "Y")) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_features, as_pair, as_square, check_choice, check_k, check_positive
+from ._checks import (
+    as_features,
+    as_pair,
+    as_scaled_features,
+    as_square,
+    check_choice,
+    check_k,
+    check_positive,
+    check_varies,
+    power_of_two_scaled,
+)
 from .knn import knn_indices, reciprocal_neighbors
 
 KERNELS = ("linear", "rbf")
@@ -20,14 +30,22 @@ def linear_kernel(x) -> np.ndarray:
     return x @ x.T
 
 
-def squared_distances(x) -> np.ndarray:
-    """``D_ij = ||x_i - x_j||^2`` (n, n), computed from the Gram matrix and clipped at 0."""
-    x = as_features(x)
+def _scaled_squared_distances(x) -> tuple[np.ndarray, int]:
+    """``(D', e)`` with ``D = D' * 4**e`` the squared distances: computed on ``x`` scaled by a power of two
+    (``power_of_two_scaled``), so that nothing overflows or underflows whatever the scale of ``x``."""
+    x, e = power_of_two_scaled(as_features(x))
     gram = x @ x.T
     sq = np.diag(gram)
     d = sq[:, None] + sq[None, :] - 2 * gram
     np.fill_diagonal(d, 0.0)
-    return np.maximum(d, 0.0)
+    return np.maximum(d, 0.0), e
+
+
+def squared_distances(x) -> np.ndarray:
+    """``D_ij = ||x_i - x_j||^2`` (n, n), computed from the Gram matrix and clipped at 0 (on ``x`` scaled by
+    a power of two, exact, then scaled back: an entry above the float64 range is ``inf``, never NaN)."""
+    d, e = _scaled_squared_distances(x)
+    return np.ldexp(d, 2 * e)
 
 
 def median_sigma(x, factor: float = 1.0) -> float:
@@ -36,13 +54,13 @@ def median_sigma(x, factor: float = 1.0) -> float:
     Raises ``ValueError`` when the median distance is 0 (more than half of the pairs coincide).
     """
     factor = check_positive(factor, "sigma_factor")
-    d = squared_distances(x)
+    d, e = _scaled_squared_distances(x)
     iu = np.triu_indices(d.shape[0], k=1)
     med = float(np.sqrt(np.median(d[iu])))
     if med == 0:
         raise ValueError("the median pairwise distance is 0; the median rule gives no bandwidth "
                          "(give an absolute sigma)")
-    return factor * med
+    return factor * float(np.ldexp(med, e))
 
 
 def rbf_sigma(x, *, sigma: float | None = None, sigma_factor: float | None = None) -> float:
@@ -60,7 +78,16 @@ def rbf_sigma(x, *, sigma: float | None = None, sigma_factor: float | None = Non
 def rbf_kernel(x, sigma: float) -> np.ndarray:
     """``K_ij = exp(-||x_i - x_j||^2 / (2 sigma^2))`` (n, n) with an absolute bandwidth ``sigma > 0``."""
     sigma = check_positive(sigma, "sigma")
-    return np.exp(-squared_distances(x) / (2.0 * sigma**2))
+    d, e = _scaled_squared_distances(x)
+    denom = 2.0 * sigma**2
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        if np.isfinite(denom) and denom >= np.finfo(np.float64).tiny:
+            exponent = np.ldexp(d, 2 * e) / denom  # a distance beyond float64 is inf: kernel value 0
+        else:  # sigma^2 itself leaves the float64 range: d * 4**e / (2 sigma^2) in scaled pieces
+            _, es = power_of_two_scaled(np.array([sigma]))
+            scale = float(np.ldexp(1.0, 2 * (e - es))) / (2.0 * float(np.ldexp(sigma, -es)) ** 2)
+            exponent = np.where(d > 0, d * scale, 0.0)
+    return np.exp(-exponent)
 
 
 def centre_gram(k) -> np.ndarray:
@@ -142,8 +169,22 @@ def _ratio(kl: float, kk: float, ll: float, what: str) -> float:
     return float(kl / np.sqrt(kk * ll))
 
 
+def _check_kernel_varies(k: np.ndarray, name: str) -> np.ndarray:
+    """A kernel scaled by a power of two (CKA does not change when a kernel is multiplied by a positive
+    number), unless centring leaves nothing of it (relative 1e-12): then the representation it comes from
+    is constant across stimuli and CKA is undefined (the same error as every measure's)."""
+    k, _ = power_of_two_scaled(k)
+    if not np.any(np.abs(centre_gram(k)) > 1e-12):
+        raise ValueError(f"{name} is constant across stimuli (its centred kernel is 0 up to round-off: the "
+                         "features do not vary, or an absolute RBF bandwidth is far wider than their distances); "
+                         "CKA is undefined for it")
+    return k
+
+
 def cka_from_grams(k, l, unbiased: bool = False) -> float:
     """``CKA = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))`` for kernel matrices (n, n)."""
+    k = _check_kernel_varies(as_square(k, "K"), "K")
+    l = _check_kernel_varies(as_square(l, "L"), "L")
     return _ratio(hsic(k, l, unbiased), hsic(k, k, unbiased), hsic(l, l, unbiased), "CKA")
 
 
@@ -169,9 +210,21 @@ def cka(x, y, *, kernel: str = "linear", sigma: float | None = None, sigma_facto
     -------
     float
         1 for representations equal up to rotation and isotropic scaling (linear kernel).
+
+    Scale: linear CKA and RBF CKA with ``sigma_factor`` (the median rule) do not change when a representation
+    is multiplied by a positive number, and are computed on power-of-two-scaled features; RBF CKA with an
+    absolute ``sigma`` does change (the bandwidth is absolute, meant for L2-normalised features), and is
+    computed without overflow (distances beyond the float64 range give kernel values 0, the limit).
+    A representation constant across stimuli raises ``ValueError``.
     """
     check_choice(kernel, KERNELS, "kernel")
     x, y = as_pair(x, y)
+    what = "linear CKA" if kernel == "linear" else "RBF CKA"
+    if kernel == "linear" or sigma is None:  # scale-invariant: computed on power-of-two-scaled features
+        x, y = as_scaled_features(x, "X", what), as_scaled_features(y, "Y", what)
+    else:  # an absolute bandwidth: the scale of the features matters (rbf_kernel never overflows)
+        check_varies(x, "X", what)
+        check_varies(y, "Y", what)
     if kernel == "linear":
         if sigma is not None or sigma_factor is not None:
             raise ValueError("sigma and sigma_factor apply to kernel='rbf' only")
@@ -197,6 +250,7 @@ def cka_linear_features(x, y, unbiased: bool = False) -> float:
     unbiased : bool
     """
     x, y = as_pair(x, y)
+    x, y = as_scaled_features(x, "X", "linear CKA"), as_scaled_features(y, "Y", "linear CKA")
     n = x.shape[0]
     if unbiased and n < 4:
         raise ValueError(f"the unbiased HSIC needs n >= 4 stimuli; got n={n}")
@@ -236,6 +290,7 @@ def cknna(x, y, k: int = 10) -> float:
         1 when both representations are equal.
     """
     x, y = as_pair(x, y)
+    x, y = as_scaled_features(x, "X", "CKNNA"), as_scaled_features(y, "Y", "CKNNA")
     n = x.shape[0]
     if n < 4:
         raise ValueError(f"CKNNA uses the unbiased HSIC, which needs n >= 4 stimuli; got n={n}")
@@ -263,9 +318,9 @@ def cknna_hsic(na, va, ra, nb, vb, rb, weights=None) -> float:
     ra, rb : arrays (n, k) of bool
         Reciprocity, ``ra[i, p] = i in na[na[i, p]]``.
     weights : array (n,), optional
-        Stimulus multiplicities (a bootstrap resample; they sum to n). The masked pair relation is held
-        fixed; a resampled pair (r, s) of copies of (i, j) carries ``K[i, j]`` and copies of one stimulus are
-        never each other's neighbours.
+        Stimulus multiplicities (0/1 for a jackknife replicate that leaves stimuli out, or a resample); the
+        HSIC's n is their sum. The masked pair relation is held fixed; a pair (r, s) of copies of (i, j)
+        carries ``K[i, j]`` and copies of one stimulus are never each other's neighbours.
 
     Returns
     -------
@@ -289,4 +344,5 @@ def cknna_hsic(na, va, ra, nb, vb, rb, weights=None) -> float:
     col_p = np.bincount(na.ravel(), weights=(m[:, None] * p).ravel(), minlength=n)  # sum_i m_i P_ij
     row_q = np.sum(mj * q, axis=1)  # sum_l m_l Q_jl for row j
     pq = np.sum(m * col_p * row_q)
+    n = float(m.sum())
     return float((tr_pq + sum_p * sum_q / ((n - 1) * (n - 2)) - 2.0 * pq / (n - 2)) / (n * (n - 3)))

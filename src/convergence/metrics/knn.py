@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_features, as_pair, check_choice, check_int, check_k
+from ._checks import as_features, as_pair, as_scaled_features, check_choice, check_int, check_k, power_of_two_scaled
 
 KNN_KINDS = ("mutual", "jaccard", "cycle")
 
@@ -70,7 +70,7 @@ def knn_indices(x, k: int, *, block_rows: int = 1024, exact_max_n: int = EXACT_M
     array (n, k) of int64
         Row indices, most similar first; ties go to the lower index.
     """
-    x = as_features(x, "features")
+    x = power_of_two_scaled(as_features(x, "features"))[0]  # exact: the order of inner products is kept
     n = x.shape[0]
     k = check_k(k, n)
     check_choice(backend, BACKENDS, "backend")
@@ -303,6 +303,13 @@ def knn_terms(nbrs_a, nbrs_b, kind: str = "mutual") -> np.ndarray:
     return counts / (2 * k - counts)
 
 
+def _knn_pair(x, y, measure: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two feature matrices of the same stimuli, each varying across stimuli and safely scaled: neighbours by
+    inner product do not change when a representation is multiplied by a positive number."""
+    x, y = as_pair(x, y)
+    return as_scaled_features(x, "X", measure), as_scaled_features(y, "Y", measure)
+
+
 def mutual_knn(x, y, k: int = 10) -> float:
     """Mutual k-nearest-neighbour alignment (Huh et al. 2024).
 
@@ -322,7 +329,7 @@ def mutual_knn(x, y, k: int = 10) -> float:
     -------
     float in [0, 1]
     """
-    x, y = as_pair(x, y)
+    x, y = _knn_pair(x, y, "mutual k-NN")
     k = check_k(k, x.shape[0])
     return float(knn_terms(knn_indices(x, k), knn_indices(y, k), "mutual").mean())
 
@@ -333,7 +340,7 @@ def jaccard_knn(x, y, k: int = 10) -> float:
     With ``c_i = |N_X(i) ∩ N_Y(i)|`` the union has ``2k - c_i`` members, so each term is
     ``c_i / (2k - c_i)`` in [0, 1]. Shapes and ``k`` as in ``mutual_knn``.
     """
-    x, y = as_pair(x, y)
+    x, y = _knn_pair(x, y, "Jaccard k-NN")
     k = check_k(k, x.shape[0])
     return float(knn_terms(knn_indices(x, k), knn_indices(y, k), "jaccard").mean())
 
@@ -349,6 +356,6 @@ def cycle_knn(x, y, k: int = 10) -> float:
     Not symmetric in (x, y). Equal to 1 for identical neighbour graphs whenever every stimulus is among the
     neighbours of one of its neighbours. Shapes and ``k`` as in ``mutual_knn``.
     """
-    x, y = as_pair(x, y)
+    x, y = _knn_pair(x, y, "cycle k-NN")
     k = check_k(k, x.shape[0])
     return float(knn_terms(knn_indices(x, k), knn_indices(y, k), "cycle").mean())

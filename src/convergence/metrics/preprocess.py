@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ._checks import as_features, check_choice, check_fraction
+from ._checks import as_features, check_choice, check_fraction, rows_all_equal
 
 PREPROCESSING = ("prh", "l2", "none")
 
@@ -70,11 +70,10 @@ ZERO_ROWS = ("raise", "keep")
 
 
 def is_constant(x: np.ndarray) -> bool:
-    """Whether the rows of ``x`` (n, d) are all equal up to round-off (relative 1e-12): such a layer carries
-    no information about the stimuli and cannot be compared (an all-zero layer is one)."""
-    x = np.asarray(x, dtype=np.float64)
-    xc = x - x.mean(axis=0)
-    return not np.any(np.abs(xc) > 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0))))
+    """Whether the rows of ``x`` (n, d) are all equal up to round-off (relative 1e-12 of its largest value,
+    whatever its scale: ``_checks.rows_all_equal``): such a layer carries no information about the stimuli
+    and cannot be compared (an all-zero layer is one)."""
+    return rows_all_equal(x)
 
 
 def l2_normalise(x, name: str = "X", *, zero_rows: str = "raise") -> np.ndarray:
@@ -85,6 +84,9 @@ def l2_normalise(x, name: str = "X", *, zero_rows: str = "raise") -> np.ndarray:
     """
     x = as_features(x, name)
     check_choice(zero_rows, ZERO_ROWS, "zero_rows")
+    # each row scaled by the power of two of its largest value first (exact), so that squaring neither
+    # overflows (rows of 1e200) nor underflows (rows of 1e-200); the quotient is the same to the last bit
+    x = np.ldexp(x, -np.frexp(np.abs(x).max(axis=1, keepdims=True))[1])
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     zero = norms[:, 0] == 0
     if zero.any() and zero_rows == "raise":

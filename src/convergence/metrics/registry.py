@@ -11,6 +11,11 @@ all-pairs alignment, the pair-result cache, the figures and the README's metric 
 This module imports nothing but the standard library, so building the workflow's DAG stays cheap; the
 functions and engines are imported when first used.
 
+Every measure follows the two conventions of :mod:`convergence.metrics._checks`: a representation constant
+across stimuli raises one ``ValueError`` in the pair function (NaN in the engine), and the features' scale
+changes nothing where the definition ignores it (every measure here but ``cka_rbf`` with an absolute
+``sigma``); ``tests/test_metric_conventions.py`` checks both for every entry.
+
 Adding a measure: write its pair function in ``convergence.metrics``, its engine in
 ``convergence.pairwise.measures``, and one :class:`Metric` entry below.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_features, as_pair, check_choice
+from ._checks import as_features, as_pair, as_scaled_features, check_choice, power_of_two_scaled
 
 RDM_DISTANCES = ("correlation", "euclidean", "sqeuclidean")
 RDM_COMPARISONS = ("spearman", "pearson")
@@ -23,7 +23,7 @@ def rdm(x, distance: str = "correlation", name: str = "X") -> np.ndarray:
         monotone function of the other); Pearson comparisons do not.
     """
     check_choice(distance, RDM_DISTANCES, "distance")
-    x = as_features(x, name)
+    x, e = power_of_two_scaled(as_features(x, name))  # exact; scaled back below (correlation: no scale)
     if distance == "correlation":
         if x.shape[1] < 2:
             raise ValueError(f"{name}: the correlation distance needs at least 2 features; got {x.shape[1]}")
@@ -38,7 +38,7 @@ def rdm(x, distance: str = "correlation", name: str = "X") -> np.ndarray:
     else:
         sq = np.einsum("ij,ij->i", x, x)
         d = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0)
-        d = np.sqrt(d) if distance == "euclidean" else d / x.shape[1]
+        d = np.ldexp(np.sqrt(d), e) if distance == "euclidean" else np.ldexp(d, 2 * e) / x.shape[1]
     np.fill_diagonal(d, 0.0)
     return d
 
@@ -85,6 +85,7 @@ def rsa(x, y, *, distance: str = "correlation", compare: str = "spearman") -> fl
         1 for representations with the same dissimilarity ordering.
     """
     x, y = as_pair(x, y)
+    x, y = as_scaled_features(x, "X", "RSA"), as_scaled_features(y, "Y", "RSA")  # RSA ignores the scale
     za = standardised_upper(rdm(x, distance, "X"), compare, "RDM of X")
     zb = standardised_upper(rdm(y, distance, "Y"), compare, "RDM of Y")
     return float(np.clip(0.5 * np.sum(za * zb), -1.0, 1.0))

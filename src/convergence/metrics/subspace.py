@@ -6,15 +6,14 @@ import warnings
 
 import numpy as np
 
-from ._checks import as_features, as_pair, check_fraction
+from ._checks import as_pair, as_scaled_features, check_fraction
 
 
-def _centred(x, name: str) -> np.ndarray:
-    x = as_features(x, name)
-    xc = x - x.mean(axis=0)
-    if not np.any(xc):
-        raise ValueError(f"{name} is constant across stimuli; the comparison is undefined")
-    return xc
+def _centred(x, name: str, measure: str = "the subspace comparison") -> np.ndarray:
+    """``x`` column-centred, scaled by a power of two (both measures ignore the scale); a representation
+    constant across stimuli raises the measures' common ``ValueError``."""
+    x = as_scaled_features(x, name, measure)
+    return x - x.mean(axis=0)
 
 
 def principal_axes(xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +46,7 @@ def svcca_basis(x, variance: float = 0.99, name: str = "X") -> np.ndarray:
         ``U_r``: left singular vectors of the column-centred ``x``; columns orthonormal and centred.
     """
     variance = check_fraction(variance, "variance")
-    u, s = principal_axes(_centred(x, name))
+    u, s = principal_axes(_centred(x, name, "SVCCA"))
     return u[:, : leading_components(s, variance)]
 
 
@@ -98,7 +97,7 @@ def procrustes_basis(x, name: str = "X") -> np.ndarray:
     unchanged (``X = U S V^T`` and ``V`` drops out of every nuclear norm), while the width is at most
     ``min(n, d)``.
     """
-    xc = _centred(x, name)
+    xc = _centred(x, name, "the Procrustes distance")
     u, s = principal_axes(xc / np.linalg.norm(xc))
     return u * s
 

@@ -15,7 +15,7 @@ Analyses (``convergence.analyses``) build on this; nothing here imports them.
 from .cache import cached_pairwise, metric_fingerprint
 from .measures import METRICS, PairMetric, make_metric
 from .products import ModelProducts, common_stimuli, stimulus_digest
-from .scores import SUMMARIES, combine_pairs, pair_scores, pairwise
+from .scores import SUMMARIES, combine_pairs, pair_q_values, pair_scores, pairwise
 
 __all__ = [
     "METRICS",
@@ -27,6 +27,7 @@ __all__ = [
     "common_stimuli",
     "make_metric",
     "metric_fingerprint",
+    "pair_q_values",
     "pair_scores",
     "pairwise",
     "stimulus_digest",

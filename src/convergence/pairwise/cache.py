@@ -41,6 +41,7 @@ def cached_pairwise(
     models_b: Sequence[str] | None = None,
     n_permutations: int = 100,
     n_bootstrap: int = 100,
+    alpha: float = 0.05,
     seed: int = 0,
     summaries: Sequence[str] = ("best", "last"),
     named_layers: Mapping[str, str] | None = None,
@@ -67,6 +68,7 @@ def cached_pairwise(
             "params": dict(params or {}),
             "n_permutations": int(n_permutations),
             "n_bootstrap": int(n_bootstrap),
+            "alpha": float(alpha),
             "seed": int(seed),
             "summaries": list(summaries),
             "stimuli": stimulus_digest(ids),
@@ -95,7 +97,7 @@ def cached_pairwise(
     log(f"{metric}: {len(models_a) * len(models_b) - n_missing} pair(s) from the cache, {n_missing} to compute")
 
     options = dict(params=params, stimuli=ids, summaries=summaries, n_permutations=n_permutations,
-                   n_bootstrap=n_bootstrap, seed=seed, named_layers=named)
+                   n_bootstrap=n_bootstrap, alpha=alpha, seed=seed, named_layers=named)
     if n_missing == len(models_a) * len(models_b):
         groups = [(models_a, models_b)]  # nothing cached: one all-pairs call prepares each model once
     else:

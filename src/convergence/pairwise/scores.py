@@ -14,11 +14,16 @@ variables
     Per (model_a, model_b, summary): ``summary_score``; ``summary_layer_a``/``_b`` (positions, -1 when
     undefined), ``summary_layer_name_a``/``_b``, ``summary_depth_a``/``_b``; ``null_mean``, ``null_std``,
     ``z_score`` = (score - null_mean) / null_std (NaN for a degenerate null), ``p_value`` = (1 + #null at least as similar) /
-    (1 + #permutations); ``ci_low``, ``ci_high`` (bootstrap percentiles).
+    (1 + #permutations); ``q_value`` (Benjamini-Hochberg over the distinct model pairs of the result, per
+    summary; NaN for self pairs); ``tau`` (the null's ``(1 - alpha)`` threshold with the observed value among
+    the draws) and ``calibrated`` (0 at or below tau, else the excess over tau as a share of the room to the
+    metric's maximum; ``convergence.inference.THRESHOLD_RULE``), both from the same null as the p-value;
+    ``ci_low``, ``ci_high`` (delete-a-group jackknife interval, ``convergence.inference.INTERVAL_RULE``).
 attrs
     ``metric`` and ``metric_<param>``, ``higher_is_better``, ``symmetric``, ``n_stimuli``,
-    ``stimulus_digest``, ``n_permutations``, ``n_bootstrap``, ``ci``, ``seed``, ``null_method``,
-    ``bootstrap_method``, ``p_value_rule``, ``z_rule`` (the conventions of ``convergence.inference``).
+    ``stimulus_digest``, ``n_permutations``, ``n_bootstrap``, ``ci``, ``alpha``, ``seed``, ``null_method``,
+    ``bootstrap_method``, ``interval_rule``, ``p_value_rule``, ``q_value_rule``, ``z_rule``,
+    ``threshold_rule``, ``most_similar`` (the conventions of ``convergence.inference``).
 
 Summaries: ``best`` = the layer pair with the highest score (lowest for distances such as procrustes;
 scores within 1e-9 of the best count as tied and the first in row-major order, i.e. the shallowest, wins;
@@ -29,10 +34,12 @@ Nulls (``_null_and_bootstrap``): the same ``n_permutations`` permutations of mod
 serve every summary of a pair. ``best`` is a maximum over all L_a x L_b layer pairs, so its null is
 selection-aware: each permutation scores ALL layer pairs (the same permutation for every layer pair of
 that draw) and keeps their maximum (minimum for distances); ``null_mean``/``null_std``/``z_score``/
-``p_value`` of ``best`` come from these maxima. Layer pairs whose observed score is NaN are left out of
-the maxima. ``last`` and ``named`` involve no search: their null is the metric at their fixed layer pair.
-Bootstrap intervals are at the summary's layer pair for every summary (for ``best``: the winning pair of
-the full set; the search is not repeated per resample).
+``p_value`` of ``best`` come from these maxima, and so do its ``tau`` and ``calibrated``: the calibrated
+``best`` score is the excess of the best layer pair over the best-of-all-layer-pairs null, which removes
+the inflation of the maximum over L_a x L_b scores. Layer pairs whose observed score is NaN are left out
+of the maxima. ``last`` and ``named`` involve no search: their null is the metric at their fixed layer
+pair. Intervals (jackknife replicates: a group of stimuli left out) are at the summary's layer pair for
+every summary (for ``best``: the winning pair of the full set; the search is not repeated per replicate).
 
 Layers constant across the stimuli (``ModelProducts.constant``) score NaN with every layer of the other
 model, for every metric (a kNN metric would otherwise see pure ties, i.e. the lowest positions, as
@@ -53,29 +60,47 @@ import xarray as xr
 
 from .. import __version__
 from ..inference import (
+    ALPHA,
+    INTERVAL_RULE,
     NULL_FIELDS,
     P_VALUE_RULE,
+    Q_VALUE_RULE,
+    THRESHOLD_RULE,
     Z_RULE,
-    bootstrap_weights,
+    _check_alpha,
+    bh_qvalues,
+    calibrate,
     check_count,
+    jackknife_interval,
+    jackknife_weights,
     null_summary,
-    percentile_interval,
     permutations,
     rng_for,
 )
+from ..metrics.registry import METRICS as _REGISTRY
 from ..kernels import check_kernel
 from .measures import PairMetric, make_metric
 from .products import ModelProducts, common_stimuli, stimulus_digest
 
 SUMMARIES = ("best", "last", "named")
-_SUMMARY_FIELDS = (*NULL_FIELDS, "ci_low", "ci_high")
+_CALIBRATION_FIELDS = ("tau", "calibrated")
+_SUMMARY_FIELDS = (*NULL_FIELDS, *_CALIBRATION_FIELDS, "ci_low", "ci_high")
 SELECTION_NULL = (
     "best: max over all layer pairs per permutation (min for distances): each permutation of model_b's "
     "stimulus order scores every layer pair and the null draw is the best of them, so the null accounts for "
     "the search over layer pairs (layer pairs with a NaN observed score left out); last/named: the null at "
     "that fixed layer pair"
 )
-SELECTION_BOOTSTRAP = "best: at the winning layer pair of the full set (the layer search is not repeated per resample)"
+SELECTION_BOOTSTRAP = "best: at the winning layer pair of the full set (the layer search is not repeated per replicate)"
+
+
+def most_similar(measure) -> float:
+    """The most similar value a measure can take (its registry range's upper end, the lower end for a
+    distance); infinite when the measure is not in the registry (the calibrated score is then the excess)."""
+    spec = _REGISTRY.get(getattr(measure, "name", ""))
+    if spec is None:
+        return np.inf if measure.higher_is_better else -np.inf
+    return float(spec.range[1] if measure.higher_is_better else spec.range[0])
 
 
 @dataclass
@@ -125,6 +150,7 @@ def pairwise(
     n_permutations: int = 1000,
     n_bootstrap: int = 1000,
     ci: float = 0.95,
+    alpha: float = ALPHA,
     seed: int = 0,
 ) -> xr.Dataset:
     """Score every layer pair of every (model_a, model_b) pair from cached kernel stores.
@@ -146,9 +172,12 @@ def pairwise(
         The layer of each model for the ``named`` summary.
     n_permutations, n_bootstrap : int
         Draws for the null (model_b's stimulus order permuted; for ``best`` each draw scores every layer
-        pair and keeps the best, see the module docstring) and the bootstrap; 0 skips (NaN fields).
+        pair and keeps the best, see the module docstring) and jackknife groups for the interval (at most
+        n: delete-one); 0 skips (NaN fields).
     ci : float
-        Central bootstrap interval (0.95 -> 2.5 and 97.5 percentiles).
+        Central coverage of the interval (0.95: estimate +/- 1.96 jackknife standard errors).
+    alpha : float
+        Level of the calibration threshold ``tau`` (the null's (1 - alpha) order statistic).
     seed : int
         Draws for each pair come from a generator seeded by (seed, model_a, model_b) alone.
 
@@ -170,6 +199,8 @@ def pairwise(
     n_bootstrap = check_count(n_bootstrap, "n_bootstrap")
     if not 0 < float(ci) < 1:
         raise ValueError(f"ci={ci!r} is out of range; allowed: 0 < ci < 1")
+    alpha = _check_alpha(alpha)
+    top = most_similar(measure)
     involved = list(dict.fromkeys(models_a + models_b))
     for name in involved:
         check_kernel(kernels[name], name)
@@ -203,7 +234,8 @@ def pairwise(
         stats, best_null = _null_and_bootstrap(measure, prepared[a], prepared[b], set(layer_pairs.values()),
                                                result.scores, rng_for(seed, a, b), ids.size, n_permutations,
                                                n_bootstrap, ci, best=layer_pairs.get("best"),
-                                               null_pairs={p for s, p in layer_pairs.items() if s != "best"})
+                                               null_pairs={p for s, p in layer_pairs.items() if s != "best"},
+                                               alpha=alpha, top=top)
         for s, (i, j) in layer_pairs.items():
             entry = {"layer_a": i, "layer_b": j}
             entry["score"] = result.scores[i, j] if i >= 0 else np.nan
@@ -227,11 +259,16 @@ def pairwise(
         "n_permutations": n_permutations,
         "n_bootstrap": n_bootstrap,
         "ci": float(ci),
+        "alpha": float(alpha),
         "seed": int(seed),
         "null_method": f"{measure.null_method}; {SELECTION_NULL}",
         "bootstrap_method": f"{measure.bootstrap_method}; {SELECTION_BOOTSTRAP}",
+        "interval_rule": INTERVAL_RULE,
         "p_value_rule": P_VALUE_RULE,
+        "q_value_rule": Q_VALUE_RULE,
         "z_rule": Z_RULE,
+        "threshold_rule": THRESHOLD_RULE,
+        "most_similar": float(top),
         "layer_index": "layer_a/layer_b are positions into each model's layers (shallow to deep); "
                        "names in layer_name_a/_b; NaN beyond a model's n_layers",
         "convergence_version": __version__,
@@ -300,15 +337,15 @@ def _selection_null(measure, pa, pb, scores, perms) -> np.ndarray:
 
 
 def _null_and_bootstrap(measure, pa, pb, layer_pairs, scores, rng, n, n_perm, n_boot, ci, best=None,
-                        null_pairs=None):
-    """Bootstrap statistics for each (layer_a, layer_b) of ``layer_pairs`` and the fixed-pair null for those
-    also in ``null_pairs`` (default: all); given ``best`` (the winning layer pair), the null statistics of
-    the ``best`` summary (best over all layer pairs per permutation). The same permutations serve every
-    layer pair and the selection null; the draws are made in the same order as before the selection null
-    existed, so fixed-pair nulls and all intervals are unchanged."""
+                        null_pairs=None, alpha=ALPHA, top=np.inf):
+    """Jackknife intervals for each (layer_a, layer_b) of ``layer_pairs`` and the fixed-pair null (with its
+    calibration threshold and calibrated score) for those also in ``null_pairs`` (default: all); given
+    ``best`` (the winning layer pair), the null statistics of the ``best`` summary (best over all layer pairs
+    per permutation). The same permutations serve every layer pair and the selection null; the
+    permutations are drawn first, so the nulls do not depend on the interval's settings."""
     null_pairs = set(layer_pairs) if null_pairs is None else set(null_pairs)
     perms = permutations(rng, n, n_perm)
-    weights = bootstrap_weights(rng, n, n_boot)
+    weights = jackknife_weights(rng, n, n_boot)
     out = {}
     for i, j in sorted(layer_pairs):
         entry = dict.fromkeys(_SUMMARY_FIELDS, np.nan)
@@ -317,14 +354,16 @@ def _null_and_bootstrap(measure, pa, pb, layer_pairs, scores, rng, n, n_perm, n_
             if n_perm and (i, j) in null_pairs:
                 null = np.asarray(measure.null(pa, i, pb, j, perms), dtype=np.float64)
                 entry.update(null_summary(null, score, measure.higher_is_better))
-            if n_boot:
+                entry.update(calibrate(null, score, top, alpha, measure.higher_is_better))
+            if weights is not None:
                 boot = measure.bootstrap(pa, i, pb, j, weights)
-                entry["ci_low"], entry["ci_high"] = percentile_interval(boot, ci)
+                entry["ci_low"], entry["ci_high"] = jackknife_interval(score, boot, ci=ci)
         out[(i, j)] = entry
-    best_null = dict.fromkeys(NULL_FIELDS, np.nan)
+    best_null = dict.fromkeys((*NULL_FIELDS, *_CALIBRATION_FIELDS), np.nan)
     if best is not None and best[0] >= 0 and n_perm:
-        best_null = null_summary(_selection_null(measure, pa, pb, scores, perms), float(scores[best]),
-                                measure.higher_is_better)
+        null = _selection_null(measure, pa, pb, scores, perms)
+        best_null = null_summary(null, float(scores[best]), measure.higher_is_better)
+        best_null.update(calibrate(null, float(scores[best]), top, alpha, measure.higher_is_better))
     return out, best_null
 
 
@@ -362,6 +401,7 @@ def _assemble(info: Mapping[str, _ModelInfo], results: Mapping, models_a, models
             depths[r, : len(info[m].layers)] = info[m].depths
         return names, depths
 
+    fields["q_value"] = pair_q_values(fields["p_value"], models_a, models_b, bool(attrs.get("symmetric", 1)))
     names_a, depths_a = per_model(models_a, la)
     names_b, depths_b = per_model(models_b, lb)
     dims3 = ("model_a", "model_b", "summary")
@@ -386,6 +426,28 @@ def _assemble(info: Mapping[str, _ModelInfo], results: Mapping, models_a, models
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
+def pair_q_values(p: np.ndarray, models_a, models_b, symmetric: bool) -> np.ndarray:
+    """Benjamini-Hochberg q-values of ``p`` (model_a, model_b, summary) over the distinct tests of each
+    summary: model pairs with a != b, counted once per unordered pair for a symmetric metric (its mirror
+    gets the same q); self pairs NaN."""
+    q = np.full(p.shape, np.nan)
+    tests: dict[tuple, list] = {}
+    for x, a in enumerate(models_a):
+        for y, b in enumerate(models_b):
+            if a != b:
+                tests.setdefault(tuple(sorted((a, b))) if symmetric else (a, b), []).append((x, y))
+    if not tests:
+        return q
+    keys = list(tests)
+    for z in range(p.shape[2]):
+        first = [tests[key][0] for key in keys]
+        adjusted = bh_qvalues(np.array([p[x, y, z] for x, y in first]))
+        for key, value in zip(keys, adjusted):
+            for x, y in tests[key]:
+                q[x, y, z] = value
+    return q
+
+
 def combine_pairs(datasets: Iterable[xr.Dataset]) -> xr.Dataset:
     """Combine ``pairwise``/``pair_scores`` results (e.g. cached per pair) into one model x model dataset.
 
@@ -397,7 +459,7 @@ def combine_pairs(datasets: Iterable[xr.Dataset]) -> xr.Dataset:
         raise ValueError("combine_pairs needs at least one dataset")
     ref = datasets[0]
     keys = [k for k in ref.attrs if k.startswith("metric") or k in ("stimulus_digest", "n_permutations",
-                                                                       "n_bootstrap", "ci", "seed")]
+                                                                       "n_bootstrap", "ci", "alpha", "seed")]
     for ds in datasets[1:]:
         for k in keys:
             if ds.attrs.get(k) != ref.attrs.get(k):

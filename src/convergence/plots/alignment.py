@@ -123,7 +123,7 @@ def plot_alignment_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, s
                            title: str | None = None):
     """Model x model heatmap of the summary score, each cell annotated ``score``, ``(null mean)`` and the
     winning layer pair ``lI/lJ``; a second panel shows the z-score against the permutation null (when the
-    scores have one). Colours are scaled on the pairs of different models (self pairs grey); cells without
+    scores have one) and a third the calibrated score with its q <= alpha marks (:func:`calibrated_panel`). Colours are scaled on the pairs of different models (self pairs grey); cells without
     a score (constant layers) are hatched. Returns the (closed) figure."""
     sub = _summary(scores, summary)
     value = np.asarray(sub["summary_score"].values, dtype=np.float64)
@@ -132,7 +132,8 @@ def plot_alignment_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, s
     pairs = winning_layers(sub)
     rows, cols = _labels(sub["model_a"].values), _labels(sub["model_b"].values)
     has_null = np.isfinite(null).any()
-    panels = 2 if has_null else 1
+    has_calibrated = has_calibration(sub)
+    panels = (2 if has_null else 1) + has_calibrated
     side = max(4.0, 0.45 * max(len(rows), len(cols)) + 2)
     fig, axes = plt.subplots(1, panels, figsize=(side * panels + 1, side + 0.6), squeeze=False)
     text = np.vectorize(lambda v, n, lp: _fmt(v) + (f"\n({_fmt(n)})" if np.isfinite(n) else "")
@@ -146,6 +147,8 @@ def plot_alignment_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, s
         ztext = np.vectorize(lambda v: _fmt(v, 1), otypes=[object])(z)
         _heatmap(axes[0, 1], z, rows, cols, ztext, cmap="magma", label="z vs permutation null")
         axes[0, 1].set_title(f"z-score ({scores.attrs.get('n_permutations', '?')} permutations)", fontsize=9)
+    if has_calibrated:
+        calibrated_panel(axes[0, -1], sub, rows, cols, scores.attrs)
     for ax in axes[0]:
         ax.set_xlabel("model_b")
         ax.set_ylabel("model_a")
@@ -159,8 +162,9 @@ def plot_crossmodal_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, 
                             title: str | None = None, row_label: str = "vision model",
                             col_label: str = "language model"):
     """Vision (rows, ``model_a``) x language (columns, ``model_b``) heatmap of the summary score; cells
-    annotated with the score, its bootstrap interval, the null mean and the winning layer pair; cells
-    without a score hatched. Returns the (closed) figure."""
+    annotated with the score, its jackknife interval, the null mean and the winning layer pair; cells
+    without a score hatched; beside it the calibrated score (:func:`calibrated_panel`) when the scores have
+    one. Returns the (closed) figure."""
     sub = _summary(scores, summary)
     value = np.asarray(sub["summary_score"].values, dtype=np.float64)
     null = np.asarray(sub["null_mean"].values, dtype=np.float64)
@@ -180,12 +184,18 @@ def plot_crossmodal_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, 
         return out
 
     text = np.vectorize(cell, otypes=[object])(value, low, high, null, pairs)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(cols) + 2.5), max(3.0, 0.9 * len(rows) + 2.0)))
+    panels = 1 + has_calibration(sub)
+    fig, axes = plt.subplots(1, panels, figsize=(panels * max(4.0, 1.1 * len(cols) + 2.5), max(3.0, 0.9 * len(rows) + 2.0)),
+                             squeeze=False)
+    ax = axes[0, 0]
     metric = scores.attrs.get("metric", "score")
     label, cmap = metric_style(metric)
     _heatmap(ax, value, rows, cols, text, cmap=cmap, label=f"{label}, {summary} layer pair")
-    ax.set_xlabel(col_label)
-    ax.set_ylabel(row_label)
+    if panels == 2:
+        calibrated_panel(axes[0, 1], sub, rows, cols, scores.attrs)
+    for a in axes[0]:
+        a.set_xlabel(col_label)
+        a.set_ylabel(row_label)
     ax.set_title((title or f"cross-modal {metric}, n={scores.attrs.get('n_stimuli', '?')}")
                  + f"\n{_layer_note(summary)}", fontsize=9)
     fig.tight_layout()
@@ -194,17 +204,25 @@ def plot_crossmodal_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, 
 
 
 def plot_prh(table: pd.DataFrame, paths: Sequence[str | Path], *, fit: Mapping | None = None, reference: str = "",
-             metric: str = "alignment", x_label: str = "competence (1 - bits per byte)") -> None:
+             metric: str = "alignment", x_label: str = "competence (1 - bits per byte)",
+             fit_calibrated: Mapping | None = None, alpha: float | None = None) -> None:
     """The PRH plot: each model's alignment to a reference model against its competence.
 
-    ``table`` has columns model, competence, alignment and optionally ci_low, ci_high, null_mean
-    (``convergence.analyses.prh.alignment_vs_competence``); ``fit`` is ``linear_fit(competence, alignment)``
-    (slope, intercept, r) and is drawn as a line over the data's range; the mean null level is a dashed line.
+    ``table`` has columns model, competence, alignment and optionally ci_low, ci_high, null_mean, calibrated,
+    q_value (``convergence.analyses.prh.alignment_vs_competence``); ``fit`` is ``linear_fit(competence,
+    alignment)`` (slope, intercept, r) and is drawn as a line over the data's range; the mean null level is a
+    dashed line. With a ``calibrated`` column a second panel shows the calibrated alignment against the same
+    competence (:func:`prh_calibrated_panel`, line ``fit_calibrated``).
     """
     missing = [c for c in ("model", "competence", "alignment") if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks column(s) {missing}")
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    calibrated = "calibrated" in table.columns and bool(np.isfinite(table["calibrated"].to_numpy(dtype=np.float64)).any())
+    fig, axes = plt.subplots(1, 1 + calibrated, figsize=(5.5 * (1 + calibrated), 4.2), squeeze=False)
+    ax = axes[0, 0]
+    if calibrated:
+        prh_calibrated_panel(axes[0, 1], table, fit_calibrated, reference=reference, metric=metric, x_label=x_label,
+                             alpha=alpha)
     x = table["competence"].to_numpy(dtype=np.float64)
     y = table["alignment"].to_numpy(dtype=np.float64)
     if {"ci_low", "ci_high"} <= set(table.columns):
@@ -258,3 +276,64 @@ def plot_layer_pairs(scores: xr.Dataset, model_a: str, model_b: str, paths: Sequ
     ax.set_ylabel(model_a)
     fig.tight_layout()
     save_figure(fig, paths)
+
+
+# ------------------------------------------------------------------------------------ calibrated scores
+
+
+def has_calibration(sub: xr.Dataset) -> bool:
+    """Whether a summary's scores carry a calibrated score with at least one finite value."""
+    return "calibrated" in sub and bool(np.isfinite(np.asarray(sub["calibrated"].values, dtype=np.float64)).any())
+
+
+def above_null(sub: xr.Dataset, alpha: float) -> np.ndarray:
+    """Cells above their null: Benjamini-Hochberg q-value at most ``alpha`` (False where there is none)."""
+    if "q_value" not in sub:
+        return np.zeros(sub["summary_score"].shape, dtype=bool)
+    q = np.asarray(sub["q_value"].values, dtype=np.float64)
+    return np.isfinite(q) & (q <= alpha)
+
+
+def _alpha(attrs: Mapping) -> float:
+    value = float(attrs.get("alpha", 0.05))
+    return value if np.isfinite(value) else 0.05
+
+
+def calibrated_panel(ax, sub: xr.Dataset, rows: Sequence[str], cols: Sequence[str], attrs: Mapping) -> None:
+    """One heatmap panel of the calibrated score (0 at or below the null's (1 - alpha) threshold tau, else the
+    excess over tau as a share of the room to the metric's maximum; colour scale 0 to 1), each cell marked
+    ``*`` when its q-value is at most alpha (Benjamini-Hochberg over the model pairs)."""
+    value = np.asarray(sub["calibrated"].values, dtype=np.float64)
+    alpha = _alpha(attrs)
+    marks = above_null(sub, alpha)
+    text = np.vectorize(lambda v, m: _fmt(v) + ("*" if m and np.isfinite(v) else ""), otypes=[object])(value, marks)
+    _heatmap(ax, value, rows, cols, text, cmap="viridis", label="calibrated score", vmin=0.0, vmax=1.0)
+    ax.set_title(f"calibrated (alpha {alpha:g}: 0 at or below the null's threshold)\n"
+                 f"*: above its null, q <= {alpha:g} (Benjamini-Hochberg over model pairs)", fontsize=8)
+
+
+def prh_calibrated_panel(ax, table: pd.DataFrame, fit: Mapping | None, *, reference: str = "", metric: str = "alignment",
+                         x_label: str = "competence", alpha: float | None = None) -> None:
+    """The PRH panel on calibrated alignment: each model's calibrated alignment to the reference against its
+    competence, filled markers for q <= alpha (above its null), open ones otherwise, and the line ``fit``."""
+    alpha = 0.05 if alpha is None or not np.isfinite(alpha) else float(alpha)
+    x = table["competence"].to_numpy(dtype=np.float64)
+    y = table["calibrated"].to_numpy(dtype=np.float64)
+    q = table["q_value"].to_numpy(dtype=np.float64) if "q_value" in table.columns else np.full(y.shape, np.nan)
+    above = np.isfinite(q) & (q <= alpha)
+    ax.scatter(x[above], y[above], s=28, zorder=3, color="C0", label=f"above its null (q <= {alpha:g})")
+    ax.scatter(x[~above], y[~above], s=28, zorder=3, facecolors="none", edgecolors="C0", label="not above its null")
+    for xi, yi, name in zip(x, y, table["model"]):
+        ax.annotate(str(name), (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    if fit is not None and np.isfinite(x).sum() >= 2:
+        xs = np.linspace(np.nanmin(x), np.nanmax(x), 50)
+        label = f"fit: slope {fit['slope']:.3f}"
+        if np.isfinite(fit.get("r", np.nan)):
+            label += f", r = {fit['r']:.2f}"
+        ax.plot(xs, fit["slope"] * xs + fit["intercept"], color="C3", lw=1.5, label=label)
+    ax.axhline(0.0, color="0.4", ls="--", lw=1)
+    ax.set_xlabel(x_label)
+    label = metric_style(metric)[0]
+    ax.set_ylabel(f"calibrated {label} to {reference}" if reference else f"calibrated {label}")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(f"calibrated (0 = not above the null's 1 - {alpha:g} threshold)", fontsize=10)

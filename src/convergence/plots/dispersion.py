@@ -110,7 +110,7 @@ def plot_subset_alignment(result: xr.Dataset, paths: Sequence[str | Path], *, ti
 
 
 def plot_ratio(result: xr.Dataset, paths: Sequence[str | Path], *, title: str | None = None) -> None:
-    """One panel per metric: the low/high ratio with its bootstrap interval for every pair (colour = vision
+    """One panel per metric: the low/high ratio with its jackknife interval for every pair (colour = vision
     model, marker = language model) across selection criteria, the mean over pairs in black, 1 and 2 marked."""
     metrics, criteria = list(result["metric"].values), list(result["criterion"].values)
     vision, language = list(result["vision"].values), list(result["language"].values)
@@ -147,7 +147,7 @@ def plot_ratio(result: xr.Dataset, paths: Sequence[str | Path], *, title: str | 
             handles += [plt.Line2D([], [], color="0.3", marker=markers[j % len(markers)], ls="") for j in range(len(language))]
             labels += list(language)
             ax.legend(handles, labels, fontsize=6, ncol=2)
-    fig.suptitle(f"{title or ''}: low/high ratio with {result.attrs.get('ci', 0.95):.0%} bootstrap intervals "
-                 f"({result.attrs.get('n_bootstrap', '?')} resamples)", fontsize=9)
+    fig.suptitle(f"{title or ''}: low/high ratio with {result.attrs.get('ci', 0.95):.0%} jackknife intervals "
+                 f"(up to {result.attrs.get('n_bootstrap', '?')} groups)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, paths)

@@ -23,7 +23,7 @@ rule alignment:
         options=lambda w: {
             "params": metric_params(w.metric, metric_settings(config)),
             "named_layers": named_layers(w.dataset),
-            **{key: config["alignment"][key] for key in ("n_permutations", "n_bootstrap", "seed")},
+            **{key: config["alignment"][key] for key in ("n_permutations", "n_bootstrap", "alpha", "seed")},
         },
         labels=model_labels,
         pair_cache=lambda w: f"results/.cache/pairs/{w.dataset}/{w.metric}",

@@ -28,6 +28,7 @@ rule prh:
     params:
         reference=config["prh"].get("reference"),
         summary=config["prh"]["summary"],
+        version=STEP_VERSIONS["prh"],
     script:
         "../../../scripts/prh.py"
 

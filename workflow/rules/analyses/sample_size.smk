@@ -28,6 +28,7 @@ rule sample_size:
         options=lambda w: {
             "params": metric_params(w.metric, metric_settings(config)),
             **{key: SAMPLE_SIZE[key] for key in ("sizes", "summary", "n_permutations", "n_bootstrap", "seed")},
+            "alpha": config["alignment"]["alpha"],
         },
         labels=model_labels,
         progress=config["progress"],

@@ -12,8 +12,10 @@ Every metric object
   of permutations), CKNNA (only the neighbour pairs both models share), CKA and RSA with n x n kernels
   (flattened inner products against the permuted kernels of all layers). SVCCA, Procrustes and CKA in
   feature space call ``null`` per layer pair: each draw costs as much as the observed all-pairs scoring,
-- ``bootstrap(pa, la, pb, lb, weights)`` -> the score of one layer pair on stimulus resamples given as
-  multiplicities (each row of ``weights`` counts how often each stimulus was drawn; rows sum to n).
+- ``bootstrap(pa, la, pb, lb, weights)`` -> the score of one layer pair on reweighted stimuli, one per row
+  of ``weights`` (stimulus multiplicities: the 0/1 rows of the jackknife replicates of
+  ``convergence.inference.jackknife_weights``, which leave a group of stimuli out, or resamples; a row may
+  sum to less than n and every formula uses its own sum as the number of stimuli).
 
 ``make_metric(name, **params)`` builds one from its name. Which engine serves which measure, with its
 name, parameters, direction and symmetry, is declared once in :mod:`convergence.metrics.registry`; the

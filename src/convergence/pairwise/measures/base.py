@@ -23,7 +23,7 @@ class PairMetric:
     symmetric: bool = True
     higher_is_better: bool = True
     null_method = "the same metric with model_b's stimulus order permuted (model_a's kept)"
-    bootstrap_method = "stimuli resampled with replacement; the metric recomputed on the resample"
+    bootstrap_method = "delete-a-group jackknife over stimuli; the metric recomputed on the stimuli kept"
 
     def params(self) -> dict:
         return {}

@@ -115,9 +115,8 @@ class CkaMetric(PairMetric):
     """
 
     bootstrap_method = (
-        "stimuli resampled with replacement; CKA recomputed exactly on the resample (kernel rows and columns "
-        "re-indexed and re-centred; for the unbiased HSIC the diagonal of the resampled kernel is zeroed, "
-        "pairs of copies of one stimulus are kept)"
+        "delete-a-group jackknife over stimuli; CKA recomputed exactly on the stimuli kept (kernel rows and "
+        "columns of the kept stimuli, re-centred; unbiased HSIC with their own count)"
     )
 
     def __init__(self, kernel: str = "linear", unbiased: bool = False, sigma: float | None = None,
@@ -251,7 +250,7 @@ class CkaMetric(PairMetric):
             return np.array([_safe(lambda: cka_linear_features(xa[idx], xb[idx], self.unbiased))
                              for idx in map(resample_indices, weights)])
         w = np.asarray(weights, dtype=np.float64)
-        n = pa.n
+        n = w.sum(axis=1)  # stimuli per row (with multiplicity)
         qa, qb, qab, qaa, qbb = _weighted_quadratics(w, [ka, kb, ka * kb, ka * ka, kb * kb])
         ra, rb = w @ ka, w @ kb  # (B, n): row sums of the resampled kernels, per original stimulus
         dka, dkb = np.diag(ka), np.diag(kb)

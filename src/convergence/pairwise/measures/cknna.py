@@ -30,9 +30,9 @@ class CknnaMetric(PairMetric):
     """
 
     bootstrap_method = (
-        "stimuli resampled with replacement; CKNNA recomputed on the resample with the neighbour relation of "
-        "the full set held fixed (a resampled pair of copies of (i, j) is masked in iff j is a neighbour of i in "
-        "both models; copies of one stimulus are never each other's neighbours)"
+        "delete-a-group jackknife over stimuli; CKNNA recomputed on the stimuli kept with the neighbour "
+        "relation of the full set held fixed (a pair (i, j) of kept stimuli is masked in iff j is a neighbour "
+        "of i in both models)"
     )
 
     def __init__(self, k: int = 10):

@@ -27,10 +27,9 @@ class KnnMetric(PairMetric):
     """
 
     bootstrap_method = (
-        "query bootstrap: the per-stimulus terms (overlap of stimulus i's neighbour sets) are resampled with "
-        "replacement and averaged; the neighbour graphs stay those of the full stimulus set, because "
-        "duplicated stimuli would be each other's perfect neighbours and recomputing on the distinct "
-        "stimuli would change n and with it the chance level k/(n-1)"
+        "query jackknife: the per-stimulus terms (overlap of stimulus i's neighbour sets) of the stimuli kept "
+        "are averaged; the neighbour graphs stay those of the full stimulus set, because recomputing them on "
+        "fewer stimuli would change n and with it the chance level k/(n-1)"
     )
 
     def __init__(self, kind: str, k: int = 10):
@@ -154,4 +153,5 @@ class KnnMetric(PairMetric):
 
     def bootstrap(self, pa, la, pb, lb, weights):
         terms = knn_terms(pa.nbrs[la], pb.nbrs[lb], self.kind)
-        return weights @ terms / terms.size
+        w = np.asarray(weights, dtype=np.float64)
+        return w @ terms / w.sum(axis=1)

@@ -16,9 +16,8 @@ class RsaMetric(PairMetric):
     Frobenius inner product of the standardised symmetric matrices)."""
 
     bootstrap_method = (
-        "stimuli resampled with replacement; the RDM correlation recomputed over the resampled stimulus "
-        "pairs (pairs of copies of one stimulus excluded) as a weighted Pearson correlation of the full-set "
-        "(ranked) dissimilarities; ranks are not recomputed per resample"
+        "delete-a-group jackknife over stimuli; the RDM correlation recomputed over the pairs of stimuli kept "
+        "as a Pearson correlation of the full-set (ranked) dissimilarities; ranks are not recomputed"
     )
 
     #: RDMs are n x n: above this many stimuli ``pairwise`` compares a seeded subsample of this size.
@@ -64,7 +63,6 @@ class RsaMetric(PairMetric):
         zb = pb.matrices[lb].astype(np.float64)
         w = np.asarray(weights, dtype=np.float64)
         sa, sb, saa, sbb, sab = (0.5 * q for q in _weighted_quadratics(w, [za, zb, za * za, zb * zb, za * zb]))
-        n = w.shape[1]
-        sw = 0.5 * (n**2 - np.sum(w**2, axis=1))
+        sw = 0.5 * (w.sum(axis=1) ** 2 - np.sum(w**2, axis=1))  # stimulus pairs (copies of one excluded)
         with np.errstate(invalid="ignore", divide="ignore"):
             return (sw * sab - sa * sb) / np.sqrt((sw * saa - sa**2) * (sw * sbb - sb**2))
