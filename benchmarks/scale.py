@@ -107,7 +107,8 @@ def run_large_case(case: str, n: int, dim: int, data: str) -> dict:
     return out
 
 
-def large_table(sizes, dim: int, exact_limit: float) -> None:
+def large_table(sizes, dim: int, exact_limit: float, kinds=("latent", "clustered"), exact: bool = True,
+                torch: bool = True) -> None:
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
 
     def case(name, n, data):
@@ -122,8 +123,8 @@ def large_table(sizes, dim: int, exact_limit: float) -> None:
     print(f"{'n':>8} {'data':<10} {'case':<12} {'seconds':>9} {'peak MB':>8} {'recall@10':>9}  {'load':<10} note")
     measured = None  # (n, seconds) of the largest exact case run
     for n in sizes:
-        for data in ("latent", "clustered"):
-            if data == "latent":
+        for data in kinds:
+            if data == kinds[0] and exact:
                 predicted = measured[1] * (n / measured[0]) ** 2 if measured else None
                 if predicted is not None and predicted > exact_limit:
                     print(f"{n:>8} {data:<10} {'exact':<12} {predicted:9.0f} {'-':>8} {'1':>9}  {'-':<10} "
@@ -139,12 +140,13 @@ def large_table(sizes, dim: int, exact_limit: float) -> None:
                   f"{r['load']:<10} search {r['search_seconds']:.1f} s + recall on 2,000 rows; {r['params']}",
                   flush=True)
     times = {}
-    for name in ("numpy", "torch"):
+    for name in ("numpy", "torch") if torch else ():
         r = case(name, 50000, "latent")
         times[name] = r["seconds"]
         print(f"{50000:>8} {'latent':<10} {'exact ' + name:<12} {r['seconds']:9.1f} {r['peak_mb']:8.0f} {'1':>9}  "
               f"{r['load']:<10}", flush=True)
-    print(f"torch backend on the CPU / numpy tiles at n=50,000: {times['torch'] / times['numpy']:.2f}x")
+    if times:
+        print(f"torch backend on the CPU / numpy tiles at n=50,000: {times['torch'] / times['numpy']:.2f}x")
 
 
 def run_case(case: str, n: int, dim: int) -> dict:
@@ -204,6 +206,9 @@ def main() -> None:
     parser.add_argument("--large-sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     parser.add_argument("--exact-limit", type=float, default=600.0,
                         help="largest predicted seconds an exact case is run for (else extrapolated)")
+    parser.add_argument("--data", nargs="+", default=["latent", "clustered"], choices=["latent", "clustered"])
+    parser.add_argument("--no-exact", action="store_true", help="large table: leave out the exact cases")
+    parser.add_argument("--no-torch", action="store_true", help="large table: leave out torch vs numpy at 50k")
     parser.add_argument("--large-case", nargs=3, help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()
     if args.case:
@@ -213,7 +218,8 @@ def main() -> None:
         print(json.dumps(run_large_case(args.large_case[0], int(args.large_case[1]), args.dim, args.large_case[2])))
         return
     if args.large:
-        large_table(args.large_sizes, args.dim, args.exact_limit)
+        large_table(args.large_sizes, args.dim, args.exact_limit, tuple(args.data), not args.no_exact,
+                    not args.no_torch)
         return
     try:
         import faiss
