@@ -280,8 +280,8 @@ def test_open_clip_and_module_entries():
 
 
 @pytest.mark.parametrize("where, value", [
-    (("alignment", "k"), 3.0), (("models", "cnn", "batch_size"), 8.0), (("datasets", "emo", "limit"), 10.0),
-    (("alignment", "n_permutations"), 5.0), (("consistency", "n_permutations"), 5.0), (("alignment", "k"), True),
+    (("kernels", "k"), 3.0), (("models", "cnn", "batch_size"), 8.0), (("datasets", "emo", "limit"), 10.0),
+    (("alignment", "n_permutations"), 5.0), (("consistency", "n_permutations"), 5.0), (("kernels", "k"), True),
 ])
 def test_a_float_or_bool_where_an_integer_is_required_is_refused(where, value):
     def mutate(c):
@@ -328,16 +328,16 @@ def test_k_above_a_counted_csv_or_image_folder_fails_before_any_extraction(tmp_p
         cfg = {"datasets": {name: spec}, "models": {"cnn": dict(TINY_CNN), "cnn2": dict(TINY_CNN)},
                "competence": {"k": 1}}
         msg = bad(lambda c: c.update(cfg))
-        assert f"config.alignment.k: k=10 neighbours need more than k stimuli, but dataset {name!r} has at most {n}" in msg
-        validate_config({**cfg, "alignment": {"k": n - 1}})
+        assert f"config.kernels.k: k=10 neighbours need more than k stimuli, but dataset {name!r} has at most {n}" in msg
+        validate_config({**cfg, "kernels": {"k": n - 1}})
         # variations render every image n times: the bound grows with them
-        validate_config({**cfg, "datasets": {name: {**spec, "variations": {"n": 3}}}, "alignment": {"k": 3 * n - 1}})
+        validate_config({**cfg, "datasets": {name: {**spec, "variations": {"n": 3}}}, "kernels": {"k": 3 * n - 1}})
 
 
 def test_competence_k_above_a_labelled_datasets_size_fails_before_any_extraction(tmp_path):
     _images(tmp_path / "folder", [f"c{i % 2}/{i}.png" for i in range(6)])
     cfg = {"datasets": {"f": {"source": "image_folder", "path": str(tmp_path / "folder")}},
-           "models": {"cnn": dict(TINY_CNN)}, "alignment": {"k": 3}}
+           "models": {"cnn": dict(TINY_CNN)}, "kernels": {"k": 3}}
     msg = bad(lambda c: c.update(cfg))
     assert "config.competence.k: the k-NN classifier's k=10 neighbours need more than k stimuli" in msg
     assert "'f' has at most 6; allowed: 1 <= k <= 5" in msg
