@@ -1,9 +1,7 @@
-"""rule stimuli: materialise one stimulus set."""
+"""rule stimuli: materialise one stimulus set, chunk by chunk."""
 from convergence.runtime import logged
-from convergence.stimuli import build_stimuli
-from convergence.store import write_store
+from convergence.stimuli import write_stimuli
 
 with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
-    ds = build_stimuli(snakemake.wildcards.dataset, snakemake.params.spec)
-    write_store(ds, snakemake.output[0], chunk=1024)
-    print(f"{snakemake.wildcards.dataset}: {ds.sizes['stimulus']} stimuli -> {snakemake.output[0]}")
+    plan = write_stimuli(snakemake.wildcards.dataset, snakemake.params.spec, snakemake.output[0])
+    print(f"{snakemake.wildcards.dataset}: {plan.n} stimuli -> {snakemake.output[0]}")

@@ -276,6 +276,17 @@ def test_open_clip_and_module_entries():
     assert "config.models.net.factory" in msg
 
 
+def test_single_layer_packaged_model_has_no_blocks_and_no_layer_by_layer_analysis():
+    from convergence.granularity import layers_models
+
+    sscd = {"source": "packaged", "name": "sscd", "modality": "vision", "objective": "self-supervised"}
+    msg = bad(lambda c: c["models"].update(sscd={**sscd, "granularity": "blocks"}))
+    assert "config.models.sscd.granularity" in msg and "one layer" in msg and "stages" in msg
+    cfg = validate_config({**GOOD, "models": {**GOOD["models"], "sscd": sscd}})
+    assert "sscd" in models_for(cfg, "dig")  # it is extracted and compared everywhere else
+    assert layers_models(cfg, "dig") == ["cnn"]
+
+
 # --------------------------------------------------- values that passed the schema and crashed inside a job
 
 
@@ -414,3 +425,10 @@ def test_a_csv_path_that_is_a_directory_or_has_no_rows(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
     msg = bad(lambda c: c["datasets"].update(t={"source": "image_folder", "path": str(tmp_path / "a.png")}))
     assert "is a file, not a folder of images" in msg
+
+
+def test_sscd_layer_names_are_checked_before_jobs():
+    sscd = {"source": "packaged", "name": "sscd", "modality": "vision", "objective": "self-supervised"}
+    msg = bad(lambda c: c["models"].update(sscd={**sscd, "layers": ["layer4"]}))
+    assert "config.models.sscd.layers" in msg and "['embedding']" in msg
+    validate_config({**GOOD, "models": {**GOOD["models"], "sscd": {**sscd, "layers": ["embedding"]}}})

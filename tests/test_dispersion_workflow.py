@@ -111,7 +111,7 @@ def test_dispersion_alignment_compares_low_high_and_random_subsets(run):
 
 
 def test_report_has_the_dispersion_figures_and_captions(run, tmp_path):
-    html = check_report(run, tmp_path, "&quot;n_random&quot;: 12")
+    html = check_report(run, tmp_path, r'\"n_random\": 12')
     assert '"Dispersion"' in html and "group <tt" in html  # the captions render the group wildcard
 
 

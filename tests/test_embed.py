@@ -295,3 +295,101 @@ def test_onnx_graphs_record_float32_whatever_the_precision(monkeypatch, tiny_spe
     assert extract(enc, emoji_stimuli, progress=False, precision="float16").attrs["precision"] == "float16"
     monkeypatch.setattr(type(enc), "autocast_capable", False)
     assert extract(enc, emoji_stimuli, progress=False, precision="float16").attrs["precision"] == "float32"
+
+
+# ------------------------------------------------------------------------------- chunked, resumable extraction
+
+
+@pytest.fixture
+def emoji_store(tmp_path, emoji_stimuli):
+    from convergence.store import write_store
+
+    return write_store(emoji_stimuli, tmp_path / "stimuli" / "emoji.zarr", chunk=10)
+
+
+def test_store_written_chunk_by_chunk_equals_the_one_shot_extraction(tiny_specs, emoji_stimuli, emoji_store, tmp_path):
+    """24 stimuli in chunks of 8 (batches of 4 never straddle a chunk): the same bits as one in-memory pass."""
+    from convergence.embed import extract_to_store
+
+    spec = {**tiny_specs["cnn"], "layers": ["layer1", "layer4"]}
+    whole = extract(load_encoder("cnn", spec, "cpu"), emoji_stimuli, batch_size=4, progress=False)
+    ds = extract_to_store(load_encoder("cnn", spec, "cpu"), emoji_store, tmp_path / "e.zarr", params=spec,
+                          batch_size=4, chunk=8, progress=False).load()
+    assert ds["stimulus"].values.tolist() == whole["stimulus"].values.tolist()
+    for layer in ("layer1", "layer4"):
+        assert ds[layer].encoding["chunks"][0] == 8
+        np.testing.assert_array_equal(ds[layer].values, whole[layer].values)
+    same = {k: v for k, v in ds.attrs.items() if k != "seconds"}
+    assert same == {k: v for k, v in whole.attrs.items() if k != "seconds"}
+
+
+_KILLED_RUN = """
+import sys
+from convergence.embed import extract_to_store
+from convergence.models import load_encoder
+spec = {spec!r}
+extract_to_store(load_encoder("cnn", spec, "cpu"), {stimuli!r}, {out!r}, params=spec, batch_size=4, chunk=8,
+                 progress=False)
+"""
+
+
+def test_a_killed_extraction_resumes_and_stores_the_same_bits(tiny_specs, emoji_store, tmp_path):
+    """SIGKILL after the first of three chunks (a time limit, a preemption): no store appears, the partial work
+    keeps one chunk, the rerun computes the other two, and the store equals an uninterrupted run's bit for bit."""
+    import os
+    import subprocess
+    import sys
+
+    from convergence.embed import KILL_AFTER_CHUNKS, extract_to_store
+    from convergence.store import open_store
+
+    spec = {**tiny_specs["cnn"], "layers": ["layer2", "layer4"]}
+    target = tmp_path / "emb" / "cnn.zarr"
+    code = _KILLED_RUN.format(spec=spec, stimuli=str(emoji_store), out=str(target))
+    env = {**os.environ, KILL_AFTER_CHUNKS: "1"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not target.exists()
+    partial = [d for d in target.parent.iterdir() if d.name.startswith(".cnn.zarr.partial-")]
+    assert len(partial) == 1 and '"rows": 8' in (partial[0] / "progress.json").read_text()
+
+    encoder = load_encoder("cnn", spec, "cpu")
+    calls = []
+    real = encoder.encode
+    encoder.encode = lambda batch: (calls.append(len(batch)), real(batch))[1]
+    resumed = extract_to_store(encoder, emoji_store, target, params=spec, batch_size=4, chunk=8, progress=False)
+    assert sum(calls) == 16 and resumed.attrs["resumed_after"] == 8
+    assert not [d for d in target.parent.iterdir() if d.name.startswith(".")]
+    fresh = extract_to_store(load_encoder("cnn", spec, "cpu"), emoji_store, tmp_path / "fresh.zarr", params=spec,
+                             batch_size=4, chunk=8, progress=False)
+    resumed, fresh = open_store(target, load=True), fresh.load()
+    for layer in ("layer2", "layer4"):
+        assert resumed[layer].values.tobytes() == fresh[layer].values.tobytes()
+    assert resumed["stimulus"].values.tolist() == fresh["stimulus"].values.tolist()
+
+
+def test_changed_parameters_never_resume_stale_work(tiny_specs, emoji_store, tmp_path, monkeypatch):
+    import convergence.embed as embed_mod
+    from convergence.embed import extract_to_store
+    from convergence.store import ChunkedStore
+
+    spec = {**tiny_specs["cnn"], "layers": "last"}
+    target = tmp_path / "cnn.zarr"
+    real_append = ChunkedStore.append
+
+    def die_on_second(self, ds, digest="", **info):
+        if self.rows >= 8:
+            raise KeyboardInterrupt  # killed after one chunk
+        return real_append(self, ds, digest, **info)
+
+    monkeypatch.setattr(ChunkedStore, "append", die_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        extract_to_store(load_encoder("cnn", spec, "cpu"), emoji_store, target, params=spec, batch_size=4, chunk=8,
+                         progress=False)
+    monkeypatch.undo()
+    other = {**spec, "batch_size": 8}  # a changed model entry: a new key
+    ds = extract_to_store(load_encoder("cnn", other, "cpu"), emoji_store, target, params=other, batch_size=8,
+                          chunk=8, progress=False)
+    assert "resumed_after" not in ds.attrs and ds.sizes["stimulus"] == 24
+    assert not [d for d in tmp_path.iterdir() if d.name.startswith(".cnn.zarr")]  # the stale partial is gone
+    assert embed_mod.stimuli_fingerprint(emoji_store) == embed_mod.stimuli_fingerprint(emoji_store)

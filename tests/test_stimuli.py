@@ -467,3 +467,199 @@ def test_clip_art_manifests_follow_their_files(tmp_path):
     _svg(tmp_path / "svg", "food/apple.svg", "A green apple")
     assert content_manifest(oc)["n_files"] == 2
     assert content_manifest({**oc, "captions": False})["n_files"] == 1
+
+
+# ------------------------------------------------------------------------------- index first, decode the kept
+
+
+def _hf_saved(tmp_path, n=12):
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    data = datasets.Dataset.from_dict(
+        {"image": [Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)) for _ in range(n)],
+         "label": [f"c{i % 3}" for i in range(n)], "caption": [f"image {i}" for i in range(n)]},
+        features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("string"),
+                                    "caption": datasets.Value("string")}),
+    )
+    data.save_to_disk(str(tmp_path / "hf"))
+    return {"source": "huggingface", "path": str(tmp_path / "hf"), "label_column": "label", "caption_column": "caption",
+            "image_size": 8}
+
+
+def _source_spec(source, tmp_path):
+    if source == "image_folder":
+        _write_images(tmp_path / "f", [f"{c}/{i}.png" for c in "abc" for i in range(4)])
+        return {"source": "image_folder", "path": str(tmp_path / "f"), "image_size": 8}
+    if source == "csv":
+        _write_images(tmp_path / "img", [f"{i}.png" for i in range(12)])
+        (tmp_path / "s.csv").write_text("path,label\n" + "".join(f"img/{i}.png,c{i % 3}\n" for i in range(12)))
+        return {"source": "csv", "path": str(tmp_path / "s.csv"), "image_size": 8}
+    if source == "huggingface":
+        return _hf_saved(tmp_path)
+    if source == "tuxpaint":
+        for c in ("animals", "food", "town"):
+            for i in range(4):
+                _stamp(tmp_path / "tux", f"{c}/sub/s{i}.png", f"Stamp {i}.")
+        return {"source": "tuxpaint", "path": str(tmp_path / "tux"), "image_size": 8}
+    if source == "openclipart":
+        for c in ("animals", "food", "town"):
+            for i in range(4):
+                _stamp(tmp_path / "png", f"{c}/s{i}.png")
+        return {"source": "openclipart", "path": str(tmp_path / "png"), "captions": False, "image_size": 8}
+    if source == "fashion_mnist":
+        from convergence.stimuli import FASHION_MNIST_DIR
+
+        if not FASHION_MNIST_DIR.is_dir():
+            pytest.skip("Debian dataset-fashion-mnist is not installed")
+        return {"source": "fashion_mnist", "split": "test"}
+    return {"source": source, "image_size": 16}
+
+
+@pytest.mark.parametrize("source", ["emoji", "fashion_mnist", "digits", "image_folder", "csv", "huggingface",
+                                    "tuxpaint", "openclipart"])
+def test_subsampling_decodes_only_the_kept_images(source, tmp_path, monkeypatch):
+    """Every source lists first and decodes only what the subsample keeps: count the rows its decoder is given
+    and, one level down, the images actually decoded (files opened for pixels, glyphs drawn, IDX rows read,
+    Arrow rows decoded)."""
+    from convergence.stimuli import SOURCES, build_stimuli, plan
+    from convergence.stimuli import emoji as emoji_mod
+    from convergence.stimuli import fashion_mnist as fm_mod
+    from convergence.stimuli import images as images_mod
+
+    spec = {**_source_spec(source, tmp_path), "per_class": 2, "seed": 1}
+    if source == "emoji":  # unlabelled: limit
+        spec = {**_source_spec(source, tmp_path), "limit": 5, "seed": 1}
+    given, decoded = [], []
+    real_decoder = SOURCES[source].decoder
+
+    def counting_decoder(self, s):
+        decode = real_decoder(s)
+        return lambda refs: (given.extend(refs), decode(refs))[1]
+
+    monkeypatch.setattr(type(SOURCES[source]), "decoder", counting_decoder)
+    real_file, real_render, real_read = images_mod.decode_file, emoji_mod._render, fm_mod._IdxRows.read
+    monkeypatch.setattr(images_mod, "decode_file", lambda p, *a: (decoded.append(p), real_file(p, *a))[1])
+    monkeypatch.setattr(emoji_mod, "_render", lambda cp, *a: (decoded.append(cp), real_render(cp, *a))[1])
+    monkeypatch.setattr(fm_mod._IdxRows, "read", lambda self, row: (decoded.append(row), real_read(self, row))[1])
+    if source == "huggingface":
+        import datasets
+
+        real_hf = datasets.Image.decode_example
+        monkeypatch.setattr(datasets.Image, "decode_example",
+                            lambda self, value, **kw: (decoded.append(1), real_hf(self, value, **kw))[1])
+    p = plan("s", spec)
+    assert given == [] and decoded == []  # listing decoded nothing
+    n_listed = len(p.listing.ids)
+    ds = build_stimuli("s", spec)
+    n = ds.sizes["stimulus"]
+    assert n < n_listed and n == (5 if source == "emoji" else 2 * len(set(p.listing.labels)))
+    assert len(given) == n
+    assert len(decoded) == (0 if source == "digits" else n)  # digits: 1,797 x 64 values in scikit-learn's array
+    assert [str(p.listing.ids[p.listing.refs.index(r)]) for r in given] == ds["stimulus"].values.tolist()
+
+
+def test_variations_render_only_the_kept_stamps(tmp_path, monkeypatch):
+    from convergence.stimuli import build_stimuli
+    from convergence.stimuli import variations as var_mod
+
+    spec = {**_source_spec("tuxpaint", tmp_path), "limit": 3, "seed": 0, "variations": {"n": 2}}
+    opened = []
+    real = var_mod.render_variation
+    monkeypatch.setattr(var_mod, "render_variation", lambda im, *a: (opened.append(im.filename), real(im, *a))[1])
+    ds = build_stimuli("t", spec)
+    assert ds.sizes["stimulus"] == 6 and len(opened) == 6 and len(set(opened)) == 3
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 1024])
+def test_store_written_in_chunks_equals_the_one_shot_set(tmp_path, chunk):
+    """write_stimuli appends chunk after chunk: the store holds exactly build_stimuli's Dataset (ids, order,
+    pixels, labels, attrs), variations included (rows of one stamp split over two chunks)."""
+    from convergence.stimuli import build_stimuli, write_stimuli
+    from convergence.store import open_store
+
+    spec = {**_source_spec("tuxpaint", tmp_path), "limit": 5, "seed": 0, "variations": {"n": 3}}
+    whole = build_stimuli("t", spec)
+    write_stimuli("t", spec, tmp_path / "s.zarr", chunk=chunk)
+    back = open_store(tmp_path / "s.zarr", load=True)
+    assert sorted(back.variables) == sorted(whole.variables)
+    for v in whole.variables:
+        assert back[v].dims == whole[v].dims and back[v].dtype == whole[v].dtype, v
+        np.testing.assert_array_equal(back[v].values, whole[v].values)
+    assert back.attrs == whole.attrs
+    assert back["image"].encoding["chunks"][0] == min(chunk, 15)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no work directory left
+
+
+@pytest.mark.parametrize("repair", ["fixed", "excluded"])
+def test_a_corrupt_image_deep_in_the_set_fails_named_and_the_rerun_resumes(tmp_path, monkeypatch, repair):
+    """The job fails at the unreadable file with its name, no store appears, and after the file is fixed
+    (or removed) the rerun keeps the complete chunks before it and decodes only from there on."""
+    from convergence.stimuli import build_stimuli, write_stimuli
+    from convergence.stimuli import images as images_mod
+    from convergence.store import open_store
+
+    spec = _source_spec("image_folder", tmp_path)  # 12 files a/0 ... c/3, chunks of 4
+    bad = tmp_path / "f" / "c" / "1.png"  # row 9: in the third chunk
+    good = bad.read_bytes()
+    data = bytearray(good)
+    data[40:60] = b"\x00" * 20
+    bad.write_bytes(bytes(data))
+    target = tmp_path / "s.zarr"
+    with pytest.raises(StimulusError, match=r"c/1\.png"):
+        write_stimuli("f", spec, target, chunk=4)
+    assert not target.exists()
+    assert len([d for d in tmp_path.iterdir() if d.name.startswith(".s.zarr.partial-")]) == 1
+    if repair == "fixed":
+        bad.write_bytes(good)
+    else:
+        bad.unlink()
+    decoded = []
+    real = images_mod.decode_file
+    monkeypatch.setattr(images_mod, "decode_file", lambda path, *a: (decoded.append(path), real(path, *a))[1])
+    write_stimuli("f", spec, target, chunk=4)
+    assert len(decoded) == (4 if repair == "fixed" else 3)  # the third chunk only
+    monkeypatch.undo()
+    whole = build_stimuli("f", spec)
+    back = open_store(target, load=True)
+    for v in whole.variables:
+        np.testing.assert_array_equal(back[v].values, whole[v].values)
+    assert back.attrs == whole.attrs
+    assert [d.name for d in tmp_path.iterdir() if d.name.startswith(".")] == []  # the partial work is gone
+
+
+def test_a_changed_entry_never_resumes_stale_chunks(tmp_path, monkeypatch):
+    from convergence.stimuli import build_stimuli, write_stimuli
+    from convergence.stimuli.build import Plan
+    from convergence.store import open_store
+
+    spec = _source_spec("image_folder", tmp_path)
+    real = Plan.images
+
+    def fail_late(self, start, stop):
+        if start >= 8:
+            raise RuntimeError("killed")
+        return real(self, start, stop)
+
+    monkeypatch.setattr(Plan, "images", fail_late)
+    with pytest.raises(RuntimeError):
+        write_stimuli("f", spec, tmp_path / "s.zarr", chunk=4)
+    monkeypatch.undo()
+    assert not (tmp_path / "s.zarr").exists()
+    other = {**spec, "image_size": 6}  # another entry: the partial work of the first is not resumed, but removed
+    write_stimuli("f", other, tmp_path / "s.zarr", chunk=4)
+    np.testing.assert_array_equal(open_store(tmp_path / "s.zarr", load=True)["image"].values,
+                                  build_stimuli("f", other)["image"].values)
+    assert [d.name for d in tmp_path.iterdir() if d.name.startswith(".")] == []
+
+
+def test_the_schema_and_the_source_registry_agree():
+    """Every source the schema allows is registered, and every dataset field belongs to some source (or all)."""
+    from convergence.config import load_schema
+    from convergence.stimuli.registry import COMMON_OPTIONS, SOURCES
+
+    dataset = load_schema()["$defs"]["dataset"]["properties"]
+    assert dataset["source"]["enum"] == list(SOURCES)
+    fields = set(COMMON_OPTIONS).union(*(s.options for s in SOURCES.values()))
+    assert set(dataset) == fields

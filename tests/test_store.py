@@ -79,6 +79,38 @@ def test_plain_xarray_opens_a_store_without_warnings(tmp_path):
     assert back["stimulus"].values.tolist() == [f"s{i}" for i in range(5)]
 
 
+def test_chunked_store_equals_the_one_shot_store_and_resumes_after_a_torn_append(tmp_path):
+    """Appends of 2 rows (the last 1) give write_store's values; a write killed half-way (rows past the last
+    complete chunk, no marker) is cut back on resume, and a chunk whose inputs changed (digest) is redone."""
+    from convergence.store import ChunkedStore, job_key
+
+    full = make_ds(5).assign(name=("stimulus", np.array(list("abcde"), dtype=object)))
+    key = job_key("test", 1)
+    out = ChunkedStore(tmp_path / "c.zarr", chunk=2, key=key)
+    out.append(full.isel(stimulus=slice(0, 2)), digest="d0")
+    out.append(full.isel(stimulus=slice(2, 4)), digest="d1")
+    # killed during the third append: xarray grew the arrays, the marker still says 4 rows
+    full.isel(stimulus=slice(4, 5)).to_zarr(out.store, mode="a", append_dim="stimulus", zarr_format=3,
+                                            consolidated=False)
+    again = ChunkedStore(tmp_path / "c.zarr", chunk=2, key=key, digests=["d0", "d1", "d2"])
+    assert again.resumed and again.rows == 4
+    again.append(full.isel(stimulus=slice(4, 5)), digest="d2")
+    again.finish(full.attrs)
+    back = open_store(tmp_path / "c.zarr", load=True)
+    np.testing.assert_array_equal(back["layer_a"].values, full["layer_a"].values)
+    assert back["name"].values.tolist() == list("abcde") and back["stimulus"].values.tolist() == [f"s{i}" for i in range(5)]
+    assert back.attrs["provenance"] == {"source": "test"}
+    assert [p.name for p in tmp_path.iterdir()] == ["c.zarr"]
+
+    out = ChunkedStore(tmp_path / "d.zarr", chunk=2, key=key)
+    out.append(full.isel(stimulus=slice(0, 2)), digest="d0")
+    out.append(full.isel(stimulus=slice(2, 4)), digest="d1")
+    changed = ChunkedStore(tmp_path / "d.zarr", chunk=2, key=key, digests=["d0", "D1", "d2"])
+    assert changed.rows == 2  # the second chunk's inputs changed: redone
+    assert ChunkedStore(tmp_path / "d.zarr", chunk=2, key=job_key("test", 2)).rows == 0  # another job: afresh
+    assert not (tmp_path / f".d.zarr.partial-{key}").exists()
+
+
 def test_an_unwritable_output_folder_is_one_clear_error_before_the_work(tmp_path, monkeypatch):
     import os
 

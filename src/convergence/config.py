@@ -221,6 +221,12 @@ def _check_references(cfg: dict, base: Path) -> None:
                                   "(source csv reads a CSV listing images)")
             if d["source"] == "csv":
                 _check_csv_captions(dname, d, p, models)
+        if d.get("shard_size"):
+            for m in models_for(cfg, dname):
+                if d["shard_size"] % models[m]["batch_size"]:
+                    raise ConfigError(f"config.datasets.{dname}.shard_size: {d['shard_size']} is not a multiple of model "
+                                      f"{m!r}'s batch_size {models[m]['batch_size']}; allowed: multiples of every "
+                                      "batch_size on the dataset (so shards batch as one job would)")
         _check_dataset_inputs(dname, d, base)
         if not dataset_has_captions(d) and any(models[m]["modality"] == "language" for m in d.get("models", [])):
             raise ConfigError(f"config.datasets.{dname}: this dataset has no captions, so it cannot list language models")
@@ -232,7 +238,9 @@ def _check_references(cfg: dict, base: Path) -> None:
                 close = difflib.get_close_matches(m["name"], list(PACKAGED), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"config.models.{mname}.name: no packaged model {m['name']!r}{hint}; packaged models: {sorted(PACKAGED)}")
-        if m["source"] == "packaged":
+            if m.get("granularity") == "blocks" and PACKAGED[m["name"]].get("n_layers", 2) < 2:
+                raise ConfigError(f"config.models.{mname}.granularity: packaged model {m['name']!r} has one layer (its "
+                                  "graph's own output), so no blocks; allowed: leave granularity out, or stages")
             _check_packaged(mname, m)
         if m["source"] == "onnx":
             p = Path(m["path"])

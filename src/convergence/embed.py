@@ -1,8 +1,14 @@
 """Run a stimulus set through an encoder and collect every requested layer's pooled features.
 
-The loop is bound by the model's forward pass: stimuli are read in batches (the next batch is read on a
-background thread while the model runs), inference runs under ``torch.inference_mode()`` on the
-encoder's device, and each layer's rows land in one preallocated float32 array. On CUDA, input batches are
+The loop is bound by the model's forward pass: stimuli are read from their store one block of rows at a
+time on a background thread (a bounded queue of batches, so reading and decompressing overlap the forward
+pass), inference runs under ``torch.inference_mode()`` on the encoder's device, and features are collected
+one chunk of ``chunk`` stimuli at a time (:func:`iter_features`). :func:`extract_to_store` appends each
+chunk to the embedding store as soon as it is complete, so the ``embed`` job holds one chunk of features
+(``chunk`` x the sum of the layers' widths x 4 bytes) and at most three blocks of input whatever the number of
+stimuli, and a killed job resumes from its last complete chunk (:class:`convergence.store.ChunkedStore`).
+Batches never straddle a chunk boundary, so a chunk's features depend on that chunk alone: a resumed, a
+sharded and an uninterrupted run store the same bits. On CUDA, input batches are
 copied through pinned memory without blocking (:func:`convergence.models.base.to_device`), and the forward
 pass may run under ``torch.autocast`` in bfloat16 or float16 (``precision``); on the CPU it is float32.
 The result is the embedding store of design.md: an :class:`xarray.Dataset` with one variable per layer
@@ -13,7 +19,6 @@ from __future__ import annotations
 
 import platform
 import time
-from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 
 import numpy as np
@@ -22,8 +27,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from .models.base import Encoder
-
-
+from .store import STIMULUS_CHUNK
 from .versions import STEP_VERSIONS
 
 FORMAT_VERSION = STEP_VERSIONS["embed"]
@@ -66,32 +70,79 @@ def autocast(precision: str, device: torch.device | str):
     return torch.autocast(device_type="cuda", dtype=getattr(torch, effective))
 
 
-def _batches(stimuli: xr.Dataset, modality: str, batch_size: int):
-    """Yield (start, batch) with the next batch read ahead on a background thread."""
-    n = stimuli.sizes["stimulus"]
+#: Rows read from the stimulus store at once (its own chunk: one decompression per stored chunk).
+READ_ROWS = 1024
+
+
+def _reader(stimuli: xr.Dataset, modality: str):
+    """``read(start, stop)``: the model inputs of stimuli ``start:stop`` (uint8 images or caption strings)."""
     if modality == "vision":
         var = stimuli["image"]
 
-        def read(start):
-            return np.asarray(var[start : start + batch_size].values, dtype=np.uint8)
-    else:
-        if "caption" not in stimuli:
-            raise ExtractionError(
-                f"dataset {stimuli.attrs.get('dataset', '?')!r} has no captions, so language models cannot embed it"
-            )
-        captions = [str(c) for c in stimuli["caption"].values]
+        def read(start, stop):
+            return np.asarray(var[start:stop].values, dtype=np.uint8)
 
-        def read(start):
-            return captions[start : start + batch_size]
+        return read
+    if "caption" not in stimuli:
+        raise ExtractionError(
+            f"dataset {stimuli.attrs.get('dataset', '?')!r} has no captions, so language models cannot embed it"
+        )
+    var = stimuli["caption"]
 
-    starts = list(range(0, n, batch_size))
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(read, starts[0]) if starts else None
-        for i, start in enumerate(starts):
-            batch = pending.result()
-            if i + 1 < len(starts):
-                pending = pool.submit(read, starts[i + 1])
-            yield start, batch
+    def read_text(start, stop):
+        return [str(c) for c in var[start:stop].values]
+
+    return read_text
+
+
+def _batches(stimuli: xr.Dataset, modality: str, batch_size: int, start: int = 0, stop: int | None = None,
+             chunk: int | None = None, read_rows: int = READ_ROWS):
+    """Yield (row, batch) for stimuli ``start:stop``: batches of ``batch_size`` that restart at every multiple of
+    ``chunk`` (so no batch straddles two chunks), read in blocks of ``read_rows`` rows on a background thread
+    that keeps up to two blocks ahead of the forward pass."""
+    import queue
+    import threading
+
+    n = stimuli.sizes["stimulus"] if stop is None else stop
+    chunk = chunk or max(n, 1)
+    read = _reader(stimuli, modality)
+    q: queue.Queue = queue.Queue(maxsize=max(2, 2 * read_rows // max(batch_size, 1)))
+    done = object()
+    cancelled = threading.Event()
+
+    def produce():
+        try:
+            row = start
+            while row < n and not cancelled.is_set():
+                block_stop = min(n, row + read_rows)
+                block = read(row, block_stop)
+                b0 = row
+                while b0 < block_stop:
+                    b1 = min(block_stop, b0 + batch_size, (b0 // chunk + 1) * chunk)
+                    q.put((b0, block[b0 - row : b1 - row]))
+                    b0 = b1
+                row = block_stop
+            q.put(done)
+        except BaseException as err:  # handed to the consumer
+            q.put(err)
+
+    thread = threading.Thread(target=produce, name="stimulus-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        cancelled.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
 
 
 #: Bump when the fixed-text score's definition changes (start token, windows), so cached scores are not reused.
@@ -147,6 +198,101 @@ def text_competence(encoder: Encoder, text_path, *, window: int = 1024) -> dict:
     return {**result, "text": path.name, "text_sha256": text_sha}
 
 
+def _check_finite(layer: str, arr: np.ndarray, ids, model: str) -> None:
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        raise ExtractionError(
+            f"model {model!r}, layer {layer!r}: non-finite features for {int(bad.sum())} stimuli, e.g. "
+            f"{list(np.asarray(ids)[bad][:5])}"
+        )
+
+
+def iter_features(encoder: Encoder, stimuli: xr.Dataset, *, batch_size: int = 32, chunk: int = STIMULUS_CHUNK,
+                  start: int = 0, stop: int | None = None, precision: str = "float32", progress: bool = True):
+    """Yield ``(row, features, bits_per_byte)`` for every chunk of stimuli ``start:stop`` (``start`` a multiple of
+    ``chunk``): ``features`` maps each layer to a float32 (rows, width) array, ``bits_per_byte`` is a float32
+    array for causal language models (else None). Raises :class:`ExtractionError` on non-finite features,
+    naming the stimuli."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if start % chunk:
+        raise ValueError(f"start {start} is not a multiple of chunk {chunk}")
+    used_precision = effective_precision(precision, encoder.device)
+    if not getattr(encoder, "autocast_capable", True):
+        used_precision = "float32"
+    n = stimuli.sizes["stimulus"] if stop is None else stop
+    ids = stimuli["stimulus"].values
+    bar = tqdm(total=n, initial=start, desc=f"embed {encoder.name}", unit="stim", disable=not progress,
+               mininterval=2.0)
+    with_bpb = hasattr(encoder, "encode_with_bpb") and getattr(encoder, "causal", False)
+    feats: dict[str, np.ndarray] = {}
+    bpb = None
+    c0 = start
+
+    def flush(c0, c1):
+        for layer in encoder.layer_names:
+            _check_finite(layer, feats[layer][: c1 - c0], ids[c0:c1], encoder.name)
+        return c0, {layer: feats[layer][: c1 - c0].copy() for layer in encoder.layer_names}, (
+            None if bpb is None else bpb[: c1 - c0].copy())
+
+    for row, batch in _batches(stimuli, encoder.modality, batch_size, start, n, chunk=chunk):
+        if row >= c0 + chunk:  # the previous chunk is complete
+            yield flush(c0, c0 + chunk)
+            c0 += chunk
+        with autocast(used_precision, encoder.device):
+            if with_bpb:
+                out, b = encoder.encode_with_bpb(batch)
+            else:
+                out, b = encoder.encode(batch), None
+        rows = min(chunk, n - c0)
+        for layer in encoder.layer_names:
+            arr = out[layer]
+            if layer not in feats:
+                feats[layer] = np.empty((rows, arr.shape[1]), dtype=np.float32)
+            feats[layer][row - c0 : row - c0 + len(batch)] = arr
+        if b is not None:
+            if bpb is None:
+                bpb = np.full(min(chunk, n - c0), np.nan, dtype=np.float32)
+            bpb[row - c0 : row - c0 + len(batch)] = b
+        bar.update(len(batch))
+    if n > c0:
+        yield flush(c0, n)
+    bar.close()
+
+
+def _attrs(encoder: Encoder, stimuli: xr.Dataset, feature_dims: dict, *, batch_size: int, precision: str,
+           seconds: float, n: int) -> dict:
+    return {
+        "model": encoder.name,
+        "modality": encoder.modality,
+        "layers": list(encoder.layer_names),
+        "depths": [float(d) for d in encoder.depths],
+        "feature_dims": {layer: int(d) for layer, d in feature_dims.items()},
+        "provenance": encoder.provenance,
+        "versions": library_versions(),
+        "dtype": "float32",
+        "device": str(encoder.device),
+        "precision": precision,
+        "batch_size": int(batch_size),
+        "dataset": str(stimuli.attrs.get("dataset", "")),
+        "n_stimuli": int(n),
+        "seconds": round(seconds, 3),
+        "format_version": FORMAT_VERSION,
+    }
+
+
+def _used_precision(encoder: Encoder, precision: str) -> str:
+    used = effective_precision(precision, encoder.device)
+    return used if getattr(encoder, "autocast_capable", True) else "float32"
+
+
+def _chunk_dataset(encoder: Encoder, ids, feats: dict, bpb) -> xr.Dataset:
+    data_vars = {layer: (("stimulus", f"feature_{layer}"), arr) for layer, arr in feats.items()}
+    if bpb is not None:
+        data_vars["bits_per_byte"] = ("stimulus", bpb)
+    return xr.Dataset(data_vars, coords={"stimulus": np.asarray(ids).astype(object)})
+
+
 def extract(
     encoder: Encoder,
     stimuli: xr.Dataset,
@@ -156,8 +302,10 @@ def extract(
     seed: int = 0,
     text=None,
     precision: str = "float32",
+    chunk: int = STIMULUS_CHUNK,
 ) -> xr.Dataset:
-    """Features of every stimulus at every selected layer of ``encoder``.
+    """Features of every stimulus at every selected layer of ``encoder``, as one in-memory Dataset (the
+    ``embed`` rule writes the same rows chunk by chunk with :func:`extract_to_store`).
 
     Returns a Dataset with one float32 variable per layer, dims ``("stimulus", f"feature_{layer}")``, the
     stimulus ids as coordinate, ``bits_per_byte`` (dim ``stimulus``) for causal language models, and attrs
@@ -168,66 +316,153 @@ def extract(
     float32 either way); on the CPU, and for ONNX graphs, the pass is float32 whatever is asked, and attr
     ``precision`` records what was used. Raises :class:`ExtractionError` on non-finite features.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    used_precision = effective_precision(precision, encoder.device)
-    if not getattr(encoder, "autocast_capable", True):
-        used_precision = "float32"
     torch.manual_seed(seed)
     n = stimuli.sizes["stimulus"]
     if n == 0:
         raise ExtractionError("the stimulus set is empty")
-    feats: dict[str, np.ndarray] = {}
-    bpb = np.full(n, np.nan, dtype=np.float32)
-    has_bpb = False
     t0 = time.perf_counter()
-    bar = tqdm(total=n, desc=f"embed {encoder.name}", unit="stim", disable=not progress, mininterval=2.0)
-    for start, batch in _batches(stimuli, encoder.modality, batch_size):
-        with autocast(used_precision, encoder.device):
-            if hasattr(encoder, "encode_with_bpb") and getattr(encoder, "causal", False):
-                out, b = encoder.encode_with_bpb(batch)
-                if b is not None:
-                    bpb[start : start + len(batch)] = b
-                    has_bpb = True
-            else:
-                out = encoder.encode(batch)
-        for layer in encoder.layer_names:
-            arr = out[layer]
-            if layer not in feats:
-                feats[layer] = np.empty((n, arr.shape[1]), dtype=np.float32)
-            feats[layer][start : start + len(batch)] = arr
-        bar.update(len(batch))
-    bar.close()
-    seconds = time.perf_counter() - t0
-
-    for layer, arr in feats.items():
-        bad = ~np.isfinite(arr).all(axis=1)
-        if bad.any():
-            ids = stimuli["stimulus"].values[bad][:5].tolist()
-            raise ExtractionError(
-                f"model {encoder.name!r}, layer {layer!r}: non-finite features for {int(bad.sum())} stimuli, e.g. {ids}"
-            )
-    data_vars = {layer: (("stimulus", f"feature_{layer}"), arr) for layer, arr in feats.items()}
-    if has_bpb:
-        data_vars["bits_per_byte"] = ("stimulus", bpb)
-    ds = xr.Dataset(data_vars, coords={"stimulus": stimuli["stimulus"].values.astype(object)})
-    ds.attrs = {
-        "model": encoder.name,
-        "modality": encoder.modality,
-        "layers": list(encoder.layer_names),
-        "depths": [float(d) for d in encoder.depths],
-        "feature_dims": {layer: int(a.shape[1]) for layer, a in feats.items()},
-        "provenance": encoder.provenance,
-        "versions": library_versions(),
-        "dtype": "float32",
-        "device": str(encoder.device),
-        "precision": used_precision,
-        "batch_size": int(batch_size),
-        "dataset": str(stimuli.attrs.get("dataset", "")),
-        "n_stimuli": int(n),
-        "seconds": round(seconds, 3),
-        "format_version": FORMAT_VERSION,
-    }
+    parts = [_chunk_dataset(encoder, stimuli["stimulus"].values[r : r + len(next(iter(f.values())))], f, b)
+             for r, f, b in iter_features(encoder, stimuli, batch_size=batch_size, chunk=chunk, precision=precision,
+                                          progress=progress)]
+    ds = parts[0] if len(parts) == 1 else xr.concat(parts, dim="stimulus")
+    ds.attrs = _attrs(encoder, stimuli, {layer: ds[layer].shape[1] for layer in encoder.layer_names},
+                      batch_size=batch_size, precision=_used_precision(encoder, precision),
+                      seconds=time.perf_counter() - t0, n=n)
     if text is not None and getattr(encoder, "causal", False):
         ds.attrs["text_bits_per_byte"] = text_competence(encoder, text)
     return ds
+
+
+def stimuli_fingerprint(path) -> str:
+    """A digest of a stimulus store as written (every file's name, size and modification time): a rebuilt
+    store never matches an older one, so extraction work on the old one is never resumed on the new."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and f.name != ".snakemake_timestamp":
+            st = f.stat()
+            h.update(f"{f.relative_to(root).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+#: Environment variable for tests: the extraction kills its own process (SIGKILL) after writing this many
+#: chunks, as a time limit or a preemption would.
+KILL_AFTER_CHUNKS = "CONVERGENCE_TEST_KILL_AFTER_CHUNKS"
+
+
+def extract_to_store(
+    encoder: Encoder,
+    stimuli_path,
+    path,
+    *,
+    params=None,
+    batch_size: int = 32,
+    progress: bool = True,
+    seed: int = 0,
+    text=None,
+    precision: str = "float32",
+    chunk: int = STIMULUS_CHUNK,
+    start: int = 0,
+    stop: int | None = None,
+) -> xr.Dataset:
+    """Extract the stimuli of the store ``stimuli_path`` (rows ``start:stop``, default all) and write the
+    embedding store ``path`` chunk by chunk; returns the finished store, opened lazily.
+
+    The work grows in ``.<name>.partial-<key>`` beside ``path``, ``key`` a digest of ``params`` (the job's
+    parameters: the model entry), the encoder's provenance and layers, the batch size, precision, chunk,
+    row range, format version and :func:`stimuli_fingerprint` of the stimulus store; a rerun with the same
+    key (the job was killed) continues after the last complete chunk, while any change starts afresh. The
+    store appears at ``path`` only when complete (atomic rename). Peak memory: one chunk of features plus
+    at most three blocks of :data:`READ_ROWS` inputs (two queued, one being read), whatever the number of stimuli.
+    """
+    import os
+    import signal
+
+    from .store import ChunkedStore, job_key, open_store
+
+    stimuli = open_store(stimuli_path)
+    n_all = stimuli.sizes["stimulus"]
+    stop = n_all if stop is None else min(stop, n_all)
+    if stop <= start:
+        raise ExtractionError("the stimulus set is empty")
+    sub = stimuli.isel(stimulus=slice(start, stop)) if (start, stop) != (0, n_all) else stimuli
+    used_precision = _used_precision(encoder, precision)
+    key = job_key("embed", params, encoder.name, encoder.provenance, list(encoder.layer_names), batch_size,
+                  used_precision, chunk, start, stop, seed, FORMAT_VERSION, stimuli_fingerprint(stimuli_path))
+    out = ChunkedStore(path, chunk=chunk, key=key)
+    if out.resumed:
+        print(f"{encoder.name}: resuming after {out.rows} of {stop - start} stimuli (complete chunks of an earlier run)")
+    torch.manual_seed(seed)
+    seconds = float(out.info.get("seconds", 0.0))
+    dims = dict(out.info.get("feature_dims", {}))
+    kill_after = int(os.environ.get(KILL_AFTER_CHUNKS, "0") or 0)
+    written = 0
+    t0 = time.perf_counter()
+    for row, feats, bpb in iter_features(encoder, sub, batch_size=batch_size, chunk=chunk, start=out.rows,
+                                         precision=precision, progress=progress):
+        rows = len(next(iter(feats.values())))
+        dims = {layer: int(a.shape[1]) for layer, a in feats.items()}
+        now = time.perf_counter()
+        seconds += now - t0
+        t0 = now
+        out.append(_chunk_dataset(encoder, sub["stimulus"].values[row : row + rows], feats, bpb),
+                   seconds=seconds, feature_dims=dims)
+        written += 1
+        if kill_after and written >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    seconds += time.perf_counter() - t0
+    attrs = _attrs(encoder, stimuli, dims, batch_size=batch_size, precision=used_precision, seconds=seconds,
+                   n=stop - start)
+    if (start, stop) != (0, n_all):
+        attrs["rows"] = [int(start), int(stop)]
+    if out.resumed:
+        attrs["resumed_after"] = int(out.resumed_from)
+    if text is not None and getattr(encoder, "causal", False):
+        attrs["text_bits_per_byte"] = text_competence(encoder, text)
+    out.finish(attrs)
+    return open_store(path)
+
+
+def join_shards(shards, path, *, chunk: int = STIMULUS_CHUNK) -> xr.Dataset:
+    """Join the embedding stores ``shards`` (consecutive row ranges of one stimulus store, in order) into
+    the one store ``path``, chunk by chunk (one chunk in memory), atomically; its rows, chunks and attrs are
+    those of the unsharded extraction, with ``seconds`` the shards' sum and ``shards`` their row ranges."""
+    from .store import ChunkedStore, open_store
+
+    parts = [open_store(p) for p in shards]
+    if not parts:
+        raise ExtractionError("no shards to join")
+    ranges = [tuple(p.attrs.get("rows", (0, p.sizes["stimulus"]))) for p in parts]
+    for (a0, a1), (b0, _), where in zip(ranges, ranges[1:], shards[1:]):
+        if a1 != b0:
+            raise ExtractionError(f"shard {where} starts at row {b0}, not where the previous one ends ({a1})")
+    first = parts[0].attrs
+    for p, where in zip(parts, shards):
+        if p.attrs.get("layers") != first.get("layers") or p.attrs.get("provenance") != first.get("provenance"):
+            raise ExtractionError(f"shard {where} is not of the same model and layers as {shards[0]}")
+    sizes = [p.sizes["stimulus"] for p in parts]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    n = int(offsets[-1])
+    out = ChunkedStore(path, chunk=chunk)
+    try:
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            pieces = []
+            for i, p in enumerate(parts):
+                lo, hi = max(start, offsets[i]), min(stop, offsets[i + 1])
+                if lo < hi:
+                    pieces.append(p.isel(stimulus=slice(int(lo - offsets[i]), int(hi - offsets[i]))).load())
+            block = pieces[0] if len(pieces) == 1 else xr.concat(pieces, dim="stimulus")
+            block.attrs = {}
+            out.append(block)
+        attrs = {k: v for k, v in first.items() if k not in ("rows", "resumed_after")}
+        attrs.update(n_stimuli=n, seconds=round(sum(float(p.attrs.get("seconds", 0)) for p in parts), 3),
+                     shards=[list(r) for r in ranges])
+        out.finish(attrs)
+    except BaseException:
+        out.abandon()
+        raise
+    return open_store(path)

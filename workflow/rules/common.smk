@@ -17,6 +17,7 @@ from convergence.config import (
     validate_config,
 )
 from convergence.metrics.registry import kernel_needs
+from convergence.stimuli import count_stimuli, refresh_manifest, shard_rows
 from convergence.versions import STEP_VERSIONS
 
 try:
@@ -28,6 +29,12 @@ DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
 METRICS = list(config["alignment"]["metrics"])
 GROUPS = list(config["dispersion"]["groups"]) or ["none"]
+# Datasets whose extractions run in shards (dataset option shard_size), and the rest.
+SHARDED = [d for d in DATASETS if config["datasets"][d].get("shard_size")]
+UNSHARDED = [d for d in DATASETS if d not in SHARDED]
+# wildcard constraints of the two ways to an embedding store ("(?!x)x" matches nothing: no dataset of that kind)
+SHARDED_RE = "|".join(SHARDED) or "(?!x)x"
+UNSHARDED_RE = "|".join(UNSHARDED) or "(?!x)x"
 
 
 wildcard_constraints:
@@ -35,6 +42,7 @@ wildcard_constraints:
     model="|".join(MODELS),
     metric="|".join(METRICS),
     group="|".join(GROUPS),
+    shard="[0-9]{5}",
 
 
 # ------------------------------------------------------------------------------------------ paths
@@ -46,6 +54,10 @@ def stimuli_store(dataset):
 
 def embedding_store(dataset, model):
     return f"results/embeddings/{dataset}/{model}.zarr"
+
+
+def shard_store(dataset, model, shard):
+    return f"results/embeddings/{dataset}/{model}.shards/{shard}.zarr"
 
 
 def kernel_store(dataset, model):
@@ -71,14 +83,39 @@ def kernels_of(wildcards):
 
 # Entry fields that only route, label or describe a config entry: changing them must not redo its extraction
 # (a model's modality stays in: it decides how the model is run).
-DATASET_ROUTING = ("models", "domain")
+DATASET_ROUTING = ("models", "domain", "shard_size")
 MODEL_LABELS = ("objective", "family", "parameters")
 
 
 def dataset_spec(wildcards):
-    """A dataset entry minus its model list and description (adding a model to a dataset, or naming its
-    domain, must not rebuild its stimuli)."""
-    return {k: v for k, v in config["datasets"][wildcards.dataset].items() if k not in DATASET_ROUTING}
+    """A dataset entry minus its model list, description and sharding (adding a model to a dataset, naming its
+    domain or sharding its extractions must not rebuild its stimuli)."""
+    return dataset_entry(wildcards.dataset)
+
+
+def dataset_entry(dataset):
+    return {k: v for k, v in config["datasets"][dataset].items() if k not in DATASET_ROUTING}
+
+
+def shards_of(dataset):
+    """Row ranges of a sharded dataset's shards: its number of stimuli from the source's listing (no pixel
+    decoded; remembered beside the content manifest until the entry or its files change), cut into
+    shard_size runs."""
+    entry = dataset_entry(dataset)
+    manifest = refresh_manifest(entry, f"results/manifests/{dataset}.json")
+    n = count_stimuli(dataset, entry, f"results/manifests/{dataset}.count.json", manifest)
+    return shard_rows(n, config["datasets"][dataset]["shard_size"])
+
+
+def shard_stores(wildcards):
+    """Every shard store of one (dataset, model) extraction, in row order."""
+    n = len(shards_of(wildcards.dataset))
+    return [shard_store(wildcards.dataset, wildcards.model, f"{i:05d}") for i in range(n)]
+
+
+def shard_range(wildcards):
+    """The row range [start, stop) of the stimulus store that one shard job extracts."""
+    return list(shards_of(wildcards.dataset)[int(wildcards.shard)])
 
 
 def model_spec(wildcards):

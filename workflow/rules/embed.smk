@@ -5,7 +5,8 @@ rule embed:
         weights=model_files,
         text=competence_text,
     output:
-        directory("results/embeddings/{dataset}/{model}.zarr"),
+        # unsharded datasets only (a sharded one's store is joined from its shards by embed_join)
+        directory(f"results/embeddings/{{dataset,{UNSHARDED_RE}}}/{{model}}.zarr"),
     log:
         "logs/embed/{dataset}/{model}.log",
     conda:
@@ -20,6 +21,49 @@ rule embed:
         version=STEP_VERSIONS["embed"],
     script:
         "../../scripts/embed.py"
+
+
+rule embed_shard:
+    """One shard (shard_size consecutive stimuli) of a sharded dataset through one model: a job of its own."""
+    input:
+        stimuli=lambda w: stimuli_store(w.dataset),
+        weights=model_files,
+        text=competence_text,
+    output:
+        directory(f"results/embeddings/{{dataset,{SHARDED_RE}}}/{{model}}.shards/{{shard}}.zarr"),
+    log:
+        "logs/embed/{dataset}/{model}.shards/{shard}.log",
+    conda:
+        "../../envs/convergence.yaml"
+    threads: config["embed_threads"]
+    resources:
+        gpu=config["embed_gpus"],
+        mem_mb=8000,
+        runtime=120,
+    params:
+        spec=model_spec,
+        rows=shard_range,
+        version=STEP_VERSIONS["embed"],
+    script:
+        "../../scripts/embed.py"
+
+
+rule embed_join:
+    """The shards of one (dataset, model) extraction as one embedding store (what the unsharded job writes)."""
+    input:
+        shards=shard_stores,
+    output:
+        directory(f"results/embeddings/{{dataset,{SHARDED_RE}}}/{{model}}.zarr"),
+    log:
+        "logs/embed/{dataset}/{model}.join.log",
+    conda:
+        "../../envs/convergence.yaml"
+    resources:
+        mem_mb=2000,
+    params:
+        version=STEP_VERSIONS["embed"],
+    script:
+        "../../scripts/embed_join.py"
 
 
 rule figure_overview:
@@ -38,5 +82,7 @@ rule figure_overview:
         "logs/figures/overview/{dataset}.log",
     conda:
         "../../envs/convergence.yaml"
+    params:
+        labels=model_labels,
     script:
         "../../scripts/figure_overview.py"

@@ -17,7 +17,7 @@ register_targets(
     lambda: [
         p
         for d in layers_datasets(config)
-        for kind in ("grid", "depth", "smoothness", "readout")
+        for kind in ("grid", "depth", "smoothness", "readout", "diagonal")
         for p in figure("layers", d, kind)
     ],
 )
@@ -226,3 +226,24 @@ rule figure_layers_readout:
         "../../../envs/convergence.yaml"
     script:
         "../../../scripts/figure_layers_readout.py"
+
+
+rule figure_layers_diagonal:
+    """The claim "similar relative depths are most similar": each layer's best match against its depth, the null."""
+    input:
+        matches="results/layers/{dataset}/best_matches.csv",
+        summary="results/layers/{dataset}/summary.json",
+    output:
+        png=report(
+            "results/figures/layers/{dataset}/diagonal.png",
+            caption="../../report/layers/figure_layers_diagonal.rst",
+            category="Layers",
+            subcategory="{dataset}",
+        ),
+        pdf="results/figures/layers/{dataset}/diagonal.pdf",
+    log:
+        "logs/figures/layers/{dataset}/diagonal.log",
+    conda:
+        "../../../envs/convergence.yaml"
+    script:
+        "../../../scripts/figure_layers_diagonal.py"
