@@ -23,7 +23,8 @@ CONFIG = {
         "cnn_r": {**TINY_CNN, "name": "resnet10t"},  # objective random: out of the default group
         "text_a": dict(TINY_BERT),
     },
-    "alignment": {"enabled": False, "metrics": ["mutual_knn"], "k": 5},
+    "kernels": {"k": 5},
+    "alignment": {"enabled": False, "metrics": ["mutual_knn"]},
     "crossmodal": {"enabled": False},
     "competence": {"enabled": False},
     "prh": {"enabled": False},

@@ -33,7 +33,8 @@ TINY_CONFIG = {
     "embed_threads": 1,
     "datasets": {"emo": {"source": "emoji", "limit": 40, "seed": 1, "image_size": 32}},
     "models": {"cnn_a": dict(TINY_CNN), "vit_a": dict(TINY_VIT), "text_a": dict(TINY_BERT)},
-    "alignment": {"metrics": ["mutual_knn", "cka_linear"], "n_permutations": 5, "n_bootstrap": 5, "k": 5,
+    "kernels": {"k": 5},
+    "alignment": {"metrics": ["mutual_knn", "cka_linear"], "n_permutations": 5, "n_bootstrap": 5,
                   "named_layers": {"cnn_a": "layer2"}},
     "prh": {"reference": "cnn_a"},
 }
@@ -469,7 +470,8 @@ FILES_CONFIG = {
         "table": {"source": "csv", "path": "table/stimuli.csv", "image_size": 16},
     },
     "models": {"cnn_a": dict(TINY_CNN)},
-    "alignment": {"metrics": ["mutual_knn"], "n_permutations": 5, "n_bootstrap": 5, "k": 3},
+    "kernels": {"k": 3},
+    "alignment": {"metrics": ["mutual_knn"], "n_permutations": 5, "n_bootstrap": 5},
 }
 
 
@@ -533,7 +535,8 @@ def test_causal_lms_are_scored_on_the_fixed_text_and_prh_uses_it(tmp_path):
         "datasets": {"emo": {"source": "emoji", "limit": 24, "seed": 2, "image_size": 32}},
         "models": {"cnn_a": dict(TINY_CNN), "gpt_mean": dict(TINY_GPT),
                    "gpt_last": {**TINY_GPT, "pooling": "last", "seed": 1}, "text_a": dict(TINY_BERT)},
-        "alignment": {"metrics": ["mutual_knn"], "n_permutations": 3, "n_bootstrap": 3, "k": 5},
+        "kernels": {"k": 5},
+        "alignment": {"metrics": ["mutual_knn"], "n_permutations": 3, "n_bootstrap": 3},
         "competence": {"text": str(text)},
         "prh": {"reference": "cnn_a"},
     }

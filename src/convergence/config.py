@@ -34,6 +34,9 @@ SCHEMA_RESOURCE = "schemas/config.schema.yaml"
 MODEL_FIELDS = ("modality", "objective", "family")
 #: Config sections whose ``metrics`` list names registry metrics (the schema's allowed names are filled in).
 METRIC_SECTIONS = ("alignment", "dispersion", "consistency", "sample_size")
+#: Keys that moved from ``alignment`` to ``kernels`` (what every kernel store holds, read by every analysis).
+MOVED_TO_KERNELS = ("k", "preprocess", "gram_max_n", "neighbours", "approximate_above", "recall_sample", "backend",
+                    "device")
 #: The most permutation or bootstrap draws one entry may ask for: p-values resolve 1e-5, and the (draws, n)
 #: index array of 10,000 stimuli takes 8 GB.
 MAX_DRAWS = 100_000
@@ -151,6 +154,7 @@ def validate_config(config: dict, *, schema_path: str | Path | None = None, base
     """Return a validated copy of ``config`` with defaults filled; raise :class:`ConfigError` otherwise."""
     schema = load_schema(schema_path)
     cfg = copy.deepcopy(dict(config))
+    _check_moved_keys(cfg)
     validator = _validator_class()(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), str(list(e.absolute_path))))
     if errors:
@@ -159,6 +163,35 @@ def validate_config(config: dict, *, schema_path: str | Path | None = None, base
     _fill_defaults(cfg, schema, schema)
     _check_references(cfg, Path(base_dir))
     return cfg
+
+
+def _check_moved_keys(cfg: dict) -> None:
+    """Kernel settings under ``alignment`` (where they lived before the ``kernels`` section): one error
+    naming every such key and where it went."""
+    section = cfg.get("alignment")
+    moved = [key for key in MOVED_TO_KERNELS if isinstance(section, dict) and key in section]
+    if moved:
+        where = ", ".join(f"alignment.{key} -> kernels.{key}" for key in moved)
+        raise ConfigError(f"config.alignment: {moved} moved to the kernels section ({where}): the kernel stores "
+                          "every analysis reads are set there, e.g. `kernels: {k: 10, preprocess: prh}`")
+
+
+def metric_settings(cfg: dict) -> dict:
+    """The settings metric parameters are read from (``metric_params``): the ``alignment`` section (e.g.
+    ``rbf_sigma``) with the ``kernels`` section's ``k``."""
+    return {**cfg.get("alignment", {}), **cfg.get("kernels", {})}
+
+
+def kernel_search(cfg: dict) -> dict:
+    """The neighbour-search options of the kernel rule, from the validated ``kernels`` section."""
+    return {key: cfg["kernels"][key] for key in ("neighbours", "approximate_above", "recall_sample", "backend", "device")}
+
+
+def kernel_gpus(cfg: dict) -> int:
+    """GPUs a kernel job asks the scheduler for: 1 when the exact search runs on torch on CUDA, else 0
+    (decided from the config alone: building the DAG imports no torch)."""
+    search = kernel_search(cfg)
+    return int(search["backend"] == "torch" and str(search["device"]).startswith("cuda"))
 
 
 def _check_references(cfg: dict, base: Path) -> None:
@@ -545,13 +578,13 @@ def _check_neighbour_counts(cfg: dict, base: Path | None = None) -> None:
     wherever the config (or a cheap count of a CSV's rows or a folder's files) bounds that number (the kNN
     code checks again on the real stimuli). The same for the competence k-NN classifier on labelled data."""
     section = cfg.get("alignment", {})
-    k = kernel_needs(section.get("metrics", []), section)["k"]
+    k = kernel_needs(section.get("metrics", []), metric_settings(cfg))["k"]
     sizes = {name: max_stimuli(d, base) for name, d in cfg["datasets"].items()}
     for name, d in cfg["datasets"].items():
         n = sizes[name]
         if k is not None and n is not None and len(models_for(cfg, name)) >= 2 and k > n - 1:
             raise ConfigError(
-                f"config.alignment.k: k={k} neighbours need more than k stimuli, but dataset {name!r} has at most "
+                f"config.kernels.k: k={k} neighbours need more than k stimuli, but dataset {name!r} has at most "
                 f"{n}; allowed: 1 <= k <= {n - 1} (or raise the dataset's limit / per_class)"
             )
     competence = cfg.get("competence", {})
@@ -658,10 +691,11 @@ def embedding_pairs(cfg: dict) -> list[tuple[str, str]]:
     return [(d, m) for d in cfg["datasets"] for m in models_for(cfg, d)]
 
 
-def metric_params(metric: str, alignment_config: dict) -> dict:
-    """The parameters ``metric`` takes from the config's ``alignment`` section, as the metric registry
-    declares them (and only those, so that changing k never reruns CKA)."""
-    return get_metric(metric).from_config(alignment_config)
+def metric_params(metric: str, settings: dict) -> dict:
+    """The parameters ``metric`` takes from the config's settings (``metric_settings(cfg)``: the ``alignment``
+    section with ``kernels.k``), as the metric registry declares them (and only those, so that changing k
+    never reruns CKA)."""
+    return get_metric(metric).from_config(settings)
 
 
 def dispersion_groups(cfg: dict, dataset: str) -> dict[str, list[str]]:

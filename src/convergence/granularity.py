@@ -96,4 +96,4 @@ def layers_store(cfg: Mapping, kind: str, dataset: str, model: str) -> str:
 def merged_products(base: Mapping, extra: Mapping) -> dict:
     """Kernel products serving both the default alignment (``base``) and the layers metric (``extra``): the
     larger k, and a Gram when either reads one (``metrics.registry.kernel_needs`` entries)."""
-    return {"k": max(int(base["k"] or 0), int(extra["k"] or 0)), "gram": bool(base["gram"] or extra["gram"])}
+    return {**base, "k": max(int(base["k"] or 0), int(extra["k"] or 0)), "gram": bool(base["gram"] or extra["gram"])}

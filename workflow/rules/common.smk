@@ -9,7 +9,10 @@ from convergence.config import (
     dispersion_groups,
     embedding_pairs,
     is_causal_lm,
+    kernel_gpus,
+    kernel_search,
     metric_params,
+    metric_settings,
     models_for,
     validate_config,
 )
@@ -155,10 +158,14 @@ def competence_text(wildcards):
 
 def kernel_products(wildcards):
     """What every kernel store holds, from the metric registry: the largest k any configured neighbour
-    metric uses, and whether any configured metric reads the stored Grams."""
-    a = config["alignment"]
-    needs = kernel_needs(METRICS, a)
-    return {"k": needs["k"] or a["k"], "gram": needs["gram"]}
+    metric uses, and whether any configured metric reads the stored Grams; with kernels.neighbours other than
+    exact, the approximate search's settings (absent for exact, so exact stores keep their parameters)."""
+    needs = kernel_needs(METRICS, metric_settings(config))
+    out = {"k": needs["k"] or config["kernels"]["k"], "gram": needs["gram"]}
+    search = kernel_search(config)
+    if search["neighbours"] != "exact":
+        out.update({key: search[key] for key in ("neighbours", "approximate_above", "recall_sample")})
+    return out
 
 
 def named_layers(dataset):
@@ -210,11 +217,11 @@ def dispersion_alignment_options(wildcards):
     d = config["dispersion"]
     keys = ("quantiles", "sizes", "k_fraction", "k_min", "n_random", "n_bootstrap", "ci", "seed")
     return {
-        # k of the kNN metrics is set per subset from k_full (alignment.k), k_fraction and k_min
+        # k of the kNN metrics is set per subset from k_full (kernels.k), k_fraction and k_min
         "metrics": {
-            m: {p: v for p, v in metric_params(m, config["alignment"]).items() if p != "k"} for m in d["metrics"]
+            m: {p: v for p, v in metric_params(m, metric_settings(config)).items() if p != "k"} for m in d["metrics"]
         },
-        "k_full": config["alignment"]["k"],
+        "k_full": config["kernels"]["k"],
         "alpha": config["alignment"]["alpha"],
         **{key: d[key] for key in keys},
     }

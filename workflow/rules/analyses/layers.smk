@@ -58,10 +58,13 @@ rule kernel_blocks:
         "../../../envs/convergence.yaml"
     resources:
         mem_mb=8000,
+        gpu=kernel_gpus(config),
     params:
-        products=lambda w: merged_products(kernel_products(w), kernel_needs([LAYERS["metric"]], config["alignment"])),
-        preprocess=config["alignment"]["preprocess"],
-        gram_max_n=config["alignment"]["gram_max_n"],
+        products=lambda w: merged_products(
+            kernel_products(w), kernel_needs([LAYERS["metric"]], metric_settings(config))
+        ),
+        preprocess=config["kernels"]["preprocess"],
+        gram_max_n=config["kernels"]["gram_max_n"],
         version=STEP_VERSIONS["kernel"],
     script:
         "../../../scripts/kernel.py"
@@ -133,7 +136,7 @@ rule layers:
         "../../../envs/convergence.yaml"
     params:
         metric=LAYERS["metric"],
-        metric_params=metric_params(LAYERS["metric"], config["alignment"]),
+        metric_params=metric_params(LAYERS["metric"], metric_settings(config)),
         options={key: LAYERS[key] for key in ("tolerance", "n_bins", "n_permutations", "n_bootstrap", "ci", "seed")},
         labels=lambda w: {m: v for m, v in model_labels(w).items() if m in layers_models(config, w.dataset)},
         pair_cache=lambda w: f"results/.cache/pairs/{w.dataset}/layers_{LAYERS['metric']}",
