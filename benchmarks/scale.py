@@ -19,6 +19,21 @@ share caches or memory. Cases, per n:
 
 Ratios are printed against the floor of the same n, from one run. Usage:
 python benchmarks/scale.py [--sizes 1000 10000 50000] [--dim 768] [--naive-max 10000]
+
+``--large`` runs the large-n table instead (n = 100k, 300k, 1M by default, k = 10), each case in its own
+process with ``OMP_WAIT_POLICY=PASSIVE`` (faiss's OpenMP threads otherwise spin on a shared machine):
+
+- ``exact``: ``knn_indices`` as the kernel rule calls it (numpy tiles + float64 checks). When the n^2 trend
+  of the largest measured n predicts more than ``--exact-limit`` seconds (600), it is not run and the
+  prediction is printed, marked "extrapolated";
+- ``approximate``: ``metrics.search.approximate_knn`` (faiss PCA + IVF-Flat, float64 re-ranking) plus the
+  recall@10 measurement on 2,000 seeded rows, as one approximate kernel job does; its recall printed;
+- on two kinds of unit rows: ``latent`` (the table above's: a 64-d Gaussian latent plus isotropic noise, a
+  hard case for any index: neighbours are barely closer than the rest) and ``clustered`` (the same, the
+  latent drawn around n / 100 cluster centres, like class-structured embeddings);
+- ``torch``: the exact search with ``backend="torch"`` on the CPU against the numpy tiles at 50k (ratio).
+
+The machine's load average is printed before and after each case.
 """
 
 from __future__ import annotations
@@ -44,6 +59,94 @@ def features(n: int, dim: int, seed: int):
         x = latent_rng.normal(size=(rows, 64)) @ mixing + 2.0 * rng.normal(size=(rows, dim))
         out[start : start + rows] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
+
+
+def clustered_features(n: int, dim: int, seed: int, spread: float = 0.6):
+    """Unit rows from a latent drawn around n / 100 cluster centres (class-like structure), else as
+    ``features``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    mixing = rng.normal(size=(64, dim))
+    latent_rng = np.random.default_rng(0)
+    centres = latent_rng.normal(size=(max(10, n // 100), 64))
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 4096):
+        rows = min(4096, n - start)
+        z = centres[latent_rng.integers(0, centres.shape[0], size=rows)] + spread * latent_rng.normal(size=(rows, 64))
+        x = z @ mixing + 2.0 * rng.normal(size=(rows, dim))
+        out[start : start + rows] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def run_large_case(case: str, n: int, dim: int, data: str) -> dict:
+    """One case of the large-n table in this process."""
+    import resource
+
+    import numpy as np
+
+    x = (clustered_features if data == "clustered" else features)(n, dim, 1)
+    out = {}
+    t0 = time.perf_counter()
+    if case == "exact":
+        from convergence.metrics import knn_indices
+
+        knn_indices(x.astype(np.float64), 10)
+    elif case in ("torch", "numpy"):
+        from convergence.metrics import knn_indices
+
+        knn_indices(x.astype(np.float64), 10, backend=case)
+    elif case == "approximate":
+        from convergence.metrics.search import approximate_knn, sampled_recall
+
+        found, params = approximate_knn(x, 10)
+        out["search_seconds"] = time.perf_counter() - t0
+        out["recall"], _ = sampled_recall(x, found, sample=2000)
+        out["params"] = {key: params[key] for key in ("nlist", "nprobe", "pca", "candidates")}
+    out.update(seconds=time.perf_counter() - t0, peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
+
+
+def large_table(sizes, dim: int, exact_limit: float, kinds=("latent", "clustered"), exact: bool = True,
+                torch: bool = True) -> None:
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+
+    def case(name, n, data):
+        before = os.getloadavg()[0]
+        proc = subprocess.run([sys.executable, __file__, "--dim", str(dim), "--large-case", name, str(n), data],
+                              capture_output=True, text=True, check=True, env=env)
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        result["load"] = f"{before:.1f}/{os.getloadavg()[0]:.1f}"
+        return result
+
+    print(f"d={dim}, k=10, cpus: {os.cpu_count()}, OMP_WAIT_POLICY=PASSIVE; load average (1 min) before/after each case")
+    print(f"{'n':>8} {'data':<10} {'case':<12} {'seconds':>9} {'peak MB':>8} {'recall@10':>9}  {'load':<10} note")
+    measured = None  # (n, seconds) of the largest exact case run
+    for n in sizes:
+        for data in kinds:
+            if data == kinds[0] and exact:
+                predicted = measured[1] * (n / measured[0]) ** 2 if measured else None
+                if predicted is not None and predicted > exact_limit:
+                    print(f"{n:>8} {data:<10} {'exact':<12} {predicted:9.0f} {'-':>8} {'1':>9}  {'-':<10} "
+                          f"extrapolated: {measured[1]:.0f} s at n={measured[0]} x (n/{measured[0]})^2 "
+                          f"> --exact-limit {exact_limit:.0f} s, not run", flush=True)
+                else:
+                    r = case("exact", n, data)
+                    measured = (n, r["seconds"])
+                    print(f"{n:>8} {data:<10} {'exact':<12} {r['seconds']:9.1f} {r['peak_mb']:8.0f} {'1':>9}  "
+                          f"{r['load']:<10} measured", flush=True)
+            r = case("approximate", n, data)
+            print(f"{n:>8} {data:<10} {'approximate':<12} {r['seconds']:9.1f} {r['peak_mb']:8.0f} {r['recall']:9.4f}  "
+                  f"{r['load']:<10} search {r['search_seconds']:.1f} s + recall on 2,000 rows; {r['params']}",
+                  flush=True)
+    times = {}
+    for name in ("numpy", "torch") if torch else ():
+        r = case(name, 50000, "latent")
+        times[name] = r["seconds"]
+        print(f"{50000:>8} {'latent':<10} {'exact ' + name:<12} {r['seconds']:9.1f} {r['peak_mb']:8.0f} {'1':>9}  "
+              f"{r['load']:<10}", flush=True)
+    if times:
+        print(f"torch backend on the CPU / numpy tiles at n=50,000: {times['torch'] / times['numpy']:.2f}x")
 
 
 def run_case(case: str, n: int, dim: int) -> dict:
@@ -99,9 +202,24 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--naive-max", type=int, default=10000, help="largest n the forced float64 path runs at")
     parser.add_argument("--case", nargs=2, help=argparse.SUPPRESS)  # internal: run one case, print JSON
+    parser.add_argument("--large", action="store_true", help="the large-n table (exact, approximate, torch)")
+    parser.add_argument("--large-sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+    parser.add_argument("--exact-limit", type=float, default=600.0,
+                        help="largest predicted seconds an exact case is run for (else extrapolated)")
+    parser.add_argument("--data", nargs="+", default=["latent", "clustered"], choices=["latent", "clustered"])
+    parser.add_argument("--no-exact", action="store_true", help="large table: leave out the exact cases")
+    parser.add_argument("--no-torch", action="store_true", help="large table: leave out torch vs numpy at 50k")
+    parser.add_argument("--large-case", nargs=3, help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(args.case[0], int(args.case[1]), args.dim)))
+        return
+    if args.large_case:
+        print(json.dumps(run_large_case(args.large_case[0], int(args.large_case[1]), args.dim, args.large_case[2])))
+        return
+    if args.large:
+        large_table(args.large_sizes, args.dim, args.exact_limit, tuple(args.data), not args.no_exact,
+                    not args.no_torch)
         return
     try:
         import faiss

@@ -7,4 +7,5 @@ from convergence.runtime import logged
 with logged(snakemake.log[0], threads=snakemake.threads, outputs=snakemake.output):
     summary = pd.read_csv(snakemake.input.summary)
     plot_depth_profile(summary, [snakemake.output.png, snakemake.output.pdf],
-                       title=f"{snakemake.wildcards.dataset}: where models differ along depth")
+                       title=f"{snakemake.wildcards.dataset}, {snakemake.config['layers']['metric']}: "
+                             "where models differ along depth")

@@ -99,6 +99,15 @@ def test_all_pairs_scores_equal_the_single_pair_metric_on_id_joined_features(ker
             assert np.allclose(sub[:la, :lb], expected, atol=1e-6), (a, b)
 
 
+def test_cknna_neighbour_products_in_row_blocks_equal_one_block(kernels, monkeypatch):
+    from convergence.pairwise.measures import cknna
+
+    whole = quiet(pairwise, kernels, "cknna", params={"k": 8}, n_permutations=0, n_bootstrap=0)
+    monkeypatch.setattr(cknna, "_ROWS", 7)  # blocks of 7 stimuli, the last one short
+    blocked = quiet(pairwise, kernels, "cknna", params={"k": 8}, n_permutations=0, n_bootstrap=0)
+    assert np.array_equal(whole["score"].values, blocked["score"].values, equal_nan=True)
+
+
 def test_scores_depend_on_ids_not_row_positions(kernels):
     ds = pairwise(kernels, "mutual_knn", params={"k": 8}, n_permutations=0, n_bootstrap=0)
     by_position = M.mutual_knn(kernels["alpha"]["features_hidden_00"].values.astype(float),
@@ -393,7 +402,7 @@ def test_figures_are_written_as_png_and_pdf(kernels, tmp_path):
 
 @pytest.mark.parametrize("metric", METRICS)
 def test_null_matrices_score_every_layer_pair_under_the_same_permutation(kernels, metric, monkeypatch):
-    from convergence.pairwise import measures
+    from convergence.pairwise.measures import base as measures_base
 
     ids = common_stimuli(kernels, ["alpha", "beta"])
     measure = make_metric(metric, **PARAMS.get(metric, {}))
@@ -406,7 +415,7 @@ def test_null_matrices_score_every_layer_pair_under_the_same_permutation(kernels
                          for i in range(3)], axis=1)
     assert np.allclose(got, expected, atol=1e-9)
     if metric.endswith("_knn") or metric == "cknna":  # large n: codes found by binary search, not a table
-        monkeypatch.setattr(measures, "_KNN_LOOKUP_MAX", 0)
+        monkeypatch.setattr(measures_base, "_KNN_LOOKUP_MAX", 0)
         assert np.allclose(measure.null_matrices(pa, pb, perms), expected, atol=1e-9)
 
 

@@ -226,3 +226,27 @@ def test_rsa_above_its_limit_compares_a_seeded_subsample(kernels):
                         n_permutations=0, n_bootstrap=0)
     np.testing.assert_allclose(ds["score"].values, explicit["score"].values)
     assert explicit.attrs["subsampled_from"] == 0
+
+
+def test_results_on_approximate_neighbours_carry_the_smaller_recall_of_each_pair(kernels, tmp_path):
+    pytest.importorskip("faiss")
+    approx = {m: build_kernel(store(m, mod, dims, seed), k=5, neighbours="approximate")
+              for m, (mod, dims, seed) in {"va": ("vision", [8, 5], 1), "vb": ("vision", [7], 2)}.items()}
+    assert approx["va"].attrs["kernel_search"] == "approximate" and 0 < approx["va"].attrs["kernel_recall_min"] <= 1
+    approx["vb"].attrs["kernel_recall_min"] = 0.9  # as if vb's search had missed a tenth of its neighbours
+    mixed = {"va": approx["va"], "vb": approx["vb"], "la": kernels["la"]}  # la: exact lists (recall 1)
+    scores = alignment(mixed, "mutual_knn", cache_dir=tmp_path, params={"k": 5}, n_permutations=3, n_bootstrap=3,
+                       log=quiet)
+    recall = scores["neighbour_recall"].to_series()
+    r_va = approx["va"].attrs["kernel_recall_min"]
+    assert recall[("va", "la")] == r_va and recall[("la", "la")] == 1.0
+    assert recall[("va", "vb")] == recall[("vb", "la")] == 0.9
+    assert scores.attrs["neighbour_recall_min"] == 0.9
+    table = summary_table(scores)
+    row = table[(table.model_a == "vb") & (table.model_b == "va")].iloc[0]
+    assert row["neighbour_recall"] == 0.9
+    # CKA reads no neighbours; exact stores only: nothing added
+    assert "neighbour_recall" not in alignment(mixed, "cka_linear", cache_dir=tmp_path, n_permutations=0,
+                                               n_bootstrap=0, log=quiet)
+    assert "neighbour_recall" not in alignment(kernels, "mutual_knn", cache_dir=tmp_path, params={"k": 5},
+                                               n_permutations=0, n_bootstrap=0, log=quiet)

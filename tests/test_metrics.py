@@ -355,15 +355,33 @@ def test_sqeuclidean_rdm_is_rsatoolbox_euclidean_and_keeps_spearman_rsa():
     assert abs(pearson[0] - pearson[1]) > 1e-3
 
 
-@pytest.mark.parametrize(("backend", "tile"), [("faiss", None), ("numpy", 2048), ("numpy", 64), ("numpy", 20)])
-def test_large_n_neighbours_equal_the_exact_path_ties_included(backend, tile):
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+NO_CUDA = pytest.mark.skipif(not _cuda_available(), reason="no CUDA device")
+TORCH_DEVICES = ["cpu", pytest.param("cuda", marks=NO_CUDA)]
+
+
+@pytest.mark.parametrize(("backend", "tile", "device"),
+                         [("faiss", None, "cpu"), ("numpy", 2048, "cpu"), ("numpy", 64, "cpu"), ("numpy", 20, "cpu")]
+                         + [("torch", tile, "cpu") for tile in (None, 64, 20)]
+                         + [pytest.param("torch", tile, "cuda", marks=NO_CUDA) for tile in (None, 64, 20)])
+def test_large_n_neighbours_equal_the_exact_path_ties_included(backend, tile, device):
     """Above exact_max_n the float32 candidate search + float64 re-ranking gives the exact path's neighbours,
     also with duplicated stimuli (exact ties) and a grid of points (many equal inner products); with one
-    tile, many tiles, and tiles narrower than the k + 17 candidates."""
+    tile, many tiles, and tiles narrower than the k + 17 candidates; for every backend (torch on the CPU,
+    and on CUDA when present)."""
     from convergence.metrics.knn import knn_indices
 
     if backend == "faiss":
         pytest.importorskip("faiss")
+    if backend == "torch":
+        pytest.importorskip("torch")
     rng = np.random.default_rng(5)
     x = rng.normal(size=(600, 48))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -372,8 +390,38 @@ def test_large_n_neighbours_equal_the_exact_path_ties_included(backend, tile):
     grid = np.array([[i, j] for i in range(12) for j in range(12)], dtype=float)  # lattice: tied distances
     for feats, k in ((x, 10), (x, 1), (grid, 6), (np.repeat(x[:50], 3, axis=0), 4)):
         exact = knn_indices(feats, k)
-        fast = knn_indices(feats, k, exact_max_n=16, backend=backend, **({"tile": tile} if tile else {}))
+        fast = knn_indices(feats, k, exact_max_n=16, backend=backend, tile=tile, device=device)
         assert np.array_equal(exact, fast)
+
+
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+@pytest.mark.parametrize("tile", [500, 97, 30, 7])
+def test_torch_tiles_keep_each_rows_m_best(tile, device):
+    """The torch tile search returns, for every row, exactly the m largest inner products (self included) of
+    a brute-force float64 matrix (random data: gaps far above float32 round-off), with their values."""
+    pytest.importorskip("torch")
+    from convergence.metrics.search import torch_tile_candidates
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(500, 16)).astype(np.float32)
+    m = 27
+    values, cand = torch_tile_candidates(x, m, tile, device)
+    full = x.astype(np.float64) @ x.astype(np.float64).T
+    truth = np.argsort(-full, axis=1)[:, :m]
+    assert all(set(a) == set(b) for a, b in zip(cand, truth))
+    assert np.allclose(values, np.take_along_axis(full, cand, axis=1), atol=1e-4)
+    assert values.shape == (500, m) and cand.dtype == np.int64
+
+
+def test_torch_backend_refuses_a_missing_cuda_device():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    from convergence.metrics.knn import knn_indices
+
+    x = np.random.default_rng(0).normal(size=(60, 4))
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        knn_indices(x, 3, exact_max_n=16, backend="torch", device="cuda")
 
 
 @pytest.mark.parametrize("tile", [500, 97, 30, 7])
@@ -391,3 +439,27 @@ def test_symmetric_tiles_keep_each_rows_m_best_and_nothing_better_left_out(tile)
     assert all(set(a) == set(b) for a, b in zip(cand, truth))
     assert np.allclose(values, np.take_along_axis(full, cand, axis=1), atol=1e-4)
     assert values.shape == (500, m) and cand.dtype == np.int64
+
+
+@pytest.mark.parametrize("chunk", [16384, 37, 5])
+def test_exact_rows_in_column_chunks_equal_the_exact_path_ties_included(chunk):
+    """The recall's reference lists (float64 over column chunks, float32 input) are knn_indices' own."""
+    from convergence.metrics.knn import knn_indices
+    from convergence.metrics.search import exact_rows
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 12)).astype(np.float32)
+    x[5] = x[6] = x[200]  # exact ties
+    grid = np.array([[i, j] for i in range(10) for j in range(10)], dtype=np.float32)
+    for feats, k in ((x, 7), (grid, 5)):
+        rows = np.array([0, 5, 6, 17, 99, feats.shape[0] - 1])
+        assert np.array_equal(exact_rows(feats, rows, k, chunk=chunk), knn_indices(feats.astype(np.float64), k)[rows])
+
+
+def test_recall_at_k_counts_shared_neighbours():
+    from convergence.metrics.search import recall_at_k
+
+    exact = np.array([[1, 2, 3], [0, 2, 3]])
+    assert recall_at_k(np.array([[3, 2, 1], [0, 4, 5]]), exact) == pytest.approx(4 / 6)
+    with pytest.raises(ValueError, match="equal shape"):
+        recall_at_k(exact[:, :2], exact)

@@ -256,3 +256,22 @@ def test_text_graph_mean_pooled_over_mask(tmp_path):
     np.testing.assert_allclose(out["hidden_01"][1], np.tanh(table[3]), rtol=1e-5)
     with pytest.raises(ValueError):
         enc.encode([])
+
+
+def test_uint8_image_input_is_rounded_not_truncated(tmp_path):
+    """A graph that takes uint8 pixels (NHWC) gets the preprocessed values rounded to the nearest integer: a
+    resize that leaves 254.99998 must feed 255, not 254."""
+    x = helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", "h", "w", 3])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", "h", "w", 3])
+    graph = helper.make_graph([helper.make_node("Cast", ["image"], ["out"], to=TensorProto.FLOAT)], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    from convergence.models.base import ImagePreprocessing
+
+    pre = ImagePreprocessing(size=8, crop_pct=1.0, mean=(0, 0, 0), std=(1, 1, 1), scale=255.0)
+    enc = OnnxEncoder("u8", model, {"out": "out"}, preprocessing=pre, input_layout="NHWC", feature_layout="NHWC")
+    img = RNG.integers(0, 256, size=(2, 8, 8, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(enc.encode(img)["out"], img.reshape(2, -1, 3).mean(axis=1, dtype=np.float64)
+                                  .astype(np.float32))
+    feeds, _ = enc._feeds(img)
+    np.testing.assert_array_equal(feeds[0]["image"], img)  # the exact pixels, every one

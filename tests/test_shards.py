@@ -61,7 +61,7 @@ def test_workflow_runs_shards_as_jobs_and_adding_a_model_adds_only_its_shards(tm
            "datasets": {"emo": {"source": "emoji", "limit": 40, "seed": 1, "image_size": 32, "shard_size": 16},
                         "dig": {"source": "digits", "per_class": 2, "seed": 0}},  # unsharded: rule embed
            "models": {"cnn_a": dict(TINY_CNN)},
-           "alignment": {"metrics": ["mutual_knn"], "n_permutations": 5, "n_bootstrap": 5, "k": 5},
+           "kernels": {"k": 5}, "alignment": {"metrics": ["mutual_knn"], "n_permutations": 5, "n_bootstrap": 5},
            "prh": {"enabled": False}, "crossmodal": {"enabled": False}, "competence": {"enabled": False},
            "sample_size": {"datasets": []}, "dispersion": {"enabled": False}}
     write_config(tmp_path, cfg)

@@ -24,7 +24,8 @@ TINY_CONFIG = {
     "embed_gpus": 1,
     "datasets": {"emo": {"source": "emoji", "limit": 24, "seed": 1, "image_size": 32}},
     "models": {"cnn_a": dict(TINY_CNN), "text_a": dict(TINY_BERT)},
-    "alignment": {"n_permutations": 5, "n_bootstrap": 5, "k": 5},
+    "kernels": {"k": 5},
+    "alignment": {"n_permutations": 5, "n_bootstrap": 5},
 }
 # The chain stimuli -> embed (GPU) -> figure exercises every resource the profile maps; each SLURM job
 # costs ~10 s of Snakemake start-up plus status polling, so the alignment part of the DAG (covered by

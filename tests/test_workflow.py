@@ -35,7 +35,8 @@ TINY_CONFIG = {
     "embed_threads": 1,
     "datasets": {"emo": {"source": "emoji", "limit": 40, "seed": 1, "image_size": 32}},
     "models": {"cnn_a": dict(TINY_CNN), "vit_a": dict(TINY_VIT), "text_a": dict(TINY_BERT)},
-    "alignment": {"metrics": ["mutual_knn", "cka_linear"], "n_permutations": 5, "n_bootstrap": 5, "k": 5,
+    "kernels": {"k": 5},
+    "alignment": {"metrics": ["mutual_knn", "cka_linear"], "n_permutations": 5, "n_bootstrap": 5,
                   "named_layers": {"cnn_a": "layer2"}},
     "prh": {"reference": "cnn_a"},
 }
@@ -172,6 +173,7 @@ CAPTION_PHRASES = {
     "layers/{dataset}/depth": "Where along depth models differ",
     "layers/{dataset}/smoothness": "How smoothly representations change with depth",
     "layers/{dataset}/readout": "How much low-level image information each layer keeps",
+    "layers/{dataset}/diagonal": "Left: one point per layer of model A and ordered model pair",
     "consistency/{metric}/matrices": "Consistency of model-to-model similarity across datasets",
     "consistency/{metric}/distributions": "main figure for metric",
     "consistency/{metric}/behaviour": "Does similarity predict behaviour?",
@@ -179,6 +181,9 @@ CAPTION_PHRASES = {
     "dispersion_alignment": "Vision x language alignment on stimulus subsets chosen by dispersion",
     "dispersion_ratio": "The low / high dispersion alignment ratio",
     "sample_size": "against the number of stimuli",
+    "taxonomy/{dataset}/coherence": "against the visual coherence of the images",
+    "taxonomy/{dataset}/removal": "Cross-modal taxonomic generalisation (study 002)",
+    "taxonomy/{dataset}/shuffle": "Counterfactual image-label maps (study 002)",
 }
 
 
@@ -208,16 +213,97 @@ def check_report(workdir: Path, tmp_path: Path, expected_config: str) -> str:
         assert caption_phrase(figure) in html, figure
     assert "measures how similarly neural networks represent the same stimuli" in html
     assert expected_config in html
+    assert r'<details id=\"run-config\">' in html  # the config sits in a folded block (JSON-escaped in the page)
     assert "{{" not in html  # every caption's template was rendered
     return html
 
 
 def test_report_has_every_figure_with_its_caption_and_the_config(finished_run, tmp_path):
-    html = check_report(finished_run, tmp_path, "&quot;n_permutations&quot;: 5")
+    html = check_report(finished_run, tmp_path, r'\"n_permutations\": 5')
     for category in ("Overview", "Alignment", "Cross-modal", "PRH", "Layers"):
         assert f'"{category}"' in html
     # the captions' templates see the job's wildcards and the config
     assert "shuffled 5 times" in html and r'reference model <tt class=\"docutils literal\">cnn_a' in html
+
+
+# Injected into a copy of the report: after the page has rendered, note where the introduction and the rule
+# graph lie, open the first category's first subcategory and its first figure, note where the figure lies and
+# where a figure far larger than the window lies in its place, and write it all as JSON into <pre id="probe">
+# (read back with chromium --dump-dom).
+REPORT_PROBE = """<script>
+(function () {
+  const out = {steps: [], window: [innerWidth, innerHeight]};
+  const box = (el) => { if (!el) return null; const r = el.getBoundingClientRect();
+    return {top: r.top, bottom: r.bottom, left: r.left, right: r.right}; };
+  const menu = () => [...document.querySelectorAll("a")].filter((a) => a.textContent.trim());
+  const click = (a) => { out.steps.push(a ? a.textContent.trim() : null); if (a) a.click(); };
+  const done = () => { const pre = document.createElement("pre"); pre.id = "probe";
+    pre.textContent = JSON.stringify(out); document.body.appendChild(pre); };
+  setTimeout(() => {
+    const intro = [...document.querySelectorAll("p")].find((p) => p.textContent.includes("measures how similarly"));
+    out.intro = box(intro);
+    out.rulegraph = box(document.getElementById("rulegraph"));
+    const config = document.getElementById("run-config");
+    out.config_open = config ? config.open : null;
+    const first = Object.keys(categories).sort((a, b) => a.localeCompare(b))[0];
+    click(menu().find((a) => a.textContent.trim() === first));
+    setTimeout(() => {
+      // a category with one subcategory opens its results at once; else open the first subcategory
+      const sub = Object.keys(categories[first]).sort((a, b) => a.localeCompare(b))[0];
+      const link = menu().find((a) => a.textContent.trim() === sub);
+      if (link) click(link);
+      setTimeout(() => {
+        click(document.querySelector("td div[role=group] a"));
+        setTimeout(() => { const img = document.querySelector("div.grow.h-screen img");
+          out.figure = box(img);
+          if (!img) { done(); return; }
+          // a figure far taller and wider than the window, shown in the same place
+          const canvas = document.createElement("canvas"); canvas.width = 3000; canvas.height = 4000;
+          img.src = canvas.toDataURL();
+          setTimeout(() => { out.tall_figure = box(img); done(); }, 800);
+        }, 800);
+      }, 800);
+    }, 800);
+  }, 1500);
+})();
+</script>"""
+
+
+def report_layout(html: str, tmp_path: Path) -> dict:
+    """Render the report in headless Chromium (1400 x 1000 window) with REPORT_PROBE and return what it noted."""
+    import json
+
+    chromium = shutil.which("chromium")
+    assert chromium, "headless Chromium is missing: apt-get install chromium (make test installs it)"
+    page = tmp_path / "probed.html"
+    at = html.rindex("</body>")
+    page.write_text(html[:at] + REPORT_PROBE + html[at:])
+    proc = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}",
+         "--window-size=1400,1000", "--virtual-time-budget=15000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )
+    found = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, re.S)
+    assert found, f"the report did not render in Chromium:\n{proc.stderr[-3000:]}"
+    import html as html_module
+
+    return json.loads(html_module.unescape(found.group(1)))
+
+
+def test_report_in_a_browser_shows_the_introduction_and_the_first_figure_without_scrolling(finished_run, tmp_path):
+    html = check_report(finished_run, tmp_path, r'\"n_permutations\": 5')
+    layout = report_layout(html, tmp_path)
+    width, height = layout["window"]
+    intro, graph, figure = layout["intro"], layout["rulegraph"], layout["figure"]
+    assert intro and 0 <= intro["top"] and intro["bottom"] <= height, layout  # the Workflow page opens at its top
+    assert graph and 0 <= graph["top"] < height, layout  # the rule graph starts in view
+    assert layout["config_open"] is False  # the config is folded, so it cannot push the text away
+    assert None not in layout["steps"] and layout["steps"][0], layout  # category, [subcategory,] figure button
+    assert figure, layout
+    for shown in (figure, layout["tall_figure"]):  # the whole figure within the window, a huge one scaled down
+        inside = 0 <= shown["top"] and shown["bottom"] <= height + 1 and 0 <= shown["left"] and shown["right"] <= width + 1
+        assert inside, layout
 
 
 def jobs_after(workdir: Path, mutate, base: dict = TINY_CONFIG) -> set[tuple[str, str]]:
@@ -299,9 +385,10 @@ def test_one_figure_regenerates_alone_from_cached_numbers(finished_run):
 
 AGGREGATE_RULES = {"figure_overview", "alignment", "crossmodal", "figure_alignment", "figure_crossmodal", "prh", "figure_prh",
                    "competence", "layers", "layers_readout", "figure_layers_grid", "figure_layers_depth",
-                   "figure_layers_smoothness", "figure_layers_readout", "sample_size", "figure_sample_size"}
+                   "figure_layers_smoothness", "figure_layers_readout", "figure_layers_diagonal", "sample_size",
+                   "figure_sample_size"}
 LAYERS_RULES = {"embed_blocks", "kernel_blocks", "lowlevel", "layers", "layers_readout", "figure_layers_grid",
-                "figure_layers_depth", "figure_layers_smoothness", "figure_layers_readout"}
+                "figure_layers_depth", "figure_layers_smoothness", "figure_layers_readout", "figure_layers_diagonal"}
 
 
 def test_layers_analysis_outputs(finished_run):
@@ -498,7 +585,8 @@ FILES_CONFIG = {
         "table": {"source": "csv", "path": "table/stimuli.csv", "image_size": 16},
     },
     "models": {"cnn_a": dict(TINY_CNN)},
-    "alignment": {"metrics": ["mutual_knn"], "n_permutations": 5, "n_bootstrap": 5, "k": 3},
+    "kernels": {"k": 3},
+    "alignment": {"metrics": ["mutual_knn"], "n_permutations": 5, "n_bootstrap": 5},
     "competence": {"k": 3},  # six labelled images: the k-NN classifier's k must stay below that
 }
 
@@ -573,7 +661,8 @@ def test_causal_lms_are_scored_on_the_fixed_text_and_prh_uses_it(tmp_path):
         "datasets": {"emo": {"source": "emoji", "limit": 24, "seed": 2, "image_size": 32}},
         "models": {"cnn_a": dict(TINY_CNN), "gpt_mean": dict(TINY_GPT),
                    "gpt_last": {**TINY_GPT, "pooling": "last", "seed": 1}, "text_a": dict(TINY_BERT)},
-        "alignment": {"metrics": ["mutual_knn"], "n_permutations": 3, "n_bootstrap": 3, "k": 5},
+        "kernels": {"k": 5},
+        "alignment": {"metrics": ["mutual_knn"], "n_permutations": 3, "n_bootstrap": 3},
         "competence": {"text": str(text)},
         "prh": {"reference": "cnn_a"},
     }
@@ -641,7 +730,7 @@ def test_consistency_run_writes_tables_and_figures(consistency_run):
 
 
 def test_consistency_report_has_its_figures_and_captions(consistency_run, tmp_path):
-    html = check_report(consistency_run, tmp_path, "&quot;probe_splits&quot;: 2")
+    html = check_report(consistency_run, tmp_path, r'\"probe_splits\": 2')
     assert '"Consistency"' in html and '"cka_rbf"' in html  # category and subcategory (the metric)
 
 

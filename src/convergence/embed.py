@@ -285,8 +285,15 @@ def _attrs(encoder: Encoder, stimuli: xr.Dataset, feature_dims: dict, *, batch_s
 
 
 def _used_precision(encoder: Encoder, precision: str) -> str:
+    """The arithmetic the forward pass actually ran in: autocast's on CUDA, float32 on the CPU and for ONNX
+    graphs, and the weights' own dtype when they were loaded in reduced precision (a Hugging Face model's
+    ``dtype``), which computes in it on any device."""
     used = effective_precision(precision, encoder.device)
-    return used if getattr(encoder, "autocast_capable", True) else "float32"
+    if not getattr(encoder, "autocast_capable", True):
+        used = "float32"
+    if encoder.provenance.get("weights_dtype") in ("bfloat16", "float16") and used == "float32":
+        used = encoder.provenance["weights_dtype"]
+    return used
 
 
 def _chunk_dataset(encoder: Encoder, ids, feats: dict, bpb) -> xr.Dataset:

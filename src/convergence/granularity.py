@@ -13,6 +13,10 @@ embedding and kernel stores (``results/embeddings_blocks``, ``results/kernels_bl
   whose family (the entry's label, else the zoo's) is ``cnn`` and whose stored layers are not its blocks
   already (the zoo entry's ``stores_blocks``: HED stores its five VGG16 blocks).
 
+A model known to have a single layer (a packaged model whose zoo entry says ``n_layers: 1``: the SSCD graphs,
+whose only layer is their own output) has no layers to compare one by one: the layers analysis leaves it
+out (:func:`layers_models`) and never extracts it per block.
+
 Everything else (ViTs, language models, ONNX files whose layers are named tensors) is read from its
 default stores, so the analysis schedules no embedding or kernel job for it.
 """
@@ -35,11 +39,20 @@ def model_family(entry: Mapping) -> str:
     return ""
 
 
+def single_layer(entry: Mapping) -> bool:
+    """Whether the entry is a packaged model whose zoo entry fixes it at one layer (``n_layers: 1``)."""
+    if entry.get("source") != "packaged":
+        return False
+    from .models.zoo import PACKAGED
+
+    return PACKAGED.get(entry.get("name", ""), {}).get("n_layers", 2) < 2
+
+
 def needs_block_extraction(entry: Mapping, granularity: str = "blocks") -> bool:
     """Whether the ``layers`` analysis extracts this model entry per block into stores of its own."""
     if granularity not in LAYER_GRANULARITIES:
         raise ValueError(f"layers.granularity must be one of {LAYER_GRANULARITIES}, got {granularity!r}")
-    if granularity == "stored" or entry.get("granularity") or entry.get("modality") != "vision":
+    if granularity == "stored" or entry.get("granularity") or entry.get("modality") != "vision" or single_layer(entry):
         return False
     if entry.get("source") == "timm":
         return model_family(entry) != "transformer"
@@ -56,11 +69,13 @@ def block_spec(entry: Mapping) -> dict:
 
 
 def layers_models(cfg: Mapping, dataset: str) -> list[str]:
-    """The models the layers analysis compares on ``dataset``: those of ``layers.modalities``, config order."""
+    """The models the layers analysis compares on ``dataset``: those of ``layers.modalities``, config order,
+    less those with a single layer (:func:`single_layer`)."""
     from .config import models_for
 
     wanted = cfg["layers"]["modalities"]
-    return [m for m in models_for(cfg, dataset) if cfg["models"][m]["modality"] in wanted]
+    return [m for m in models_for(cfg, dataset)
+            if cfg["models"][m]["modality"] in wanted and not single_layer(cfg["models"][m])]
 
 
 def layers_datasets(cfg: Mapping) -> list[str]:
@@ -81,4 +96,4 @@ def layers_store(cfg: Mapping, kind: str, dataset: str, model: str) -> str:
 def merged_products(base: Mapping, extra: Mapping) -> dict:
     """Kernel products serving both the default alignment (``base``) and the layers metric (``extra``): the
     larger k, and a Gram when either reads one (``metrics.registry.kernel_needs`` entries)."""
-    return {"k": max(int(base["k"] or 0), int(extra["k"] or 0)), "gram": bool(base["gram"] or extra["gram"])}
+    return {**base, "k": max(int(base["k"] or 0), int(extra["k"] or 0)), "gram": bool(base["gram"] or extra["gram"])}

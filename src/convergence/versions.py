@@ -19,5 +19,5 @@ STEP_VERSIONS = {
     "consistency": 1,
     "sample_size": 3,  # 3: tau, calibrated, q_value; jackknife intervals
     "taxonomy": 1,
-    "prh": 2,  # 2: calibrated alignment and q-value columns
+    "prh": 3,  # 2: calibrated alignment and q-value columns; 3: each model's objective, the fits over trained models
 }

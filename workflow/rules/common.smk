@@ -9,7 +9,10 @@ from convergence.config import (
     dispersion_groups,
     embedding_pairs,
     is_causal_lm,
+    kernel_gpus,
+    kernel_search,
     metric_params,
+    metric_settings,
     models_for,
     validate_config,
 )
@@ -121,6 +124,11 @@ def model_spec(wildcards):
     else decides the extraction's numbers, and only that (convergence.reproducibility): the resolved device,
     the effective precision (float32 on the CPU whatever is asked) and, on the CPU, the thread count."""
     spec = {k: v for k, v in config["models"][wildcards.model].items() if k not in MODEL_LABELS}
+    # pretrained hub/file weights go through their source's own image transform (the loaders' default): named
+    # here so that their extractions made with the on-device pipeline rerun; random-init entries keep theirs
+    pretrained = spec.get("pretrained", True) is not False or spec.get("weights")
+    if spec.get("modality") == "vision" and spec["source"] in ("timm", "open_clip", "hf") and pretrained:
+        spec.setdefault("image_transform", "source")
     return {**spec, **extraction_settings(config)}
 
 
@@ -151,10 +159,14 @@ def competence_text(wildcards):
 
 def kernel_products(wildcards):
     """What every kernel store holds, from the metric registry: the largest k any configured neighbour
-    metric uses, and whether any configured metric reads the stored Grams."""
-    a = config["alignment"]
-    needs = kernel_needs(METRICS, a)
-    return {"k": needs["k"] or a["k"], "gram": needs["gram"]}
+    metric uses, and whether any configured metric reads the stored Grams; with kernels.neighbours other than
+    exact, the approximate search's settings (absent for exact, so exact stores keep their parameters)."""
+    needs = kernel_needs(METRICS, metric_settings(config))
+    out = {"k": needs["k"] or config["kernels"]["k"], "gram": needs["gram"]}
+    search = kernel_search(config)
+    if search["neighbours"] != "exact":
+        out.update({key: search[key] for key in ("neighbours", "approximate_above", "recall_sample")})
+    return out
 
 
 def named_layers(dataset):
@@ -211,11 +223,11 @@ def dispersion_alignment_options(wildcards):
     d = config["dispersion"]
     keys = ("quantiles", "sizes", "k_fraction", "k_min", "n_random", "n_bootstrap", "ci", "seed")
     return {
-        # k of the kNN metrics is set per subset from k_full (alignment.k), k_fraction and k_min
+        # k of the kNN metrics is set per subset from k_full (kernels.k), k_fraction and k_min
         "metrics": {
-            m: {p: v for p, v in metric_params(m, config["alignment"]).items() if p != "k"} for m in d["metrics"]
+            m: {p: v for p, v in metric_params(m, metric_settings(config)).items() if p != "k"} for m in d["metrics"]
         },
-        "k_full": config["alignment"]["k"],
+        "k_full": config["kernels"]["k"],
         "alpha": config["alignment"]["alpha"],
         **{key: d[key] for key in keys},
     }

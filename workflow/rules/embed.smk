@@ -82,5 +82,7 @@ rule figure_overview:
         "logs/figures/overview/{dataset}.log",
     conda:
         "../../envs/convergence.yaml"
+    params:
+        labels=model_labels,
     script:
         "../../scripts/figure_overview.py"

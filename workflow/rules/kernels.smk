@@ -10,10 +10,11 @@ rule kernel:
         "../../envs/convergence.yaml"
     resources:
         mem_mb=8000,
+        gpu=kernel_gpus(config),
     params:
         products=kernel_products,
-        preprocess=config["alignment"]["preprocess"],
-        gram_max_n=config["alignment"]["gram_max_n"],
+        preprocess=config["kernels"]["preprocess"],
+        gram_max_n=config["kernels"]["gram_max_n"],
         version=STEP_VERSIONS["kernel"],
     script:
         "../../scripts/kernel.py"

@@ -218,7 +218,7 @@ class _SubsetScorer:
             if "k" in spec.param_names:
                 if k > self.stored_k:
                     raise ValueError(f"{name} with k={k} on a subset needs k <= the kernel stores' k={self.stored_k}; "
-                                     "lower dispersion.k_fraction / k_min or raise alignment.k")
+                                     "lower dispersion.k_fraction / k_min or raise kernels.k")
                 params = {**params, "k": k}
             out[name] = make_metric(name, **params)
         return out

@@ -43,29 +43,33 @@ def alignment_vs_competence(scores: xr.Dataset, competence: Mapping[str, float] 
 
     ``reference`` may be a ``model_a`` (the models are then the ``model_b`` entries) or a ``model_b``.
     Columns: model, competence, alignment, ci_low, ci_high, null_mean, p_value, q_value, tau, calibrated
-    (NaN where the scores lack them). Models without a competence value are left out; the reference itself
-    is left out.
+    (NaN where the scores lack them), objective (the model's training objective label, "" where the scores
+    carry none). Models without a competence value are left out; the reference itself is left out.
     """
     competence = pd.Series(competence, dtype=np.float64)
     if reference in scores["model_a"].values:
         sub = scores.sel(model_a=reference, summary=summary)
         models = [str(m) for m in sub["model_b"].values]
         dim = "model_b"
+        objectives = sub["objective_b"].values if "objective_b" in sub.coords else [""] * len(models)
     elif reference in scores["model_b"].values:
         sub = scores.sel(model_b=reference, summary=summary)
         models = [str(m) for m in sub["model_a"].values]
         dim = "model_a"
+        objectives = sub["objective_a"].values if "objective_a" in sub.coords else [""] * len(models)
     else:
         raise ValueError(f"reference {reference!r} is not a model of these scores")
     rows = []
+    objective = dict(zip(models, (str(o) for o in objectives)))
     for m in models:
         if m == reference or m not in competence.index:
             continue
         at = sub.sel({dim: m})
         row = {"model": m, "competence": float(competence[m]), "alignment": float(at["summary_score"])}
         row.update({f: float(at[f]) if f in at else np.nan for f in _FIELDS})
+        row["objective"] = objective[m]
         rows.append(row)
-    return pd.DataFrame(rows, columns=["model", "competence", "alignment", *_FIELDS])
+    return pd.DataFrame(rows, columns=["model", "competence", "alignment", *_FIELDS, "objective"])
 
 
 _FIELDS = ("ci_low", "ci_high", "null_mean", "p_value", "q_value", "tau", "calibrated")
@@ -99,24 +103,26 @@ def prh(scores: xr.Dataset, competence: pd.DataFrame, reference: str, *, summary
         ``table``: one row per model with a competence value (``alignment_vs_competence``); ``info``:
         ``reference``, ``metric``, ``summary``, ``x_label`` (what competence means here), ``fit``
         (``linear_fit`` of alignment on competence; ``None`` with fewer than two models), ``fit_calibrated``
-        (the same for the calibrated alignment; its r is NaN when it is constant, e.g. 0 for every model)
-        and ``alpha``.
+        (the same for the calibrated alignment; its r is NaN when it is constant, e.g. 0 for every model),
+        ``fit_trained`` and ``fit_calibrated_trained`` (the same two over the trained models only: the
+        random-weight controls, objective ``random``, left out) and ``alpha``.
     """
     values, x_label = prh_competence(competence)
     table = alignment_vs_competence(scores, values, reference, summary=summary)
-    numeric = [c for c in table.columns if c != "model"]
+    numeric = [c for c in table.columns if c not in ("model", "objective")]
     table[numeric] = table[numeric].astype(float)  # an empty table (no competence here) stays numeric
-    try:
-        fit = linear_fit(table["competence"], table["alignment"])
-    except ValueError:
-        fit = None
-    try:
-        fit_calibrated = linear_fit(table["competence"], table["calibrated"])
-    except ValueError:
-        fit_calibrated = None
+    trained = table[table["objective"].str.lower() != "random"]
+    fits = {}
+    for name, rows, column in (("fit", table, "alignment"), ("fit_trained", trained, "alignment"),
+                               ("fit_calibrated", table, "calibrated"),
+                               ("fit_calibrated_trained", trained, "calibrated")):
+        try:
+            fits[name] = linear_fit(rows["competence"], rows[column])
+        except ValueError:
+            fits[name] = None
     info = {"reference": reference, "metric": str(scores.attrs.get("metric", "")), "summary": summary,
-            "x_label": x_label, "n_stimuli": int(scores.attrs.get("n_stimuli", 0)), "fit": fit,
-            "fit_calibrated": fit_calibrated, "alpha": float(scores.attrs.get("alpha", np.nan))}
+            "x_label": x_label, "n_stimuli": int(scores.attrs.get("n_stimuli", 0)), **fits,
+            "alpha": float(scores.attrs.get("alpha", np.nan))}
     return table, info
 
 
@@ -127,6 +133,8 @@ def read_prh(table_path, info_path) -> tuple[pd.DataFrame, dict]:
     from pathlib import Path
 
     table = pd.read_csv(table_path)
-    numeric = [c for c in table.columns if c != "model"]
+    if "objective" in table.columns:  # an empty label is read as NaN
+        table["objective"] = table["objective"].fillna("").astype(str)
+    numeric = [c for c in table.columns if c not in ("model", "objective")]
     table[numeric] = table[numeric].astype(float)
     return table, json.loads(Path(info_path).read_text())

@@ -9,6 +9,8 @@ squared, so a scale-invariant measure gives the same value for features scaled b
 
 - ``preprocess``: the PRH outlier clamp and per-stimulus L2 normalisation (``prh_preprocess``).
 - ``knn``: neighbour lists and the kNN scores ``mutual_knn``, ``jaccard_knn``, ``cycle_knn``.
+- ``search``: the torch tiles of the exact neighbour search (CUDA or CPU) and the approximate search
+  (faiss IVF-Flat) with its measured recall; imports neither torch nor faiss until called.
 - ``cka``: ``hsic`` (biased, unbiased), ``cka`` (linear, RBF), ``cka_linear_features``, ``cknna``.
 - ``subspace``: ``svcca``, ``procrustes_distance``.
 - ``rsa``: ``rdm``, ``rsa``.

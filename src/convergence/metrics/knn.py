@@ -22,16 +22,21 @@ CANDIDATE_MARGIN = 16
 TILE = 2048
 
 
-def knn_indices(x, k: int, *, block_rows: int = 1024, exact_max_n: int = EXACT_MAX_N, tile: int = TILE,
-                backend: str = "numpy") -> np.ndarray:
+#: The float32 candidate searches of :func:`knn_indices` above ``exact_max_n``.
+BACKENDS = ("numpy", "torch", "faiss")
+
+
+def knn_indices(x, k: int, *, block_rows: int = 1024, exact_max_n: int = EXACT_MAX_N, tile: int | None = None,
+                backend: str = "numpy", device: str = "cpu") -> np.ndarray:
     """The k nearest neighbours of every stimulus by inner product, self excluded.
 
     Up to ``exact_max_n`` stimuli, float64 similarities in row blocks and an exact partial sort. Above it,
     the same neighbours faster: the ``k + CANDIDATE_MARGIN`` best candidates of every stimulus by float32
     inner products, from square tiles of ``X @ X.T`` on and above the diagonal only (the matrix is
     symmetric, so each tile serves its rows and its columns: about half the bare matmul's work) merged under
-    a rising per-row threshold; or, with ``backend="faiss"``, from ``faiss.IndexFlatIP`` (exact, but it
-    computes the whole matrix). A float32 inner product differs from the exact one by at most
+    a rising per-row threshold; with ``backend="torch"``, from the same symmetric tiles with a per-tile top-k
+    in torch on ``device`` (a GPU when the job has one; ``metrics.search.torch_tile_candidates``); with
+    ``backend="faiss"``, from ``faiss.IndexFlatIP`` (exact, but it computes the whole matrix). A float32 inner product differs from the exact one by at most
     ``bound = gamma |x_i| max_j |x_j|``, ``gamma = (d + 2) u / (1 - (d + 2) u)``, ``u = 2^-24``. So (1) a row
     whose k + 1 best float32 values are all more than two bounds apart has the exact neighbours in the exact
     order; (2) any other row is re-ranked by float64 inner products of its candidates and kept when its k-th
@@ -50,12 +55,15 @@ def knn_indices(x, k: int, *, block_rows: int = 1024, exact_max_n: int = EXACT_M
         ``8 * block_rows * n`` bytes, never n x n.
     exact_max_n : int
         Largest n searched by the float64 path alone.
-    tile : int
-        Stimuli per side of the float32 tiles above ``exact_max_n`` (``4 * tile**2`` bytes each; 2,048, a
-        16 MB tile, was the fastest measured at 50,000 stimuli).
-    backend : "numpy" or "faiss"
-        The float32 candidate search above ``exact_max_n``. "faiss" needs ``faiss-cpu`` (the ``faiss``
-        extra); on 2 cores it took 1.6x the time of the symmetric tiles (``benchmarks/scale.py``).
+    tile : int, optional
+        Stimuli per side of the float32 tiles above ``exact_max_n`` (``4 * tile**2`` bytes each; numpy: 2,048,
+        a 16 MB tile, was the fastest measured at 50,000 stimuli; torch: 4,096 on CUDA, 2,048 on the CPU).
+    backend : "numpy", "torch" or "faiss"
+        The float32 candidate search above ``exact_max_n``; the neighbour lists are the same for all three.
+        "faiss" needs ``faiss-cpu`` (the ``faiss`` extra); on 2 cores it took 1.6x the time of the symmetric
+        tiles (``benchmarks/scale.py``).
+    device : str
+        The torch backend's device: "cpu", "cuda" or "cuda:<index>" (an error when CUDA is absent).
 
     Returns
     -------
@@ -65,10 +73,10 @@ def knn_indices(x, k: int, *, block_rows: int = 1024, exact_max_n: int = EXACT_M
     x = power_of_two_scaled(as_features(x, "features"))[0]  # exact: the order of inner products is kept
     n = x.shape[0]
     k = check_k(k, n)
-    check_choice(backend, ("numpy", "faiss"), "backend")
-    tile = check_int(tile, "tile", minimum=1)
+    check_choice(backend, BACKENDS, "backend")
+    tile = None if tile is None else check_int(tile, "tile", minimum=1)
     if n > exact_max_n and k + CANDIDATE_MARGIN < n - 1:
-        return _knn_by_candidates(x, k, block_rows=block_rows, tile=tile, backend=backend)
+        return _knn_by_candidates(x, k, block_rows=block_rows, tile=tile, backend=backend, device=device)
     return _knn_exact(x, k, np.arange(n), block_rows=block_rows)
 
 
@@ -83,8 +91,13 @@ def _knn_exact(x: np.ndarray, k: int, rows: np.ndarray, *, block_rows: int = 102
     return out
 
 
-def _float32_candidates(x32: np.ndarray, m: int, backend: str, tile: int) -> tuple[np.ndarray, np.ndarray]:
+def _float32_candidates(x32: np.ndarray, m: int, backend: str, tile: int | None, device: str = "cpu"
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """The m best (float32 value, index) of every row of x32 against all rows, self included."""
+    if backend == "torch":
+        from .search import torch_tile_candidates
+
+        return torch_tile_candidates(x32, m, tile, device)
     if backend == "faiss":
         try:
             import faiss
@@ -94,7 +107,7 @@ def _float32_candidates(x32: np.ndarray, m: int, backend: str, tile: int) -> tup
         index.add(x32)
         values, cand = index.search(x32, m)
         return values.astype(np.float64), cand.astype(np.int64)
-    return _symmetric_tile_candidates(x32, m, tile)
+    return _symmetric_tile_candidates(x32, m, tile or TILE)
 
 
 def _symmetric_tile_candidates(x32: np.ndarray, m: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,11 +173,12 @@ def _merge_candidates(values, cand, threshold, rows, cols, sims) -> None:
     threshold[touched] = values[touched].min(axis=1)
 
 
-def _knn_by_candidates(x: np.ndarray, k: int, *, block_rows: int, tile: int, backend: str) -> np.ndarray:
+def _knn_by_candidates(x: np.ndarray, k: int, *, block_rows: int, tile: int | None, backend: str,
+                       device: str = "cpu") -> np.ndarray:
     n, d = x.shape
     m = k + CANDIDATE_MARGIN + 1  # + 1: the stimulus itself is among its own candidates
     x32 = np.ascontiguousarray(x, dtype=np.float32)
-    values32, cand = _float32_candidates(x32, m, backend, tile)
+    values32, cand = _float32_candidates(x32, m, backend, tile, device)
     del x32
     norms = np.linalg.norm(x, axis=1)
     u = 2.0**-24

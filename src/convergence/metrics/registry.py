@@ -36,7 +36,8 @@ NEEDS = ("neighbors", "gram", "features")
 @dataclass(frozen=True)
 class Param:
     """One parameter of a measure: its name, its default (``None``: no default), what it means, and the
-    key of the config's ``alignment`` section that sets it in the workflow (if any)."""
+    key of the config settings that sets it in the workflow (if any; ``config.metric_settings``: the
+    ``alignment`` section with ``kernels.k``)."""
 
     name: str
     default: Any

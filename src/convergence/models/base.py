@@ -106,6 +106,7 @@ class ImagePreprocessing:
 
     def describe(self) -> dict:
         return {
+            "pipeline": "convergence.models.base.ImagePreprocessing (torch resize on the device)",
             "size": self.size,
             "crop_pct": self.crop_pct,
             "mean": list(self.mean),
@@ -114,6 +115,34 @@ class ImagePreprocessing:
             "channel_order": self.channel_order,
             "scale": self.scale,
         }
+
+
+class SourceTransform:
+    """A model source's own image pipeline (timm's eval transform, open_clip's, a Hugging Face image
+    processor), applied image by image on the CPU exactly as the source library applies it to a PIL image,
+    then stacked and moved to the device. ``transform`` maps one RGB PIL image to a float tensor (3, H, W);
+    ``facts`` describe it for the store (``pipeline`` names the library's function)."""
+
+    def __init__(self, transform, facts: dict) -> None:
+        self.transform = transform
+        self.facts = {"pipeline": str(facts.get("pipeline", "source")), **facts}
+
+    def __call__(self, images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+        from PIL import Image
+
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(
+                f"images must be uint8 of shape (batch, height, width, 3); got {images.dtype} {images.shape}"
+            )
+        batch = torch.stack([self.transform(Image.fromarray(np.ascontiguousarray(im), "RGB")) for im in images])
+        return to_device(batch.float().contiguous(), device)
+
+    def describe(self) -> dict:
+        return dict(self.facts)
+
+
+#: Config values of ``image_transform``: the source library's own pipeline, or the project's on-device one.
+IMAGE_TRANSFORMS = ("source", "convergence")
 
 
 @dataclass

@@ -9,13 +9,14 @@ state, pooled as the CLS token (transformers) or a global average (CNN feature m
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from .base import Encoder, ImagePreprocessing, ModelLoadError, relative_depths, to_device
+from .base import Encoder, ImagePreprocessing, ModelLoadError, SourceTransform, relative_depths, to_device
 
 KINDS = ("auto", "text_encoder", "causal_lm", "vision")
 #: Token poolings of text models: ``mean`` over the attention mask, or the ``last`` non-padding token.
@@ -100,8 +101,22 @@ class HFTextEncoder(Encoder):
 
     def _forward(self, texts: Sequence[str]):
         enc = self._tokens(texts)
-        out = self.model(**enc, output_hidden_states=True, return_dict=True)
+        extra = {}
+        if self._absolute_positions and bool((enc["attention_mask"][:, 0] == 0).any()):
+            # left padding and absolute position embeddings (BERT, GPT-2, ...): each text's own positions start
+            # at 0 at its first token, as unpadded (rotary and ALiBi models depend on relative positions only)
+            extra["position_ids"] = (enc["attention_mask"].long().cumsum(1) - 1).clamp_min(0)
+        out = self.model(**enc, **extra, output_hidden_states=True, return_dict=True)
         return enc, out
+
+    @property
+    def _absolute_positions(self) -> bool:
+        import inspect
+
+        cfg = self.model.config.get_text_config()
+        rotary = any(getattr(cfg, k, None) is not None for k in ("rope_theta", "rope_parameters", "rope_scaling"))
+        accepts = "position_ids" in inspect.signature(self.model.forward).parameters
+        return accepts and not rotary and getattr(cfg, "model_type", "") not in ("bloom", "falcon", "mpt")
 
     def _pooled(self, enc: dict, hidden) -> dict[str, np.ndarray]:
         if len(hidden) != len(self._all_names):
@@ -261,6 +276,27 @@ class HFVisionEncoder(Encoder):
         return out
 
 
+def resolved_source(name: str, revision: str | None, config) -> dict:
+    """What ``from_pretrained(name, revision=...)`` read: for a hub repo the commit the revision resolved to
+    (transformers' ``config._commit_hash``, else the snapshot the cached ``config.json`` lies in); for a local
+    directory the sha256 of each weights file in it."""
+    from pathlib import Path
+
+    from ..hubcache import file_sha256, snapshot_commit
+
+    local = Path(str(name))
+    if local.is_dir():
+        files = sorted(p for p in local.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
+        return {"weights_files": {p.name: file_sha256(p) for p in files}}
+    commit = getattr(config, "_commit_hash", None)
+    if not commit:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(str(name), "config.json", revision=revision)
+        commit = snapshot_commit(path) if isinstance(path, str) else None
+    return {"commit": str(commit or "unknown")}
+
+
 def _tokenizer(spec: dict, source_dir: str | None):
     from transformers import AutoTokenizer
 
@@ -334,17 +370,30 @@ def load(name: str, spec: dict, device: torch.device) -> Encoder:
     except ModelLoadError:
         raise
     except Exception as err:
+        from ..hubcache import explain_hub_error
+
+        why = explain_hub_error(err, str(spec.get("name")), spec.get("revision")) if pretrained else None
+        if why:
+            raise ModelLoadError(f"model {name!r}: {why}") from err
         raise ModelLoadError(
             f"model {name!r}: could not load transformers model {spec.get('name')!r}: {err}. "
             "Without a model hub, point `name` at a local directory saved with save_pretrained()."
         ) from err
     provenance["parameters"] = int(sum(p.numel() for p in model.parameters()))
     provenance["weights_dtype"] = str(next(model.parameters()).dtype).replace("torch.", "")
+    if pretrained:
+        provenance.update(resolved_source(spec["name"], spec.get("revision"), getattr(model, "config", None)))
     if kind == "vision":
         from transformers import AutoImageProcessor
 
         try:
             proc = AutoImageProcessor.from_pretrained(spec["name"], revision=spec.get("revision"))
+            if (spec.get("image_transform") or "source") == "source":  # the processor's own pipeline
+                pre = SourceTransform(lambda im: proc(images=im, return_tensors="pt")["pixel_values"][0],
+                                      {"pipeline": f"transformers {type(proc).__name__}(images=..., "
+                                       "return_tensors='pt')", **json.loads(proc.to_json_string())})
+                return HFVisionEncoder(name, model, pre, pooling=spec.get("pooling", "auto"), device=device,
+                                       provenance=provenance)
             resize = proc.size.get("shortest_edge") or proc.size.get("height") or 224
             crop = proc.crop_size["height"] if getattr(proc, "do_center_crop", False) and proc.crop_size else resize
             pre = ImagePreprocessing(

@@ -128,9 +128,9 @@ def make_session(model, device: torch.device | str = "cpu"):
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    # as many threads as the job has (convergence.runtime.logged sets torch's count from Snakemake's threads),
-    # not onnxruntime's default of every core of the machine: the count is fixed by the config, not the host
-    opts.intra_op_num_threads = torch.get_num_threads()
+    # the job's thread limit (torch's, which the workflow sets from embed_threads) holds for ONNX Runtime too;
+    # unlimited, torch's default is the number of cores, as is ONNX Runtime's own
+    opts.intra_op_num_threads = max(1, torch.get_num_threads())
     opts.inter_op_num_threads = 1
     try:
         return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=providers)
@@ -304,7 +304,11 @@ class OnnxEncoder(Encoder):
             x = self.preprocessing(np.asarray(batch), "cpu").numpy()
             if self.input_layout == "NHWC":
                 x = x.transpose(0, 2, 3, 1)
-            x = np.ascontiguousarray(x, dtype=_np_dtype(self._inputs[self._image_input]))
+            dtype = np.dtype(_np_dtype(self._inputs[self._image_input]))
+            if dtype.kind in "iu":  # an integer image input (uint8 pixels): round, never truncate, to its range
+                info = np.iinfo(dtype)
+                x = np.clip(np.rint(x), info.min, info.max)
+            x = np.ascontiguousarray(x, dtype=dtype)
             if self._fixed_batch and x.shape[0] != self._fixed_batch:
                 if self._fixed_batch != 1:
                     raise RuntimeError(f"{self.name}: the graph has a fixed batch of {self._fixed_batch}")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Encoder, ImagePreprocessing, ModelLoadError
+from .base import Encoder, ImagePreprocessing, ModelLoadError, SourceTransform
 from .module_source import OUTPUT, ModuleEncoder
 
 TOWERS = ("image", "text")
@@ -98,9 +98,21 @@ def load(name: str, spec: dict, device: torch.device) -> Encoder:
         size = visual.image_size
         size = int(size[0] if isinstance(size, (tuple, list)) else size)
         cfg = getattr(visual, "preprocess_cfg", {}) or {}
-        pre = ImagePreprocessing(size=size, crop_pct=1.0, mean=tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)),
-                                 std=tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD)),
-                                 interpolation=str(cfg.get("interpolation", "bicubic")))
+        choice = spec.get("image_transform") or ("source" if pretrained else "convergence")
+        if choice == "source":  # open_clip's own validation transform (what create_model_and_transforms returns)
+            from open_clip.transform import PreprocessCfg, image_transform_v2
+
+            known = {k: v for k, v in cfg.items() if k in PreprocessCfg.__dataclass_fields__}
+            pcfg = PreprocessCfg(**{"size": size, **known})
+            pre = SourceTransform(image_transform_v2(pcfg, is_train=False),
+                                  {"pipeline": "open_clip.transform.image_transform_v2(visual.preprocess_cfg, "
+                                   "is_train=False)", **{k: (list(v) if isinstance(v, tuple) else v)
+                                                         for k, v in vars(pcfg).items()}})
+        else:
+            pre = ImagePreprocessing(size=size, crop_pct=1.0,
+                                     mean=tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)),
+                                     std=tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD)),
+                                     interpolation=str(cfg.get("interpolation", "bicubic")))
         batch_first = getattr(getattr(visual, "transformer", None), "batch_first", True)
         if pooling == "cls" and not getattr(visual, "class_embedding", None) is not None:
             raise ModelLoadError(f"model {name!r}: pooling 'cls' needs a class token; {arch!r} has none, use mean")

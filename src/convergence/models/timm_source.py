@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import Encoder, ImagePreprocessing, ModelLoadError, relative_depths
+from .base import IMAGE_TRANSFORMS, Encoder, ImagePreprocessing, ModelLoadError, SourceTransform, relative_depths
 
 POOLINGS = ("auto", "cls", "mean")
 #: What a CNN exposes as layers: its feature stages (timm ``feature_info``) or every block of every stage.
@@ -34,6 +34,16 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 def is_token_model(model: torch.nn.Module) -> bool:
     """True for models whose intermediates are token sequences (ViT-like), False for CNN feature maps."""
     return hasattr(model, "num_prefix_tokens") and hasattr(model, "blocks")
+
+
+def has_class_token(model: torch.nn.Module) -> bool:
+    """Whether a token model has a class token (timm puts it first among the prefix tokens, before any register
+    tokens). Prefix tokens alone do not tell: a ViT with ``class_token=False, reg_tokens=4`` has four prefix
+    tokens and no class token; SigLIP ViTs have no prefix token at all."""
+    flag = getattr(model, "has_class_token", None)
+    if flag is not None:
+        return bool(flag)
+    return getattr(model, "cls_token", None) is not None
 
 
 def _has_conv(module: torch.nn.Module) -> bool:
@@ -98,6 +108,55 @@ def preprocessing_from_timm(model: torch.nn.Module, input_size: int | None = Non
     )
 
 
+def hub_weights(cfg: dict) -> dict:
+    """Which file timm's hub load read for pretrained config ``cfg`` (its ``hf_hub_filename``, else
+    ``model.safetensors``, which timm prefers, else ``pytorch_model.bin``), found in the local hub cache: the
+    repo, the commit it resolved to and the file's sha256. Empty when the weights came from elsewhere (a URL)."""
+    repo = cfg.get("hf_hub_id")
+    if not repo:
+        return {}
+    from huggingface_hub import try_to_load_from_cache
+
+    from ..hubcache import file_sha256 as sha256, snapshot_commit
+
+    for filename in [cfg.get("hf_hub_filename"), "model.safetensors", "open_clip_model.safetensors",
+                     "pytorch_model.bin"]:
+        if not filename:
+            continue
+        path = try_to_load_from_cache(repo, filename)
+        if isinstance(path, str) and Path(path).is_file():
+            return {"hub_repo": repo, "hub_commit": snapshot_commit(path) or "unknown", "weights_file": filename,
+                    "weights_sha256": sha256(path)}
+    return {"hub_repo": repo, "hub_commit": "unknown"}
+
+
+def timm_transform(model: torch.nn.Module, input_size: int | None = None) -> SourceTransform:
+    """timm's own eval transform for ``model``: ``resolve_data_config`` + ``create_transform`` (PIL resize
+    of the shorter side to ``floor(size / crop_pct)``, centre crop, ``ToTensor``, normalise), at
+    ``input_size`` when given."""
+    import timm.data
+
+    cfg = timm.data.resolve_data_config(model=model)
+    if input_size:
+        cfg["input_size"] = (3, int(input_size), int(input_size))
+    transform = timm.data.create_transform(**cfg, is_training=False)
+    facts = {"pipeline": "timm.data.create_transform(**resolve_data_config(model), is_training=False)",
+             "input_size": list(cfg["input_size"]), "crop_pct": float(cfg.get("crop_pct") or 1.0),
+             "crop_mode": str(cfg.get("crop_mode", "center")), "interpolation": str(cfg.get("interpolation")),
+             "mean": [float(v) for v in cfg["mean"]], "std": [float(v) for v in cfg["std"]]}
+    return SourceTransform(transform, facts)
+
+
+def image_transform_choice(spec: dict, pretrained: bool) -> str:
+    """The config's ``image_transform``; by default the source's own pipeline for pretrained weights and the
+    project's on-device one for random init (which has no source pipeline to be faithful to, and whose
+    stored features stay as they were)."""
+    choice = spec.get("image_transform") or ("source" if pretrained else "convergence")
+    if choice not in IMAGE_TRANSFORMS:
+        raise ValueError(f"image_transform must be one of {IMAGE_TRANSFORMS}, got {choice!r}")
+    return choice
+
+
 class TimmEncoder(Encoder):
     """Wraps any timm model that implements ``forward_intermediates``.
 
@@ -112,7 +171,7 @@ class TimmEncoder(Encoder):
         self,
         name: str,
         model: torch.nn.Module,
-        preprocessing: ImagePreprocessing,
+        preprocessing: ImagePreprocessing | SourceTransform,
         *,
         pooling: str = "auto",
         granularity: str = "stages",
@@ -135,9 +194,15 @@ class TimmEncoder(Encoder):
         if self.tokens:
             n = len(model.blocks)
             names = [f"block_{i:02d}" for i in range(n)]
-            self.pooling = "cls" if pooling == "auto" else pooling
-            if self.pooling == "cls" and getattr(model, "num_prefix_tokens", 0) == 0:
-                raise ValueError(f"{name}: pooling 'cls' needs a class token, this model has none; use 'mean'")
+            if pooling == "auto":  # the class token where there is one, else the mean of the patch tokens
+                pooling = "cls" if has_class_token(model) else "mean"
+            self.pooling = pooling
+            if self.pooling == "cls" and not has_class_token(model):
+                raise ModelLoadError(
+                    f"model {name!r}: pooling 'cls' needs a class token and {type(model).__name__} "
+                    f"({getattr(model, 'num_prefix_tokens', 0)} prefix tokens) has none; use pooling: mean "
+                    "(the mean of the patch tokens)"
+                )
         else:
             if pooling == "cls":
                 raise ValueError(f"{name}: pooling 'cls' applies to transformers only; CNN stages are average-pooled")
@@ -170,10 +235,16 @@ class TimmEncoder(Encoder):
         x = self.preprocessing(batch, self.device)
         wanted = [self._all_names.index(n) for n in self.layer_names]
         if self.tokens:
+            cls = self.pooling == "cls"
             feats = self.model.forward_intermediates(
-                x, indices=wanted, return_prefix_tokens=True, output_fmt="NLC", norm=False, intermediates_only=True
+                x, indices=wanted, return_prefix_tokens=cls, output_fmt="NLC", norm=False, intermediates_only=True
             )
-            pooled = [(prefix[:, 0] if self.pooling == "cls" else patches.mean(dim=1)) for patches, prefix in feats]
+            # Without return_prefix_tokens (or with no prefix token) timm returns the patch tokens alone, one
+            # (B, L, D) tensor per block; with it, (patches, prefix) pairs.
+            if cls:
+                pooled = [prefix[:, 0] for _patches, prefix in feats]
+            else:
+                pooled = [f.mean(dim=1) for f in feats]
         elif self._blocks:
             pooled = self._encode_blocks(x, wanted)
         else:
@@ -245,9 +316,22 @@ def load(name: str, spec: dict, device: torch.device) -> TimmEncoder:
     elif not pretrained:
         torch.manual_seed(int(spec.get("seed", 0)))
         provenance.update(weights="random-init", init_seed=int(spec.get("seed", 0)))
+    size = spec.get("input_size")
+    default_cfg = timm.models.get_pretrained_cfg(arch)
+    if size and "img_size" not in kwargs and default_cfg is not None and default_cfg.fixed_input_size:
+        # a ViT's patch grid is fixed when it is built: build it at the asked size (timm resamples the
+        # pretrained position embeddings), else every input of that size fails in the patch embedding
+        kwargs["img_size"] = int(size)
     try:
         model = timm.create_model(arch, pretrained=pretrained, num_classes=0, **kwargs)
     except Exception as err:  # hub failures surface as OSError/LocalEntryNotFoundError/RuntimeError
+        from ..hubcache import explain_hub_error
+
+        hub_id = (default_cfg.hf_hub_id if default_cfg is not None else None) or arch
+        why = explain_hub_error(err, hub_id) if pretrained and not weights else None
+        if why:
+            raise ModelLoadError(f"model {name!r}: timm weights {arch!r}: {why}. Without a hub, set "
+                                 "`weights: /path/to/weights.safetensors` or `pretrained: false`.") from err
         raise ModelLoadError(
             f"model {name!r}: could not create timm model {arch!r} (pretrained={pretrained}): {err}. "
             "Without a model hub, set `weights: /path/to/weights.safetensors` or `pretrained: false`."
@@ -255,7 +339,11 @@ def load(name: str, spec: dict, device: torch.device) -> TimmEncoder:
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     if pretrained and not weights:
         provenance.update(weights=str(cfg.get("hf_hub_id") or cfg.get("url") or "timm-hub"), tag=str(cfg.get("tag", "")))
+        provenance.update(hub_weights(cfg))
     provenance["parameters"] = int(sum(p.numel() for p in model.parameters()))
-    preprocessing = preprocessing_from_timm(model, spec.get("input_size"))
+    if image_transform_choice(spec, pretrained) == "source":
+        preprocessing = timm_transform(model, spec.get("input_size"))
+    else:
+        preprocessing = preprocessing_from_timm(model, spec.get("input_size"))
     return TimmEncoder(name, model, preprocessing, pooling=spec.get("pooling", "auto"),
                        granularity=spec.get("granularity") or "stages", device=device, provenance=provenance)

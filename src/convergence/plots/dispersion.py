@@ -15,7 +15,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from .common import save_figure
+from .common import (
+    CONTROL_LABEL,
+    EXCLUDES_COLOUR,
+    control_order,
+    draw_intervals,
+    footnote,
+    is_control,
+    mark_controls,
+    marker_style,
+    palette,
+    save_figure,
+)
 
 
 def _caption(stimuli: xr.Dataset, sid: str) -> str:
@@ -73,81 +84,117 @@ def plot_dispersion(disp: xr.Dataset, stimuli: xr.Dataset, paths: Sequence[str |
 
 
 def _pairs(result: xr.Dataset) -> list[tuple[int, int, str]]:
-    return [(i, j, f"{v} x {l}") for i, v in enumerate(result["vision"].values) for j, l in enumerate(result["language"].values)]
+    """(vision index, language index, "vision x language") of every pair, trained vision models first and the
+    random-weight controls last (``objective_vision``)."""
+    vision = [str(v) for v in result["vision"].values]
+    objectives = list(result["objective_vision"].values) if "objective_vision" in result.coords else None
+    return [(i, j, f"{vision[i]} x {lang}") for i in control_order(vision, objectives)
+            for j, lang in enumerate(result["language"].values)]
+
+
+def _vision_controls(result: xr.Dataset) -> list[bool]:
+    if "objective_vision" not in result.coords:
+        return [False] * result.sizes["vision"]
+    return [is_control(o) for o in result["objective_vision"].values]
 
 
 def plot_subset_alignment(result: xr.Dataset, paths: Sequence[str | Path], *, title: str | None = None) -> None:
-    """One panel per (criterion, metric): for every vision x language pair, the random subsets' central
-    interval (bar) and mean (dash), the low-dispersion subset (green) and the high-dispersion subset (red)."""
+    """One panel per (metric: rows, criterion: columns), every vision x language pair on the y axis (shared by
+    the panels of a row): the random subsets' central interval (grey bar) and mean (dash), the
+    low-dispersion subset (green) and the high-dispersion subset (red). Pairs with a random-weight vision
+    model come last, below a separator, their names grey."""
     metrics, criteria = list(result["metric"].values), list(result["criterion"].values)
     pairs = _pairs(result)
-    fig, axes = plt.subplots(len(criteria), len(metrics), figsize=(max(5.0, 0.32 * len(pairs) + 1.5) * len(metrics),
-                                                                   3.6 * len(criteria)), squeeze=False)
-    x = np.arange(len(pairs))
-    for c, metric in enumerate(metrics):
-        for r, crit in enumerate(criteria):
+    controls = _vision_controls(result)
+    flags = [controls[i] for i, _, _ in pairs]
+    height = 0.14 * len(pairs) + 1.1
+    fig, axes = plt.subplots(len(metrics), len(criteria), figsize=(2.3 * len(criteria) + 2.2, height * len(metrics)),
+                             squeeze=False, sharey=True)
+    y = np.arange(len(pairs))
+    for r, metric in enumerate(metrics):
+        for c, crit in enumerate(criteria):
             ax = axes[r, c]
             sub = result.sel(metric=metric, criterion=crit)
             get = lambda name: np.array([float(sub[name].values[i, j]) for i, j, _ in pairs])  # noqa: E731
             lo, hi = get("random_ci_low"), get("random_ci_high")
-            ax.bar(x, hi - lo, bottom=lo, color="0.85", width=0.7, label=f"random ({result.attrs.get('ci', 0.95):.0%})")
-            ax.scatter(x, get("random_mean"), marker="_", color="0.3", s=80, label="random mean")
-            ax.scatter(x, get("low"), marker="v", color="tab:green", s=22, label="low dispersion", zorder=3)
-            ax.scatter(x, get("high"), marker="^", color="tab:red", s=22, label="high dispersion", zorder=3)
-            ax.set_xticks(x, [p for _, _, p in pairs], rotation=75, ha="right", fontsize=5)
+            ax.barh(y, hi - lo, left=lo, color="0.85", height=0.7,
+                    label=f"random subsets ({result.attrs.get('ci', 0.95):.0%})")
+            ax.scatter(get("random_mean"), y, marker="|", color="0.3", s=60, label="random subsets, mean")
+            ax.scatter(get("low"), y, marker="<", color="tab:green", s=16, label="low dispersion", zorder=3)
+            ax.scatter(get("high"), y, marker=">", color="tab:red", s=16, label="high dispersion", zorder=3)
+            ax.set_yticks(y, [p for _, _, p in pairs], fontsize=6.5)
+            mark_controls(ax, "y", flags)
+            ax.set_ylim(len(pairs) - 0.5, -0.5)
             k = int(sub["k"].values) if "k" in sub.coords else None
             extra = f", k={k}" if "knn" in str(metric) and k else ""
-            ax.set_title(f"{metric}: {crit} ({int(sub['size'].values)} stimuli{extra})", fontsize=8)
-            if c == 0:
-                ax.set_ylabel(f"alignment, {crit}", fontsize=8)
-            if r == 0 and c == 0:
-                ax.legend(fontsize=6)
+            ax.set_title(f"{metric}\n{crit} ({int(sub['size'].values)} stimuli{extra})", fontsize=8)
+            ax.tick_params(axis="x", labelsize=7)
+            ax.grid(axis="x", alpha=0.3)
+            if r == len(metrics) - 1:
+                ax.set_xlabel("cross-modal alignment", fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.suptitle(f"{title or ''}: cross-modal alignment on low- vs high-dispersion stimuli vs "
-                 f"{result.attrs.get('n_random', '?')} random subsets (neighbours recomputed within each subset)",
+                 f"{result.attrs.get('n_random', '?')} random subsets\n(neighbours recomputed within each subset)",
                  fontsize=9)
     fig.tight_layout()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=4, fontsize=7, frameon=False)
+    if any(flags):
+        footnote(fig, f"grey names below the black line: pairs with a {CONTROL_LABEL} vision model", fontsize=7)
     save_figure(fig, paths)
 
 
 def plot_ratio(result: xr.Dataset, paths: Sequence[str | Path], *, title: str | None = None) -> None:
-    """One panel per metric: the low/high ratio with its jackknife interval for every pair (colour = vision
-    model, marker = language model) across selection criteria, the mean over pairs in black, 1 and 2 marked."""
+    """One panel per metric: the low/high ratio with its jackknife interval, drawn exactly as stored (red
+    where it excludes the ratio), for every pair (colour = vision model from the shared palette, marker =
+    language model; random-weight vision models hollow) across selection criteria; the mean over the pairs
+    of trained vision models in black (controls left out), 1 and 2 marked."""
     metrics, criteria = list(result["metric"].values), list(result["criterion"].values)
-    vision, language = list(result["vision"].values), list(result["language"].values)
-    colours = plt.get_cmap("tab10")
+    vision, language = [str(v) for v in result["vision"].values], [str(lang) for lang in result["language"].values]
+    controls = _vision_controls(result)
+    colours = palette(vision)
     markers = "osD^vP*X<>"
-    fig, axes = plt.subplots(1, len(metrics), figsize=(max(4.5, 1.3 * len(criteria) + 2.5) * len(metrics), 4.2),
+    fig, axes = plt.subplots(1, len(metrics), figsize=(max(4.5, 1.3 * len(criteria) + 2.5) * len(metrics), 4.4),
                              squeeze=False)
     x = np.arange(len(criteria), dtype=np.float64)
     n_pairs = len(vision) * len(language)
     offsets = np.linspace(-0.3, 0.3, n_pairs) if n_pairs > 1 else np.zeros(1)
+    trained = [i for i, control in enumerate(controls) if not control]
+    handles = {}
     for c, metric in enumerate(metrics):
         ax = axes[0, c]
         sub = result.sel(metric=metric)
         p = 0
-        for i, v in enumerate(vision):
+        for i in control_order(vision, ["random" if k else "" for k in controls]):
             for j, lang in enumerate(language):
                 ratio = np.asarray(sub["ratio"].values[:, i, j], dtype=np.float64)
                 lo = np.asarray(sub["ratio_ci_low"].values[:, i, j], dtype=np.float64)
                 hi = np.asarray(sub["ratio_ci_high"].values[:, i, j], dtype=np.float64)
-                err = np.vstack([np.clip(ratio - lo, 0, None), np.clip(hi - ratio, 0, None)])
-                ax.errorbar(x + offsets[p], ratio, yerr=np.nan_to_num(err), fmt=markers[j % len(markers)], ms=3.5,
-                            color=colours(i % 10), elinewidth=0.6, capsize=1.5,
-                            label=v if j == 0 else None)
+                excl = draw_intervals(ax, x + offsets[p], ratio, lo, hi, colour=colours[vision[i]], lw=0.7)
+                if excl.any():
+                    handles["excl"] = plt.Line2D([], [], color=EXCLUDES_COLOUR, lw=1.2,
+                                                 label="interval that excludes its ratio")
+                ax.scatter(x + offsets[p], ratio, marker=markers[j % len(markers)], s=14, zorder=3,
+                           **marker_style(colours[vision[i]], controls[i]))
                 p += 1
-        mean = np.nanmean(np.asarray(sub["ratio"].values, dtype=np.float64).reshape(len(criteria), -1), axis=1)
-        ax.plot(x, mean, "k-", lw=1.5, label="mean over pairs")
+        if trained:
+            values = np.asarray(sub["ratio"].values, dtype=np.float64)[:, trained, :].reshape(len(criteria), -1)
+            mean = np.nanmean(values, axis=1)
+            ax.plot(x, mean, "k-", lw=1.5, zorder=4)
+            label = "mean over trained pairs" + (" (controls left out)" if any(controls) else "")
+            handles["mean"] = plt.Line2D([], [], color="black", lw=1.5, label=label)
         ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
         ax.axhline(2.0, color="0.7", lw=0.8, ls=":")
         ax.set_xticks(x, [f"{cr}\n(n={int(s)})" for cr, s in zip(criteria, result["size"].values)], fontsize=7)
         ax.set_ylabel("alignment ratio low / high dispersion")
         ax.set_title(str(metric), fontsize=9)
-        if c == 0:
-            handles, labels = ax.get_legend_handles_labels()
-            handles += [plt.Line2D([], [], color="0.3", marker=markers[j % len(markers)], ls="") for j in range(len(language))]
-            labels += list(language)
-            ax.legend(handles, labels, fontsize=6, ncol=2)
+    legend = [plt.Line2D([], [], ls="", marker="o", ms=5, markerfacecolor="none" if controls[i] else colours[v],
+                         markeredgecolor=colours[v], label=v + (f" ({CONTROL_LABEL})" if controls[i] else ""))
+              for i, v in enumerate(vision)]
+    legend += [plt.Line2D([], [], color="0.3", marker=markers[j % len(markers)], ls="", label=lang)
+               for j, lang in enumerate(language)]
+    legend += list(handles.values())
     fig.suptitle(f"{title or ''}: low/high ratio with {result.attrs.get('ci', 0.95):.0%} jackknife intervals "
                  f"(up to {result.attrs.get('n_bootstrap', '?')} groups)", fontsize=9)
     fig.tight_layout()
+    fig.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=4, fontsize=7, frameon=False)
     save_figure(fig, paths)

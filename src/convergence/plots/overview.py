@@ -10,7 +10,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from .common import save_figure
+from .common import CONTROL_COLOUR, is_control, palette, save_figure
+
+
+def _objective(store: xr.Dataset) -> str:
+    from ..analyses import labels_of
+
+    return labels_of(store).get("objective", "")
 
 
 def pca_2d(x: np.ndarray) -> np.ndarray:
@@ -40,10 +46,13 @@ def pc_label(i: int, ratio: float) -> str:
     return f"PC{i} ({ratio * 100:.0f} %)" if np.isfinite(ratio) else f"PC{i} (no variance)"
 
 
-def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: Sequence[str | Path]) -> None:
+def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: Sequence[str | Path], *,
+                  objectives: Mapping[str, str] | None = None):
     """One panel of feature size vs relative depth for all models, then one PCA panel per model
     (last stored layer; axes labelled with the variance each component explains), points coloured by label
-    where the dataset has labels. Returns the (closed) figure."""
+    where the dataset has labels; each model in its palette colour, random-weight controls (objective
+    ``random``, from ``objectives`` or the store's provenance) dashed and named grey. Returns the (closed)
+    figure."""
     names = list(stores)
     n_panels = len(names) + 1
     ncols = min(4, n_panels)
@@ -54,15 +63,19 @@ def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: 
     fig.suptitle(f"{dataset}: {stimuli.sizes['stimulus']} stimuli, {len(names)} models", fontsize=13)
 
     ax = axes[0]
+    colours = palette(names)
+    controls = {name: is_control((objectives or {}).get(name) or _objective(stores[name])) for name in names}
     for name in names:
         ds = stores[name]
         dims = [ds.attrs["feature_dims"][layer] for layer in ds.attrs["layers"]]
-        ax.plot(ds.attrs["depths"], dims, marker="o", ms=3, label=f"{name} ({len(dims)} layers)")
+        ax.plot(ds.attrs["depths"], dims, marker="o", ms=3, color=colours[name], ls="--" if controls[name] else "-",
+                mfc="none" if controls[name] else colours[name],
+                label=f"{name} ({len(dims)} layers)" + (", random weights" if controls[name] else ""))
     ax.set_xlabel("relative depth (0 = input, 1 = last layer)")
     ax.set_ylabel("feature dimension")
     ax.set_yscale("log")
     ax.set_title("stored layers")
-    ax.legend(fontsize=7, loc="best")
+    legends = [("stored layers", *ax.get_legend_handles_labels())]
 
     labels = stimuli["label"].values.astype(str) if "label" in stimuli else None
     classes = sorted(set(labels)) if labels is not None else []
@@ -81,15 +94,27 @@ def plot_overview(stimuli: xr.Dataset, stores: Mapping[str, xr.Dataset], paths: 
         else:
             ax.scatter(xy[:, 0], xy[:, 1], s=6, color="tab:blue", alpha=0.6)
         n, d = feats.shape
-        ax.set_title(f"{name} [{ds.attrs['modality']}]\n{n} stimuli, {len(ds.attrs['layers'])} layers, last {last}: d={d}", fontsize=9)
+        ax.set_title(f"{name} [{ds.attrs['modality']}" + (", random weights" if controls[name] else "") + "]\n"
+                     f"{len(ds.attrs['layers'])} layers; last: {last}\nd={d}, {n} stimuli", fontsize=8.5,
+                     color=CONTROL_COLOUR if controls[name] else "black")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_xlabel(pc_label(1, explained[0]))
         ax.set_ylabel(pc_label(2, explained[1]))
     if classes and len(classes) <= 20 and names:
-        axes[1].legend(fontsize=6, markerscale=2, loc="best", ncols=2)
+        legends.append(("labels", *axes[1].get_legend_handles_labels()))
     for ax in axes[n_panels:]:
-        ax.set_visible(False)
+        ax.axis("off")
     fig.tight_layout()
+    # legends never over the data: in the empty panels, else under the figure
+    spare = list(axes[n_panels:])
+    for k, (name, handles, texts) in enumerate(legends):
+        if spare:
+            spare.pop(0).legend(handles, texts, fontsize=7, loc="upper left", title=name, title_fontsize=8,
+                                ncols=1 if len(texts) <= 12 else 2, markerscale=1.5)
+        else:
+            fig.legend(handles, texts, fontsize=7, title=name, title_fontsize=8, loc="upper left" if k == 0 else
+                       "upper right", bbox_to_anchor=(0.0 if k == 0 else 1.0, 0.0), ncols=min(4, len(texts)),
+                       markerscale=1.5, frameon=False)
     save_figure(fig, paths)
     return fig

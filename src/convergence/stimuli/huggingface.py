@@ -22,11 +22,19 @@ def _where(spec: dict) -> str:
 
 def open_dataset(spec: dict):
     """The split as a ``datasets.Dataset`` (memory-mapped) or, with ``streaming: true``, an ``IterableDataset``."""
+    return _open(spec)[0]
+
+
+def _open(spec: dict):
+    """(the split, the facts that identify it: the hub's resolved commit and fingerprint, or the saved copy's
+    fingerprint). Offline, a hub dataset is the prepared copy of the named revision
+    (:func:`convergence.hubcache.load_hub_dataset`), never merely the newest cached one."""
     try:
         import datasets
     except ImportError as err:
         raise StimulusError("the huggingface source needs the 'datasets' package: pip install datasets") from err
     streaming = bool(spec.get("streaming", False))
+    facts = None
     if streaming and spec.get("path"):
         raise StimulusError("huggingface: streaming applies to hub datasets (name), not to a saved one (path)")
     try:
@@ -34,9 +42,13 @@ def open_dataset(spec: dict):
             data = datasets.load_from_disk(spec["path"])
             if isinstance(data, datasets.DatasetDict):
                 data = data[spec.get("split", "train")]
-        else:
+        elif streaming:
             data = datasets.load_dataset(spec["name"], revision=spec.get("revision"), split=spec.get("split", "train"),
-                                         streaming=streaming)
+                                         streaming=True)
+        else:
+            from ..hubcache import load_hub_dataset
+
+            data, facts = load_hub_dataset(spec["name"], spec.get("revision"), spec.get("split", "train"))
     except Exception as err:
         raise StimulusError(f"cannot load Hugging Face dataset {_where(spec)}: {err}") from err
     columns = data.column_names if data.column_names is not None else list(data.features or {})
@@ -44,7 +56,10 @@ def open_dataset(spec: dict):
                 spec.get("id_column")):
         if col and col not in columns:
             raise StimulusError(f"Hugging Face dataset has no column {col!r}; columns are {columns}")
-    return data
+    if facts is None:
+        facts = {"fingerprint": str(getattr(data, "_fingerprint", ""))}
+        return data, facts
+    return data, {"hub_dataset": facts}
 
 
 def _caption(c) -> str:
@@ -54,7 +69,7 @@ def _caption(c) -> str:
 
 def list_stimuli(spec: dict) -> Listing:
     parse_background(spec.get("background", DEFAULT_BACKGROUND))
-    data = open_dataset(spec)
+    data, facts = _open(spec)
     cap, lab, key = spec.get("caption_column"), spec.get("label_column"), spec.get("id_column")
     wanted = [c for c in (cap, lab, key) if c]
     names = getattr((data.features or {}).get(lab), "names", None) if lab else None
@@ -71,7 +86,7 @@ def list_stimuli(spec: dict) -> Listing:
     captions = [_caption(c) for c in columns[cap]] if cap else None
     labels = ["" if v is None else names[int(v)] if names else str(v) for v in columns[lab]] if lab else None
     ids = [str(v) for v in columns[key]] if key else [f"{i:06d}" for i in range(n)]
-    return Listing(ids=ids, refs=list(range(n)), captions=captions, labels=labels)
+    return Listing(ids=ids, refs=list(range(n)), captions=captions, labels=labels, attrs=facts)
 
 
 def decoder(spec: dict):

@@ -27,7 +27,7 @@ rule alignment:
     threads: 2
     params:
         options=lambda w: {
-            "params": metric_params(w.metric, config["alignment"]),
+            "params": metric_params(w.metric, metric_settings(config)),
             "named_layers": named_layers(w.dataset),
             **{key: config["alignment"][key] for key in ("n_permutations", "n_bootstrap", "alpha", "seed")},
         },

@@ -13,7 +13,7 @@ LAYERS = config["layers"]
 
 
 LAYERS_RULES = ("lowlevel", "layers_readout", "layers") + tuple(
-    f"figure_layers_{kind}" for kind in ("grid", "depth", "smoothness", "readout")
+    f"figure_layers_{kind}" for kind in ("grid", "depth", "smoothness", "readout", "diagonal")
 )
 
 
@@ -65,10 +65,13 @@ rule kernel_blocks:
         "../../../envs/convergence.yaml"
     resources:
         mem_mb=8000,
+        gpu=kernel_gpus(config),
     params:
-        products=lambda w: merged_products(kernel_products(w), kernel_needs([LAYERS["metric"]], config["alignment"])),
-        preprocess=config["alignment"]["preprocess"],
-        gram_max_n=config["alignment"]["gram_max_n"],
+        products=lambda w: merged_products(
+            kernel_products(w), kernel_needs([LAYERS["metric"]], metric_settings(config))
+        ),
+        preprocess=config["kernels"]["preprocess"],
+        gram_max_n=config["kernels"]["gram_max_n"],
         version=STEP_VERSIONS["kernel"],
     script:
         "../../../scripts/kernel.py"
@@ -140,7 +143,7 @@ rule layers:
         "../../../envs/convergence.yaml"
     params:
         metric=LAYERS["metric"],
-        metric_params=metric_params(LAYERS["metric"], config["alignment"]),
+        metric_params=metric_params(LAYERS["metric"], metric_settings(config)),
         options={key: LAYERS[key] for key in ("tolerance", "n_bins", "n_permutations", "n_bootstrap", "ci", "seed")},
         labels=lambda w: {m: v for m, v in model_labels(w).items() if m in layers_models(config, w.dataset)},
         pair_cache=lambda w: f"results/.cache/pairs/{w.dataset}/layers_{LAYERS['metric']}",
@@ -230,3 +233,24 @@ rule figure_layers_readout:
         "../../../envs/convergence.yaml"
     script:
         "../../../scripts/figure_layers_readout.py"
+
+
+rule figure_layers_diagonal:
+    """The claim "similar relative depths are most similar": each layer's best match against its depth, the null."""
+    input:
+        matches="results/layers/{dataset}/best_matches.csv",
+        summary="results/layers/{dataset}/summary.json",
+    output:
+        png=report(
+            "results/figures/layers/{dataset}/diagonal.png",
+            caption="../../report/layers/figure_layers_diagonal.rst",
+            category="Layers",
+            subcategory="{dataset}",
+        ),
+        pdf="results/figures/layers/{dataset}/diagonal.pdf",
+    log:
+        "logs/figures/layers/{dataset}/diagonal.log",
+    conda:
+        "../../../envs/convergence.yaml"
+    script:
+        "../../../scripts/figure_layers_diagonal.py"

@@ -35,7 +35,7 @@ rule sample_size:
         "../../../envs/convergence.yaml"
     params:
         options=lambda w: {
-            "params": metric_params(w.metric, config["alignment"]),
+            "params": metric_params(w.metric, metric_settings(config)),
             **{key: SAMPLE_SIZE[key] for key in ("sizes", "summary", "n_permutations", "n_bootstrap", "seed")},
             "alpha": config["alignment"]["alpha"],
         },

