@@ -71,7 +71,7 @@ def claim_row(workdir: Path, study_prefix: str) -> tuple[str, str]:
 
 def check_run(workdir: Path, tmp_path: Path, study_prefix: str) -> str:
     """The report holds every figure with its caption; the claims row was measured. Returns the report."""
-    html = check_report(workdir, tmp_path, "&quot;progress&quot;: false")
+    html = check_report(workdir, tmp_path, r'\"progress\": false')
     measured, status = claim_row(workdir, study_prefix)
     assert measured != "-" and status
     return html
