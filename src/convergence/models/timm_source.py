@@ -10,25 +10,17 @@ way. The model's own data config decides resize, crop and normalisation.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..hubcache import file_sha256
 from .base import IMAGE_TRANSFORMS, Encoder, ImagePreprocessing, ModelLoadError, SourceTransform, relative_depths
 
 POOLINGS = ("auto", "cls", "mean")
 #: What a CNN exposes as layers: its feature stages (timm ``feature_info``) or every block of every stage.
 GRANULARITIES = ("stages", "blocks")
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_token_model(model: torch.nn.Module) -> bool:
@@ -117,7 +109,7 @@ def hub_weights(cfg: dict) -> dict:
         return {}
     from huggingface_hub import try_to_load_from_cache
 
-    from ..hubcache import file_sha256 as sha256, snapshot_commit
+    from ..hubcache import snapshot_commit
 
     for filename in [cfg.get("hf_hub_filename"), "model.safetensors", "open_clip_model.safetensors",
                      "pytorch_model.bin"]:
@@ -126,7 +118,7 @@ def hub_weights(cfg: dict) -> dict:
         path = try_to_load_from_cache(repo, filename)
         if isinstance(path, str) and Path(path).is_file():
             return {"hub_repo": repo, "hub_commit": snapshot_commit(path) or "unknown", "weights_file": filename,
-                    "weights_sha256": sha256(path)}
+                    "weights_sha256": file_sha256(path)}
     return {"hub_repo": repo, "hub_commit": "unknown"}
 
 

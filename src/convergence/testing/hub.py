@@ -40,6 +40,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..hubcache import file_sha256
+
 #: Reduced-width ``model_kwargs`` for timm architectures too large to run on a CPU in a test (the real
 #: architecture is used for the small ones: ViT-S/DeiT-S, ResNet-50, EfficientNet-B0, ...).
 TIMM_STANDINS: list[tuple[str, dict]] = [
@@ -109,14 +111,6 @@ def fake_commit(kind: str, repo_id: str, revision: str | None) -> str:
     return hashlib.sha1(f"convergence-local-hub:{kind}:{repo_id}@{revision or 'main'}".encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_repo(home: str | Path, kind: str, repo_id: str, files: dict[str, Path], revision: str | None = None) -> Path:
     """Store ``files`` ({name in repo: local file}) as repo ``repo_id`` (kind ``model`` or ``dataset``) at
     ``revision`` in ``<home>/hub``, laid out as huggingface_hub caches a download; returns the snapshot."""
@@ -124,7 +118,7 @@ def write_repo(home: str | Path, kind: str, repo_id: str, files: dict[str, Path]
     commit = fake_commit(kind, repo_id, revision)
     snapshot = root / "snapshots" / commit
     for name, src in files.items():
-        blob = root / "blobs" / _sha256(Path(src))
+        blob = root / "blobs" / file_sha256(Path(src))
         blob.parent.mkdir(parents=True, exist_ok=True)
         if not blob.exists():
             shutil.copyfile(src, blob)

@@ -20,11 +20,11 @@ output: exposing an intermediate tensor would mean adding an output to the graph
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
+from ...hubcache import file_sha256
 from ..base import Encoder, ImagePreprocessing, ModelLoadError
 from ._common import package_dir, pip_hint
 
@@ -40,13 +40,10 @@ def verified_file(entry: dict, key: str) -> Path:
         raise ModelLoadError(
             f"packaged model {key!r}: {path} holds {size} bytes, expected {info['bytes']}; reinstall: {pip_hint(entry)}"
         )
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            digest.update(block)
-    if digest.hexdigest() != info["sha256"]:
+    digest = file_sha256(path)
+    if digest != info["sha256"]:
         raise ModelLoadError(
-            f"packaged model {key!r}: {path} has sha256 {digest.hexdigest()}, not the expected {info['sha256']}; "
+            f"packaged model {key!r}: {path} has sha256 {digest}, not the expected {info['sha256']}; "
             f"reinstall: {pip_hint(entry)}"
         )
     return path
