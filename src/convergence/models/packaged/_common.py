@@ -15,7 +15,7 @@ import torch
 
 from ..base import ModelLoadError
 from ..cache import atomic_file, entry_dir, sweep_stale
-from ..timm_source import file_sha256
+from ...hubcache import file_sha256
 
 #: Bump when a conversion changes, so caches made by older code are never reused.
 CONVERTER_VERSION = 1
@@ -94,3 +94,28 @@ def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], key: str
             f"unexpected {unexpected[:5]}); delete the cache entry and retry"
         )
 
+
+
+def map_in_order(source: Path, arch: str, described: str | None = None, **create_kwargs) -> dict[str, torch.Tensor]:
+    """The state dict in ``source`` mapped tensor by tensor, in order, onto timm ``arch``'s (built with
+    ``create_kwargs``; ``described`` names it in messages), ``num_batches_tracked`` skipped on both sides:
+    the counts and every pair's shapes must agree, else :class:`ModelLoadError`. Tensors become float32."""
+    import timm
+
+    src_sd = torch.load(str(source), map_location="cpu", weights_only=True)
+    src = [(k, v) for k, v in src_sd.items() if not k.endswith("num_batches_tracked")]
+    reference = timm.create_model(arch, pretrained=False, **create_kwargs).state_dict()
+    dst = [(k, v) for k, v in reference.items() if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst):
+        raise ModelLoadError(
+            f"{source.name}: {len(src)} tensors, but timm {described or arch} has {len(dst)}; not the expected model"
+        )
+    out = {}
+    for (sk, sv), (dk, dv) in zip(src, dst, strict=True):
+        if tuple(sv.shape) != tuple(dv.shape):
+            raise ModelLoadError(
+                f"{source.name}: tensor {sk} has shape {tuple(sv.shape)} but its timm counterpart {dk} "
+                f"has {tuple(dv.shape)}; the checkpoint does not map onto {arch}"
+            )
+        out[dk] = sv.detach().to(torch.float32).clone()
+    return out

@@ -21,7 +21,7 @@ import torch
 
 from ..base import Encoder, ImagePreprocessing, ModelLoadError
 from ..zoo import IMAGENET_MEAN, IMAGENET_STD
-from ._common import cached_state_dict, load_strict, package_dir, pip_hint
+from ._common import cached_state_dict, load_strict, map_in_order, package_dir, pip_hint
 
 
 def weights_file(entry: dict, key: str) -> Path:
@@ -45,26 +45,7 @@ def convert_mobilenetv2(source: Path, arch: str = "mobilenetv2_100") -> dict[str
     Both list the same modules in the same order and each BN's tensors as weight, bias, running mean, running
     variance (``num_batches_tracked`` is skipped on both sides); every pair must have equal shapes.
     """
-    import timm
-
-    src_sd = torch.load(str(source), map_location="cpu", weights_only=True)
-    src = [(k, v) for k, v in src_sd.items() if not k.endswith("num_batches_tracked")]
-    reference = timm.create_model(arch, pretrained=False, num_classes=0).state_dict()
-    dst = [(k, v) for k, v in reference.items() if not k.endswith("num_batches_tracked")]
-    if len(src) != len(dst):
-        raise ModelLoadError(
-            f"{source.name}: {len(src)} tensors, but timm {arch} without classifier has {len(dst)}; not the expected "
-            "model"
-        )
-    out = {}
-    for (sk, sv), (dk, dv) in zip(src, dst, strict=True):
-        if tuple(sv.shape) != tuple(dv.shape):
-            raise ModelLoadError(
-                f"{source.name}: tensor {sk} has shape {tuple(sv.shape)} but its timm counterpart {dk} has "
-                f"{tuple(dv.shape)}; the checkpoint does not map onto {arch}"
-            )
-        out[dk] = sv.detach().to(torch.float32).clone()
-    return out
+    return map_in_order(source, arch, f"{arch} without classifier", num_classes=0)
 
 
 def load(name: str, key: str, entry: dict, spec: dict, device: torch.device) -> Encoder:

@@ -12,31 +12,13 @@ from pathlib import Path
 
 import torch
 
-from ..base import Encoder, ModelLoadError
-from ._common import cached_state_dict, load_strict, one_file, package_dir
+from ..base import Encoder
+from ._common import cached_state_dict, load_strict, map_in_order, one_file, package_dir
 
 
 def convert_efficientnet(source: Path, arch: str) -> dict[str, torch.Tensor]:
     """lukemelas EfficientNet-PyTorch state dict -> timm ``arch`` state dict, tensor by tensor in order."""
-    import timm
-
-    src_sd = torch.load(str(source), map_location="cpu", weights_only=True)
-    src = [(k, v) for k, v in src_sd.items() if not k.endswith("num_batches_tracked")]
-    reference = timm.create_model(arch, pretrained=False).state_dict()
-    dst = [(k, v) for k, v in reference.items() if not k.endswith("num_batches_tracked")]
-    if len(src) != len(dst):
-        raise ModelLoadError(
-            f"{source.name}: {len(src)} tensors, but timm {arch} has {len(dst)}; not the expected model"
-        )
-    out = {}
-    for (sk, sv), (dk, dv) in zip(src, dst, strict=True):
-        if tuple(sv.shape) != tuple(dv.shape):
-            raise ModelLoadError(
-                f"{source.name}: tensor {sk} has shape {tuple(sv.shape)} but its timm counterpart {dk} "
-                f"has {tuple(dv.shape)}; the checkpoint does not map onto {arch}"
-            )
-        out[dk] = sv.detach().to(torch.float32).clone()
-    return out
+    return map_in_order(source, arch)
 
 
 def load(name: str, key: str, entry: dict, spec: dict, device: torch.device) -> Encoder:
