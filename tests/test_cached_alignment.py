@@ -211,6 +211,47 @@ def test_cknna_all_layer_pairs_at_once_equal_the_pair_function(kernels):
     assert worst < 1e-10
 
 
+def test_cknna_padded_products_equal_the_matched_pairs_accumulation(monkeypatch):
+    """The two CKNNA score engines agree: batched products over per-stimulus padded neighbour slots (both
+    orders of a pair at once) and the matched-pairs accumulation (what the null uses, and the fallback when
+    the padded arrays would not fit), on models with duplicated stimuli (tied neighbours) and unequal layer
+    counts; forcing the fallback by the memory budget gives the same matrices."""
+    from convergence.pairwise.measures import cknna as engine
+    from convergence.pairwise.measures import make_metric
+    from convergence.pairwise.products import ModelProducts, common_stimuli
+
+    rng = np.random.default_rng(5)
+    ids = np.array([f"s{i:02d}" for i in range(40)], dtype=object)
+    base = rng.normal(size=(40, 4))
+    base[30:] = base[:10]  # ten duplicated stimuli
+    kernels = {}
+    for name, n_layers in (("a", 3), ("b", 2)):
+        layers = [f"l{i}" for i in range(n_layers)]
+        data = {layer: (("stimulus", f"feature_{layer}"),
+                        (base @ rng.normal(size=(4, 6)) + 0.3 * i * rng.normal(size=(40, 6))).astype(np.float32))
+                for i, layer in enumerate(layers)}
+        kernels[name] = build_kernel(xr.Dataset(data, coords={"stimulus": ids}, attrs={
+            "model": name, "modality": "vision", "layers": layers, "depths": list(np.linspace(0, 1, n_layers))}), k=6)
+    common = common_stimuli(kernels, ["a", "b"])
+    metric = make_metric("cknna", k=6)
+    prepared = {m: metric.prepare(ModelProducts.from_kernel(m, kernels[m], common)) for m in kernels}
+    pairs = [("a", "b"), ("b", "a"), ("a", "a")]
+    fast = metric.score_matrices(prepared, pairs)
+    ident = np.arange(40)[None]
+    for a, b in pairs:
+        matched = metric._matched_hsic(prepared[a], prepared[b], ident)[0]
+        both = engine._both_orders(prepared[a], prepared[b])
+        np.testing.assert_allclose(both[0], matched, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(both[1], metric._matched_hsic(prepared[b], prepared[a], ident)[0], rtol=1e-12,
+                                   atol=1e-15)
+    monkeypatch.setattr(engine, "_BLOCK_BYTES", 1)
+    assert engine._both_orders(prepared["a"], prepared["b"]) is None
+    slow = metric.score_matrices(prepared, pairs)
+    for pair in pairs:
+        np.testing.assert_allclose(fast[pair], slow[pair], rtol=1e-12, atol=1e-15)
+    assert np.allclose(np.diag(fast[("a", "a")]), 1.0)
+
+
 def test_rsa_above_its_limit_compares_a_seeded_subsample(kernels):
     """RSA's n x n RDMs: above ``max_n`` stimuli pairwise draws a seeded subsample of that size (recorded in
     the attrs), the same as asking for those stimuli explicitly."""

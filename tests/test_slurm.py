@@ -22,7 +22,12 @@ TINY_CONFIG = {
     "progress": False,
     "embed_threads": 1,
     "embed_gpus": 1,
-    "datasets": {"emo": {"source": "emoji", "limit": 24, "seed": 1, "image_size": 32}},
+    "datasets": {
+        "emo": {"source": "emoji", "limit": 24, "seed": 1, "image_size": 32},
+        # sharded extraction: 32 stimuli in shards of 16, one embed_shard job per shard, then embed_join
+        "emo_sh": {"source": "emoji", "limit": 32, "seed": 2, "image_size": 32, "shard_size": 16,
+                   "models": ["cnn_a"]},
+    },
     "models": {"cnn_a": dict(TINY_CNN), "text_a": dict(TINY_BERT)},
     "kernels": {"k": 5},
     "alignment": {"n_permutations": 5, "n_bootstrap": 5},
@@ -30,7 +35,9 @@ TINY_CONFIG = {
 # The chain stimuli -> embed (GPU) -> figure exercises every resource the profile maps; each SLURM job
 # costs ~10 s of Snakemake start-up plus status polling, so the alignment part of the DAG (covered by
 # test_workflow.py on the local executor) is left out to keep this test near a minute and a half.
-TARGETS = ["results/figures/overview/emo.png", "results/figures/overview/emo.pdf"]
+# The sharded dataset's joined store adds its stimuli, two shard jobs and the join (about half a minute).
+TARGETS = ["results/figures/overview/emo.png", "results/figures/overview/emo.pdf",
+           "results/embeddings/emo_sh/cnn_a.zarr"]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +107,8 @@ def planned_jobs(dry_run_output):
 def test_profile_runs_the_workflow_through_sbatch(cluster, tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG, sort_keys=False))
     planned = planned_jobs(snakemake(cluster, tmp_path, "-n", *TARGETS))
-    assert {"stimuli", "embed", "figure_overview"} <= {rule for rule, _ in planned}, planned
+    assert {"stimuli", "embed", "embed_shard", "embed_join", "figure_overview"} <= {rule for rule, _ in planned}, \
+        planned
     # test-only overrides, on top of the profile: poll sooner and keep the per-job SLURM logs to inspect
     log = snakemake(cluster, tmp_path, "--slurm-init-seconds-before-status-checks", "2",
                     "--slurm-keep-successful-logs", *TARGETS)
@@ -129,9 +137,17 @@ def test_profile_runs_the_workflow_through_sbatch(cluster, tmp_path):
         threads, mem_mb, gpu = planned[key]
         tres = dict(item.split("=", 1) for item in r["AllocTRES"].split(","))
         assert (int(tres["cpu"]), tres["mem"], int(tres.get("gres/gpu", 0))) == (threads, f"{mem_mb}M", gpu), r
-    embeds = [key for key in jobs if key[0] == "embed"]
+    embeds = [key for key in jobs if key[0] in ("embed", "embed_shard")]
     assert embeds and all(planned[key][2] == 1 for key in embeds)  # embed_gpus: 1 -> one GPU per embed job
-    assert all(gpu == 0 for key, (_, _, gpu) in planned.items() if key[0] != "embed")
+    assert all(gpu == 0 for key, (_, _, gpu) in planned.items() if key[0] not in ("embed", "embed_shard"))
+    # each shard of the sharded extraction was a cluster job of its own, and the join one more
+    shard_jobs = {key: jobs[key]["JobID"] for key in jobs if key[0] == "embed_shard"}
+    assert sorted(shard_jobs) == [("embed_shard", "emo_sh_cnn_a_00000"), ("embed_shard", "emo_sh_cnn_a_00001")], \
+        sorted(shard_jobs)
+    assert len(set(shard_jobs.values())) == 2
+    assert [key for key in jobs if key[0] == "embed_join"] == [("embed_join", "emo_sh_cnn_a")]
+    joined = xr.open_zarr(tmp_path / "results/embeddings/emo_sh/cnn_a.zarr", consolidated=False)
+    assert joined.sizes["stimulus"] == 32 and joined.attrs["shards"] == [[0, 16], [16, 32]]
     stimuli = [key for key in jobs if key[0] == "stimuli"]
     assert stimuli and all(planned[key][1] == "4000" for key in stimuli)  # the profile's default-resources
 

@@ -134,7 +134,7 @@ class ModelProducts:
 
     def gram_rows(self, layer: int, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of the stored centred Gram of ``layer`` in the common order (float32)."""
-        var = self.kernel["gram"]
+        var = self.kernel.variables["gram"]  # the Variable: no DataArray built per block
         if self._identity:
             return np.asarray(var[layer, start:stop].values)
         rows = np.asarray(var.isel(layer=layer, stimulus=self.positions[start:stop]).values)

@@ -62,14 +62,13 @@ def _flat_inner(sources_a: Sequence[Callable], sources_b: Sequence[Callable] | N
     root2 = np.sqrt(2.0)
 
     def fill(sources, start, stop):
-        width = (stop - start) * (n - start)
-        buf = np.empty((len(sources), width))
-        sq = (stop - start) ** 2
+        rows_here = stop - start
+        buf = np.empty((len(sources), rows_here * (n - start)))
+        sq = rows_here**2
         for r, src in enumerate(sources):
             block = np.asarray(src(start, stop))
-            buf[r, :sq] = block[:, start:stop].ravel()
-            right = buf[r, sq:].reshape(stop - start, n - stop)
-            np.multiply(block[:, stop:], root2, out=right)
+            np.copyto(buf[r, :sq].reshape(rows_here, rows_here), block[:, start:stop])  # float32 -> float64
+            np.multiply(block[:, stop:], root2, out=buf[r, sq:].reshape(rows_here, n - stop))
         return buf
 
     for start in range(0, n, rows):
@@ -157,7 +156,10 @@ class CkaMetric(PairMetric):
                 kc -= kc.mean(axis=1, keepdims=True)
                 mats.append(kc.astype(np.float32))
             return _matrix_prepared(model, mats)
-        diag = np.stack([np.einsum("ij,ij->i", xc, xc) for xc in map(model.centred_features, range(n_layers))])
+        if self.unbiased:
+            diag = np.stack([np.einsum("ij,ij->i", xc, xc) for xc in map(model.centred_features, range(n_layers))])
+        else:  # the biased HSIC, inner / (n - 1)^2, never reads the diagonal (metrics.hsic_from_products)
+            diag = np.zeros((n_layers, n))
         if model.stored_gram:
             sources = [(lambda s, e, l=layer: model.gram_rows(l, s, e)) for layer in range(n_layers)]
             return _GramPrepared(model, n_layers, n, sources, diag)

@@ -9,10 +9,17 @@ import numpy as np
 from ...metrics import cknna_hsic, reciprocal_neighbors
 from ...metrics._checks import check_int
 from ..products import ModelProducts
-from .base import PairMetric, _batch_size, _code_finder, _inverse_perms, _normalise, _permuted_neighbours, _Prepared
+from .base import (
+    _BLOCK_BYTES,
+    PairMetric,
+    _batch_size,
+    _code_finder,
+    _inverse_perms,
+    _normalise,
+    _permuted_neighbours,
+    _Prepared,
+)
 
-#: Stimuli per block of the neighbour inner products in ``prepare`` (memory ``8 _ROWS k d`` bytes).
-_ROWS = 4096
 
 
 @dataclass
@@ -21,6 +28,12 @@ class _CknnaPrepared(_Prepared):
     values: np.ndarray  # (L, n, k): K[i, nbrs[i, p]] of the uncentred linear kernel
     recip: np.ndarray  # (L, n, k) bool
     self_hsic: np.ndarray  # (L,)
+    # the (stimulus, neighbour) codes of all layers, i * n + j ("rows") and j * n + i ("columns"): each
+    # layout's sorted distinct codes and, per (layer, i, p), the index of its code among them
+    row_codes: np.ndarray | None = None
+    row_index: np.ndarray | None = None
+    col_codes: np.ndarray | None = None
+    col_index: np.ndarray | None = None
 
 
 class CknnaMetric(PairMetric):
@@ -53,21 +66,36 @@ class CknnaMetric(PairMetric):
         for layer in range(len(model.layers)):
             x = model.features(layer)
             v = np.empty(nbrs[layer].shape)
-            for start in range(0, model.n, _ROWS):  # x[nbrs] in row blocks: never the (n, k, d) array at once
-                stop = min(model.n, start + _ROWS)
-                v[start:stop] = np.einsum("id,ipd->ip", x[start:stop], x[nbrs[layer, start:stop]])
+            for p in range(self.k):  # one neighbour rank at a time: never the (n, k, d) array x[nbrs]
+                v[:, p] = np.einsum("id,id->i", x, x[nbrs[layer, :, p]])
             r = reciprocal_neighbors(nbrs[layer])
             values.append(v)
             recip.append(r)
             self_hsic.append(cknna_hsic(nbrs[layer], v, r, nbrs[layer], v, r))
+        stim = np.arange(model.n, dtype=np.int64)[None, :, None]
+        row_codes, row_index = np.unique(stim * model.n + nbrs, return_inverse=True)
+        col_codes, col_index = np.unique(nbrs * model.n + stim, return_inverse=True)
         return _CknnaPrepared(model, len(model.layers), model.n, nbrs, np.stack(values), np.stack(recip),
-                              np.asarray(self_hsic))
+                              np.asarray(self_hsic), row_codes, row_index.reshape(nbrs.shape), col_codes,
+                              col_index.reshape(nbrs.shape))
 
-    def _pair_matrix(self, pa, pb):
-        """Every layer pair at once: the matched-pairs accumulation of :meth:`null_matrices` under the
-        identity order (no per-layer-pair call), equal to ``metrics.cknna_hsic`` per pair to round-off."""
-        num = self._matched_hsic(pa, pb, np.arange(pa.n, dtype=np.int64)[None])[0]
-        return _normalise(num, pa.self_hsic, pb.self_hsic, f"cknna of {pa.model.name!r} vs {pb.model.name!r}")
+    def score_matrices(self, prepared: dict, pairs) -> dict:
+        """Every layer pair of every requested model pair. Both orders of a model pair come from one pass
+        (:func:`_both_orders`); where its padded arrays would not fit ``_BLOCK_BYTES``, the matched-pairs
+        accumulation of :meth:`null_matrices` under the identity order is used instead (same values)."""
+        out = {}
+        for a, b in pairs:
+            if (a, b) in out:
+                continue
+            pa, pb = prepared[a], prepared[b]
+            both = _both_orders(pa, pb)
+            if both is None:
+                ident = np.arange(pa.n, dtype=np.int64)[None]
+                both = (self._matched_hsic(pa, pb, ident)[0], None if a == b else self._matched_hsic(pb, pa, ident)[0])
+            out[(a, b)] = _normalise(both[0], pa.self_hsic, pb.self_hsic, f"cknna of {a!r} vs {b!r}")
+            if a != b:
+                out[(b, a)] = _normalise(both[1], pb.self_hsic, pa.self_hsic, f"cknna of {b!r} vs {a!r}")
+        return {pair: out[pair] for pair in pairs}
 
     def null(self, pa, la, pb, lb, perms):
         args_a = (pa.nbrs[la], pa.values[la], pa.recip[la])
@@ -139,3 +167,78 @@ class CknnaMetric(PairMetric):
             kl, kk, ll = cknna_hsic(*a, *b, weights=w), cknna_hsic(*a, *a, weights=w), cknna_hsic(*b, *b, weights=w)
             out[t] = kl / np.sqrt(kk * ll) if kk > 0 and ll > 0 else np.nan
         return out
+
+
+def _slots(codes_a, index_a, codes_b, index_b, n: int, row_of_a, row_of_b):
+    """Lay the codes of two models (one layout) out by row: the distinct codes of both, grouped by their row
+    (``code // n``), numbered 0 .. width - 1 within it. Returns each entry's slot (two arrays shaped like the
+    index arrays) and the widest row's width."""
+    union = np.concatenate([codes_a, codes_b])
+    union.sort(kind="stable")  # two sorted runs: a merge
+    keep = np.ones(union.size, dtype=bool)
+    keep[1:] = union[1:] != union[:-1]
+    union = union[keep]
+    start = np.searchsorted(union, np.arange(n, dtype=np.int64) * n)  # first code of each row
+    width = int(np.diff(np.append(start, union.size)).max(initial=0))
+    slot_a = np.searchsorted(union, codes_a)[index_a] - start[row_of_a]
+    slot_b = np.searchsorted(union, codes_b)[index_b] - start[row_of_b]
+    return slot_a, slot_b, width
+
+
+def _flat(n_layers: int, width: int, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """Flat positions in an (n, L, width) array of every (layer, i, p) entry at (row, layer, slot)."""
+    layer = np.arange(n_layers, dtype=np.int64)[:, None, None]
+    return ((rows * n_layers + layer) * width + slots).ravel()
+
+
+def _padded(shape, flat: np.ndarray, values) -> np.ndarray:
+    """(n, L, width) array, zero but at the entries' positions ``flat`` (``_flat``), which hold ``values``."""
+    out = np.zeros(shape)
+    out.reshape(-1)[flat] = np.ravel(values)
+    return out
+
+
+def _both_orders(pa: _CknnaPrepared, pb: _CknnaPrepared):
+    """The unnormalised CKNNA HSIC of every layer pair in both orders, ``(HSIC(a, b) (L_a, L_b), HSIC(b, a)
+    (L_b, L_a))``, by dense batched products; None when the padded arrays would exceed ``_BLOCK_BYTES``.
+
+    The mask ``M[i, j] = 1`` iff j is a neighbour of i in layer la of model a and in layer lb of model b is
+    shared by both orders. Laid out by row i (codes ``i n + j``), each stimulus's neighbour codes over all
+    layers of both models get slots 0 .. w - 1; a layer's values (``K[i, j]``) and indicators sit in an
+    ``(n, L, w)`` array, so for every i the sums over j of ``P = K_a o M`` and ``Q = K_b o M`` (their row
+    sums) are one small matrix product ``(L_a, w) @ (w, L_b)`` (batched over i), as is the trace term
+    ``sum K_a K_b M M^T`` (values times reciprocity). Laid out by column (codes ``j n + i``) the same
+    products give the column sums. The unbiased HSIC needs only the trace, the totals and
+    ``1^T P Q 1 = sum_j colsum(P)_j rowsum(Q)_j`` (``metrics.cknna_hsic``); the order (b, a) swaps P and Q."""
+    n = pa.n
+    la, lb = pa.n_layers, pb.n_layers
+    stim = np.arange(n, dtype=np.int64)[None, :, None]
+    rows_a, rows_b = np.broadcast_to(stim, pa.nbrs.shape), np.broadcast_to(stim, pb.nbrs.shape)
+    slot_ra, slot_rb, w_r = _slots(pa.row_codes, pa.row_index, pb.row_codes, pb.row_index, n, rows_a, rows_b)
+    slot_ca, slot_cb, w_c = _slots(pa.col_codes, pa.col_index, pb.col_codes, pb.col_index, n, pa.nbrs, pb.nbrs)
+    # float64 arrays alive at once: four (n, L, w) and two (n, L_a, L_b) in each layout
+    if 8 * n * (2 * (la + lb) * max(w_r, w_c) + 4 * la * lb) > _BLOCK_BYTES:
+        return None
+    shape_a, shape_b = (n, la, w_r), (n, lb, w_r)
+    flat_a, flat_b = _flat(la, w_r, rows_a, slot_ra), _flat(lb, w_r, rows_b, slot_rb)
+    va, ia = _padded(shape_a, flat_a, pa.values), _padded(shape_a, flat_a, 1.0)
+    vb, ib = _padded(shape_b, flat_b, pb.values), _padded(shape_b, flat_b, 1.0)
+    row_p, row_q = va @ ib.transpose(0, 2, 1), ia @ vb.transpose(0, 2, 1)  # (n, L_a, L_b) row sums
+    del ia, ib
+    va.reshape(-1)[flat_a] *= pa.recip.ravel()
+    vb.reshape(-1)[flat_b] *= pb.recip.ravel()
+    trace = (va @ vb.transpose(0, 2, 1)).sum(axis=0)
+    del va, vb
+    shape_a, shape_b = (n, la, w_c), (n, lb, w_c)
+    flat_a, flat_b = _flat(la, w_c, pa.nbrs, slot_ca), _flat(lb, w_c, pb.nbrs, slot_cb)
+    va, ia = _padded(shape_a, flat_a, pa.values), _padded(shape_a, flat_a, 1.0)
+    vb, ib = _padded(shape_b, flat_b, pb.values), _padded(shape_b, flat_b, 1.0)
+    col_p, col_q = va @ ib.transpose(0, 2, 1), ia @ vb.transpose(0, 2, 1)  # (n, L_a, L_b) column sums
+    sum_p, sum_q = row_p.sum(axis=0), row_q.sum(axis=0)
+    pq_ab = np.einsum("jab,jab->ab", col_p, row_q)
+    pq_ba = np.einsum("jab,jab->ab", col_q, row_p)
+
+    def hsic(tr, sp, sq, pq):
+        return (tr + sp * sq / ((n - 1) * (n - 2)) - 2.0 * pq / (n - 2)) / (n * (n - 3))
+
+    return hsic(trace, sum_p, sum_q, pq_ab), hsic(trace, sum_q, sum_p, pq_ba).T
