@@ -99,13 +99,18 @@ def test_all_pairs_scores_equal_the_single_pair_metric_on_id_joined_features(ker
             assert np.allclose(sub[:la, :lb], expected, atol=1e-6), (a, b)
 
 
-def test_cknna_neighbour_products_in_row_blocks_equal_one_block(kernels, monkeypatch):
-    from convergence.pairwise.measures import cknna
+def test_cknna_neighbour_values_are_the_kernel_at_each_neighbour(kernels):
+    """CKNNA's prepared values, one neighbour rank at a time, are K[i, j] = x_i . x_j at each listed neighbour."""
+    from convergence.pairwise.measures import make_metric
+    from convergence.pairwise.products import ModelProducts, common_stimuli
 
-    whole = quiet(pairwise, kernels, "cknna", params={"k": 8}, n_permutations=0, n_bootstrap=0)
-    monkeypatch.setattr(cknna, "_ROWS", 7)  # blocks of 7 stimuli, the last one short
-    blocked = quiet(pairwise, kernels, "cknna", params={"k": 8}, n_permutations=0, n_bootstrap=0)
-    assert np.array_equal(whole["score"].values, blocked["score"].values, equal_nan=True)
+    ids = common_stimuli(kernels, list(kernels))
+    model = ModelProducts.from_kernel("alpha", kernels["alpha"], ids)
+    prepared = make_metric("cknna", k=8).prepare(model)
+    for layer in range(prepared.n_layers):
+        x = model.features(layer)
+        expected = (x @ x.T)[np.arange(model.n)[:, None], prepared.nbrs[layer]]
+        np.testing.assert_allclose(prepared.values[layer], expected, rtol=1e-12, atol=1e-12)
 
 
 def test_scores_depend_on_ids_not_row_positions(kernels):

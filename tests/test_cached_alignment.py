@@ -38,9 +38,9 @@ def kernels():
 
 def computed(cache_dir, run):
     """How many pair results ``run()`` computed: each computed pair adds one entry to the cache."""
-    before = set(cache_dir.glob("*.zarr")) if cache_dir.exists() else set()
+    before = set(cache_dir.glob("*.pkl")) if cache_dir.exists() else set()
     result = run()
-    return len(set(cache_dir.glob("*.zarr")) - before), result
+    return len(set(cache_dir.glob("*.pkl")) - before), result
 
 
 def quiet(*_):

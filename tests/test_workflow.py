@@ -467,11 +467,11 @@ def test_added_model_computes_only_its_own_pair_scores(finished_run, tmp_path):
     add_cnn_b(cfg)
     write_config(workdir, cfg)
     caches = {m: workdir / f"results/.cache/pairs/emo/{m}" for m in TINY_CONFIG["alignment"]["metrics"]}
-    before = {m: set(c.glob("*.zarr")) for m, c in caches.items()}
+    before = {m: set(c.glob("*.pkl")) for m, c in caches.items()}
     assert all(len(entries) == 9 for entries in before.values()), before
     snakemake(workdir, "--cores", "2")
     for metric, cache in caches.items():
-        assert len(set(cache.glob("*.zarr")) - before[metric]) == 7, metric
+        assert len(set(cache.glob("*.pkl")) - before[metric]) == 7, metric
         scores = xr.open_zarr(workdir / f"results/alignment/emo/{metric}.zarr", consolidated=False)
         assert scores.sizes["model_a"] == 4
 

@@ -29,6 +29,7 @@ def _permuted_inners(pa, pb, perms: np.ndarray) -> np.ndarray:
     la, lb, n = pa.n_layers, pb.n_layers, pa.n
     stack_b = np.stack(pb.matrices) if pb.matrices is not None else np.stack([np.asarray(src(0, n))
                                                                               for src in pb.sources])
+    flat_b = stack_b.reshape(lb, n * n)
     out = np.zeros((perms.shape[0], la, lb))
     rows = max(1, min(n, (_BLOCK_BYTES // 4) // max(1, 8 * (la + lb) * n)))
     for start in range(0, n, rows):
@@ -36,10 +37,14 @@ def _permuted_inners(pa, pb, perms: np.ndarray) -> np.ndarray:
         block_a = np.stack([np.asarray(src(start, stop))[:, start:] for src in pa.sources]).astype(np.float64)
         block_a[:, :, stop - start:] *= 2.0
         flat_a = block_a.reshape(la, -1)
-        buf = np.empty((lb, stop - start, n - start))
-        for t, perm in enumerate(perms):
-            np.copyto(buf, np.take(np.take(stack_b, perm[start:stop], axis=1), perm[start:], axis=2))
-            out[t] += flat_a @ buf.reshape(lb, -1).T
+        width = (stop - start) * (n - start)
+        batch = max(1, (_BLOCK_BYTES // 4) // (8 * lb * width))  # permutations per matrix product
+        for first in range(0, perms.shape[0], batch):
+            group = perms[first : first + batch]
+            # B[perm[r], perm[s]] at the block's cells (r, s), for every permutation of the batch: (lb, T, width)
+            cells = (group[:, start:stop, None] * n + group[:, None, start:]).reshape(-1)
+            gathered = np.take(flat_b, cells, axis=1).astype(np.float64).reshape(lb * group.shape[0], width)
+            out[first : first + group.shape[0]] += (flat_a @ gathered.T).reshape(la, lb, -1).transpose(2, 0, 1)
     return out
 
 
