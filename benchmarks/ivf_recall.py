@@ -1,9 +1,10 @@
 """Recall@k of the approximate (faiss IVF-Flat) neighbour search against nprobe, from ONE trained index.
 
-``benchmarks/scale.py``'s clustered rows (n x 768, unit norm), the index built exactly as
-``convergence.metrics.search.approximate_knn`` builds it (``ivf_parameters``: PCA to 128-d, nlist lists,
-k-means on the same seeded sample), then for each nprobe only a seeded sample of query rows is searched,
-their 4k + 1 results re-ranked in float64 as the real search does, and compared with the rows' exact lists.
+``benchmarks/scale.py``'s clustered rows (n x 768, unit norm), the index built by the code
+``convergence.metrics.search.approximate_knn`` builds it with (``ivf_index`` with ``ivf_parameters``: PCA to
+128-d, nlist lists, k-means on a seeded sample), then for each nprobe only a seeded sample of query rows is
+searched, their 4k + 1 results re-ranked as the real search does (``rerank``), and compared with the rows'
+exact lists (``recall_at_k``).
 Each query is searched independently, so the sample's recall is the full search's recall on those rows.
 
 Usage: python benchmarks/ivf_recall.py [--n 1000000] [--k 10] [--sample 2000] [--nprobe 20 32 48 64]
@@ -29,38 +30,23 @@ def main() -> None:
     parser.add_argument("--nprobe", type=int, nargs="+", default=[20, 32, 48, 64])
     args = parser.parse_args()
 
-    import faiss
-
-    from convergence.metrics.search import exact_rows, ivf_parameters
+    from convergence.metrics.search import exact_rows, ivf_index, ivf_parameters, recall_at_k, rerank
 
     n, d, k = args.n, args.dim, args.k
     t0 = time.perf_counter()
     x = clustered_features(n, d, 1)
     p = ivf_parameters(n, k, d)
     print(f"n={n}, d={d}, k={k}; {p}; load average {os.getloadavg()[0]:.2f}", flush=True)
-    train = x[np.sort(np.random.default_rng(0).choice(n, size=p["train_rows"], replace=False))]
-    dim = p["pca"] or d
-    quantizer = faiss.IndexFlatIP(dim)
-    ivf = faiss.IndexIVFFlat(quantizer, dim, p["nlist"], faiss.METRIC_INNER_PRODUCT)
-    ivf.cp.seed, ivf.cp.niter = 0, p["niter"]
-    index = faiss.IndexPreTransform(faiss.PCAMatrix(d, dim), ivf) if p["pca"] else ivf
-    index.train(train)
-    index.add(x)
+    index, ivf = ivf_index(x, p, seed=0)
     rows = np.sort(np.random.default_rng(1).choice(n, size=args.sample, replace=False))
     exact = exact_rows(x, rows, k)
     print(f"data, index and {args.sample} exact lists: {time.perf_counter() - t0:.0f} s", flush=True)
-    m = p["candidates"] + 1
-    queries = x[rows]
     for nprobe in args.nprobe:
         ivf.nprobe = nprobe
         t = time.perf_counter()
-        _, cand = index.search(queries, m)
+        _, cand = index.search(x[rows], p["candidates"] + 1)
         seconds = time.perf_counter() - t
-        ok = (cand >= 0) & (cand != rows[:, None])
-        dots = np.einsum("id,ijd->ij", queries.astype(np.float64), x[np.maximum(cand, 0)].astype(np.float64))
-        ranked = np.lexsort((np.where(ok, cand, n), -np.where(ok, dots, -np.inf)), axis=1)[:, :k]
-        found = np.take_along_axis(cand, ranked, axis=1)
-        recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(found.tolist(), exact.tolist())])
+        recall = recall_at_k(rerank(x, rows, cand, k), exact)
         print(f"nprobe {nprobe:4d}: recall@{k} {recall:.4f}; search of {args.sample} queries {seconds:.2f} s", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 

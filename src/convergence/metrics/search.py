@@ -108,8 +108,9 @@ def ivf_parameters(n: int, k: int, d: int = PCA_DIM) -> dict:
     """
     nlist = int(2 ** round(np.log2(max(4.0 * np.sqrt(max(n, 1)), 1.0))))
     nlist = max(1, min(nlist, n // 39, 65536))
-    return {"nlist": nlist, "nprobe": int(min(nlist, max(2 * k, 16, nlist // 64))), "train_rows": int(min(n, 39 * nlist)),
-            "niter": 10, "pca": int(PCA_DIM) if d > PCA_DIM else 0, "candidates": int(min(n - 1, 4 * k))}
+    return {"nlist": nlist, "nprobe": int(min(nlist, max(2 * k, 16, nlist // 64))),
+            "train_rows": int(min(n, 39 * nlist)), "niter": 10, "pca": int(PCA_DIM) if d > PCA_DIM else 0,
+            "candidates": int(min(n - 1, 4 * k))}
 
 
 def approximate_knn(x, k: int, *, seed: int = 0, threads: int | None = None) -> tuple[np.ndarray, dict]:
@@ -134,40 +135,55 @@ def approximate_knn(x, k: int, *, seed: int = 0, threads: int | None = None) -> 
     if threads:
         faiss.omp_set_num_threads(int(threads))
     x32 = np.ascontiguousarray(x, dtype=np.float32)
-    train = x32[np.sort(np.random.default_rng(seed).choice(n, size=params["train_rows"], replace=False))]
-    dim = params["pca"] or d
-    quantizer = faiss.IndexFlatIP(dim)
-    ivf = faiss.IndexIVFFlat(quantizer, dim, params["nlist"], faiss.METRIC_INNER_PRODUCT)
-    ivf.cp.seed, ivf.cp.niter = int(seed), params["niter"]
-    index = ivf
-    if params["pca"]:
-        index = faiss.IndexPreTransform(faiss.PCAMatrix(d, dim), ivf)
-    index.train(train)
-    index.add(x32)
+    index, ivf = ivf_index(x32, params, seed=seed)
     ivf.nprobe = params["nprobe"]
     m = params["candidates"] + 1
     found = np.empty((n, m), dtype=np.int64)
     for start in range(0, n, 65536):
         _, labels = index.search(x32[start : start + 65536], m)
         found[start : start + labels.shape[0]] = labels
-    del index, ivf, quantizer, train
+    del index, ivf
     out = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, 512):  # re-ranking gathers 8 * 512 * (candidates + 1) * d bytes per block
         stop = min(n, start + 512)
-        cand = found[start:stop]
-        rows = np.arange(start, stop)
-        ok = (cand >= 0) & (cand != rows[:, None])
-        dots = np.einsum("id,ijd->ij", x[rows].astype(np.float64), x[np.maximum(cand, 0)].astype(np.float64))
-        sims = np.where(ok, dots, -np.inf)
-        ranked = np.lexsort((np.where(ok, cand, n), -sims), axis=1)[:, :k]
-        picked = np.take_along_axis(cand, ranked, axis=1)
-        short = ~np.take_along_axis(ok, ranked, axis=1).all(axis=1)
-        if short.any():  # fewer than k others found (tiny lists): those rows by the exact path
-            picked[short] = exact_rows(x, rows[short], k)
-        out[start:stop] = picked
+        out[start:stop] = rerank(x, np.arange(start, stop), found[start:stop], k)
     params.update(method="faiss IndexIVFFlat (inner product; after PCA when pca > 0), results re-ranked in float64",
                   faiss_version=str(faiss.__version__), seed=int(seed))
     return out, params
+
+
+def ivf_index(x32: np.ndarray, params: dict, *, seed: int = 0):
+    """The trained and filled faiss index of :func:`approximate_knn` for float32 rows ``x32`` and
+    :func:`ivf_parameters` ``params``: ``(index to search, its IndexIVFFlat)`` (set ``nprobe`` on the second).
+    k-means and the PCA are fitted on a seeded sample of ``train_rows`` rows."""
+    import faiss
+
+    n, d = x32.shape
+    train = x32[np.sort(np.random.default_rng(seed).choice(n, size=params["train_rows"], replace=False))]
+    dim = params["pca"] or d
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFFlat(quantizer, dim, params["nlist"], faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.seed, ivf.cp.niter = int(seed), params["niter"]
+    index = faiss.IndexPreTransform(faiss.PCAMatrix(d, dim), ivf) if params["pca"] else ivf
+    index.train(train)
+    index.add(x32)
+    return index, ivf
+
+
+def rerank(x: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int) -> np.ndarray:
+    """The k best of each row's candidates ``cand`` (r, m) (faiss results, -1 for none) by exact float64 inner
+    products, the row itself excluded, ties to the lower index; rows with fewer than k other candidates get
+    their exact lists (:func:`exact_rows`). Returns (r, k) int64."""
+    n = x.shape[0]
+    ok = (cand >= 0) & (cand != rows[:, None])
+    dots = np.einsum("id,ijd->ij", x[rows].astype(np.float64), x[np.maximum(cand, 0)].astype(np.float64))
+    sims = np.where(ok, dots, -np.inf)
+    ranked = np.lexsort((np.where(ok, cand, n), -sims), axis=1)[:, :k]
+    picked = np.take_along_axis(cand, ranked, axis=1)
+    short = ~np.take_along_axis(ok, ranked, axis=1).all(axis=1)
+    if short.any():  # fewer than k others found (tiny lists): those rows by the exact path
+        picked[short] = exact_rows(x, rows[short], k)
+    return picked
 
 
 def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
