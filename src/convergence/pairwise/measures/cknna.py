@@ -29,7 +29,8 @@ class _CknnaPrepared(_Prepared):
     recip: np.ndarray  # (L, n, k) bool
     self_hsic: np.ndarray  # (L,)
     # the (stimulus, neighbour) codes of all layers, i * n + j ("rows") and j * n + i ("columns"): each
-    # layout's sorted distinct codes and, per (layer, i, p), the index of its code among them
+    # layout's sorted distinct codes and, per (layer, i, p), the index of its code among them; built by
+    # ``_layouts`` the first time ``_both_orders`` needs them
     row_codes: np.ndarray | None = None
     row_index: np.ndarray | None = None
     col_codes: np.ndarray | None = None
@@ -72,28 +73,25 @@ class CknnaMetric(PairMetric):
             values.append(v)
             recip.append(r)
             self_hsic.append(cknna_hsic(nbrs[layer], v, r, nbrs[layer], v, r))
-        stim = np.arange(model.n, dtype=np.int64)[None, :, None]
-        row_codes, row_index = np.unique(stim * model.n + nbrs, return_inverse=True)
-        col_codes, col_index = np.unique(nbrs * model.n + stim, return_inverse=True)
         return _CknnaPrepared(model, len(model.layers), model.n, nbrs, np.stack(values), np.stack(recip),
-                              np.asarray(self_hsic), row_codes, row_index.reshape(nbrs.shape), col_codes,
-                              col_index.reshape(nbrs.shape))
+                              np.asarray(self_hsic))
 
     def score_matrices(self, prepared: dict, pairs) -> dict:
         """Every layer pair of every requested model pair. Both orders of a model pair come from one pass
         (:func:`_both_orders`); where its padded arrays would not fit ``_BLOCK_BYTES``, the matched-pairs
         accumulation of :meth:`null_matrices` under the identity order is used instead (same values)."""
-        out = {}
+        wanted, out = set(pairs), {}
         for a, b in pairs:
             if (a, b) in out:
                 continue
             pa, pb = prepared[a], prepared[b]
             both = _both_orders(pa, pb)
-            if both is None:
+            if both is None:  # one matched-pairs pass per order, the reverse only when it was asked for
                 ident = np.arange(pa.n, dtype=np.int64)[None]
-                both = (self._matched_hsic(pa, pb, ident)[0], None if a == b else self._matched_hsic(pb, pa, ident)[0])
+                reverse = self._matched_hsic(pb, pa, ident)[0] if a != b and (b, a) in wanted else None
+                both = (self._matched_hsic(pa, pb, ident)[0], reverse)
             out[(a, b)] = _normalise(both[0], pa.self_hsic, pb.self_hsic, f"cknna of {a!r} vs {b!r}")
-            if a != b:
+            if a != b and (b, a) in wanted:
                 out[(b, a)] = _normalise(both[1], pb.self_hsic, pa.self_hsic, f"cknna of {b!r} vs {a!r}")
         return {pair: out[pair] for pair in pairs}
 
@@ -169,6 +167,20 @@ class CknnaMetric(PairMetric):
         return out
 
 
+def _layouts(p: _CknnaPrepared) -> None:
+    """Fill ``p``'s code layouts (rows ``i n + j``, columns ``j n + i``) once."""
+    if p.row_codes is None:
+        stim = np.arange(p.n, dtype=np.int64)[None, :, None]
+        p.row_codes, row_index = np.unique(stim * p.n + p.nbrs, return_inverse=True)
+        p.col_codes, col_index = np.unique(p.nbrs * p.n + stim, return_inverse=True)
+        p.row_index, p.col_index = row_index.reshape(p.nbrs.shape), col_index.reshape(p.nbrs.shape)
+
+
+def _padded_bytes(n: int, la: int, lb: int, width: int) -> int:
+    """Memory of :func:`_both_orders`: four float64 (n, L, width) arrays and two (n, L_a, L_b) per layout."""
+    return 8 * n * (2 * (la + lb) * width + 4 * la * lb)
+
+
 def _slots(codes_a, index_a, codes_b, index_b, n: int, row_of_a, row_of_b):
     """Lay the codes of two models (one layout) out by row: the distinct codes of both, grouped by their row
     (``code // n``), numbered 0 .. width - 1 within it. Returns each entry's slot (two arrays shaped like the
@@ -212,12 +224,16 @@ def _both_orders(pa: _CknnaPrepared, pb: _CknnaPrepared):
     ``1^T P Q 1 = sum_j colsum(P)_j rowsum(Q)_j`` (``metrics.cknna_hsic``); the order (b, a) swaps P and Q."""
     n = pa.n
     la, lb = pa.n_layers, pb.n_layers
+    # every row holds at least k codes, so a budget that k slots already exceed needs no layout to refuse
+    if _padded_bytes(n, la, lb, pa.nbrs.shape[2]) > _BLOCK_BYTES:
+        return None
+    _layouts(pa)
+    _layouts(pb)
     stim = np.arange(n, dtype=np.int64)[None, :, None]
     rows_a, rows_b = np.broadcast_to(stim, pa.nbrs.shape), np.broadcast_to(stim, pb.nbrs.shape)
     slot_ra, slot_rb, w_r = _slots(pa.row_codes, pa.row_index, pb.row_codes, pb.row_index, n, rows_a, rows_b)
     slot_ca, slot_cb, w_c = _slots(pa.col_codes, pa.col_index, pb.col_codes, pb.col_index, n, pa.nbrs, pb.nbrs)
-    # float64 arrays alive at once: four (n, L, w) and two (n, L_a, L_b) in each layout
-    if 8 * n * (2 * (la + lb) * max(w_r, w_c) + 4 * la * lb) > _BLOCK_BYTES:
+    if _padded_bytes(n, la, lb, max(w_r, w_c)) > _BLOCK_BYTES:
         return None
     shape_a, shape_b = (n, la, w_r), (n, lb, w_r)
     flat_a, flat_b = _flat(la, w_r, rows_a, slot_ra), _flat(lb, w_r, rows_b, slot_rb)
